@@ -1,0 +1,44 @@
+# ShadowCanary: two commands do everything on a fresh clone.
+#   make demo   the main job on a local Kafka broker
+#   make test   the whole suite (starts its own broker unless KAFKA_BOOTSTRAP is set)
+# `make setup` (run by both) creates .venv, installs the package and resolves Kafka's jars.
+
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+BIN    := $(VENV)/bin
+KAFKA_LIB_STAMP := deploy/kafka/lib/.resolved
+
+.PHONY: setup demo test bench broker-up broker-down clean
+
+setup: $(VENV)/.installed $(KAFKA_LIB_STAMP)
+
+$(VENV)/.installed: pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	@touch $@
+
+$(KAFKA_LIB_STAMP): deploy/kafka/pom.xml
+	rm -rf deploy/kafka/lib
+	mvn -q -B -f deploy/kafka/pom.xml dependency:copy-dependencies
+	@touch $@
+
+demo: setup
+	$(BIN)/shadowcanary demo
+
+test: setup
+	$(PY) -m pytest
+
+bench: setup
+	$(PY) -m bench
+
+broker-up: setup
+	$(BIN)/shadowcanary broker up
+
+broker-down:
+	$(BIN)/shadowcanary broker down
+
+clean:
+	-$(BIN)/shadowcanary broker down --purge
+	rm -rf $(VENV) deploy/kafka/lib .pytest_cache .hypothesis *.egg-info

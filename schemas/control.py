@@ -1,0 +1,97 @@
+"""What the evaluator (or a person through the CLI) tells routers, and why.
+
+``RoutingCommand`` goes to ``rollout.control``; ``Decision`` to ``rollout.decisions``, the audit trail.
+
+>>> cmd = RoutingCommand(model="fraud", epoch=3, issued_at=1700000000000, issuer="evaluator",
+...                      action="set_routes", routes={"v1": 95, "v2": 5}, reason="step 2 of 5",
+...                      rollout_id="r-1")
+>>> cmd.canonical_json()[:37]
+b'{"action":"set_routes","command_id":"'
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from typing import Literal
+
+import orjson
+from pydantic import Field, field_validator
+
+from schemas.base import WireModel
+from schemas.types import FiniteFloat, Name, Timestamp
+
+CommandAction = Literal["set_routes", "rollback", "promote", "pause"]
+DecisionAction = Literal["promote", "hold", "rollback", "complete"]
+Verdict = Literal["pass", "fail", "undecided"]
+
+#: Routes must sum to 100 within this tolerance (percentages written with decimals).
+ROUTES_TOLERANCE = 1e-6
+
+
+class RoutingCommand(WireModel):
+    """Where a model's traffic goes; a router applies it only if ``epoch`` is higher than the last."""
+
+    command_id: uuid.UUID = Field(default_factory=uuid.uuid4)
+    model: Name
+    epoch: int = Field(ge=0)
+    issued_at: Timestamp
+    issuer: str = Field(pattern=r"^(evaluator|cli:.+)$", max_length=256)
+    action: CommandAction
+    routes: dict[Name, FiniteFloat] = Field(description="Version to percent of served traffic; sums to 100.")
+    shadow: list[Name] = Field(default_factory=list,
+                               description="Versions that receive mirrored traffic and serve nobody.")
+    reason: str = Field(min_length=1, max_length=4096)
+    rollout_id: str = Field(min_length=1, max_length=256)
+    signature: str | None = Field(None, description="HMAC-SHA256 or Ed25519 over canonical_json().")
+
+    @field_validator("routes")
+    @classmethod
+    def _sum_to_100(cls, routes: dict[str, float]) -> dict[str, float]:
+        if not routes:
+            raise ValueError("at least one version must serve traffic")
+        if any(p < 0 or p > 100 for p in routes.values()):
+            raise ValueError("each route must be between 0 and 100 percent")
+        total = math.fsum(routes.values())
+        if abs(total - 100.0) > ROUTES_TOLERANCE:
+            raise ValueError(f"routes must sum to 100, got {total:g}")
+        return routes
+
+    def canonical_json(self) -> bytes:
+        """The bytes a signature covers: the command without ``signature``, keys sorted, compact."""
+        body = self.model_dump(mode="json", exclude={"signature"})
+        return orjson.dumps(body, option=orjson.OPT_SORT_KEYS)
+
+
+class Bounds(WireModel):
+    """One version's estimate of a guardrail metric."""
+
+    value: FiniteFloat | None = None
+    samples: int = Field(0, ge=0)
+    lower: FiniteFloat | None = None
+    upper: FiniteFloat | None = None
+
+
+class GuardrailEvidence(WireModel):
+    """Why a guardrail holds the verdict it holds."""
+
+    guardrail: str
+    metric: str
+    verdict: Verdict
+    baseline: Bounds | None = None
+    candidate: Bounds
+    statistic: FiniteFloat | None = None
+    threshold: FiniteFloat | None = None
+    critical: bool = False
+
+
+class Decision(WireModel):
+    """Every promote, hold, rollback and completion, with the evidence behind it."""
+
+    rollout_id: str = Field(min_length=1)
+    model: Name
+    step: int = Field(ge=0, description="Index of the step the rollout was at when deciding.")
+    action: DecisionAction
+    ts: Timestamp
+    reason: str = Field(min_length=1)
+    evidence: list[GuardrailEvidence] = Field(default_factory=list)

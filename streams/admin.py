@@ -1,0 +1,127 @@
+"""Creating and checking the contract's topics on a real cluster (confluent-kafka AdminClient).
+
+Creation is idempotent: existing topics are kept and checked, missing ones created. The check refuses
+a layout that would silently break the join: the three ``inference.*`` topics must have the same
+partition count, and ``rollout.specs`` must be compacted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
+
+from schemas.topics import TOPICS, TopicSpec
+from streams.config import KafkaSettings
+from streams.errors import KafkaUnavailableError, TopicLayoutError
+
+
+@dataclass(frozen=True)
+class TopicLayout:
+    """Partition counts per partition group."""
+
+    inference_partitions: int = 6
+    evaluator_partitions: int = 3
+    control_partitions: int = 1
+    replication_factor: int = 1
+
+    def partitions(self, spec: TopicSpec) -> int:
+        return {"inference": self.inference_partitions, "evaluator": self.evaluator_partitions,
+                "control": self.control_partitions}[spec.group]
+
+
+@dataclass(frozen=True)
+class TopicState:
+    name: str
+    partitions: int
+    cleanup_policy: str | None
+
+
+def admin_client(settings: KafkaSettings) -> AdminClient:
+    return AdminClient(settings.confluent_config(**{"socket.connection.setup.timeout.ms": 5000}))
+
+
+def describe_topics(admin: AdminClient, names: list[str], timeout: float = 10.0,
+                    bootstrap: str = "Kafka") -> dict[str, TopicState]:
+    """Partition count and cleanup policy of those of ``names`` that exist."""
+    try:
+        metadata = admin.list_topics(timeout=timeout)
+    except KafkaException as exc:
+        raise KafkaUnavailableError(f"Kafka at {bootstrap} did not answer within {timeout:.0f}s "
+                                    f"({exc.args[0].str()})") from None
+    present = [n for n in names if n in metadata.topics and metadata.topics[n].error is None]
+    policies: dict[str, str | None] = {n: None for n in present}
+    if present:
+        futures = admin.describe_configs([ConfigResource(ConfigResource.Type.TOPIC, n) for n in present])
+        for resource, future in futures.items():
+            entries = future.result(timeout=timeout)
+            policy = entries.get("cleanup.policy")
+            policies[resource.name] = policy.value if policy is not None else None
+    return {n: TopicState(n, len(metadata.topics[n].partitions), policies[n]) for n in present}
+
+
+def layout_problems(prefix: str, states: dict[str, TopicState]) -> list[str]:
+    """What is wrong with the existing topics, as sentences (empty when the layout is sound)."""
+    problems: list[str] = []
+    inference = [(s.full_name(prefix), states.get(s.full_name(prefix))) for s in TOPICS if s.co_partitioned]
+    counts = {name: state.partitions for name, state in inference if state is not None}
+    if len(set(counts.values())) > 1:
+        listed = ", ".join(f"{name} has {n}" for name, n in counts.items())
+        problems.append(f"the inference topics are not co-partitioned ({listed}): the join needs the "
+                        "same partition count on all three; recreate them or add partitions to match")
+    for spec in TOPICS:
+        state = states.get(spec.full_name(prefix))
+        if state is None or state.cleanup_policy is None:
+            continue
+        policies = set(state.cleanup_policy.split(","))
+        if spec.cleanup_policy == "compact" and "compact" not in policies:
+            problems.append(f"{state.name} must be compacted (cleanup.policy={state.cleanup_policy})")
+    return problems
+
+
+def verify_topics(settings: KafkaSettings, admin: AdminClient | None = None) -> dict[str, TopicState]:
+    """Raise :class:`TopicLayoutError` if existing topics break the contract; return their states."""
+    admin = admin or admin_client(settings)
+    names = [s.full_name(settings.topic_prefix) for s in TOPICS]
+    states = describe_topics(admin, names, bootstrap=settings.bootstrap_servers)
+    problems = layout_problems(settings.topic_prefix, states)
+    if problems:
+        raise TopicLayoutError("; ".join(problems))
+    return states
+
+
+def create_topics(settings: KafkaSettings, layout: TopicLayout = TopicLayout(),
+                  timeout: float = 30.0) -> tuple[list[str], list[str]]:
+    """Create the missing contract topics; return ``(created, existing)`` names.
+
+    Refuses (``TopicLayoutError``) before creating anything when existing topics break the layout.
+    A missing inference topic takes the partition count of the existing ones, so the three stay
+    co-partitioned whatever ``layout`` says.
+    """
+    admin = admin_client(settings)
+    states = verify_topics(settings, admin)
+    existing_inference = {s.partitions for n, s in states.items()
+                          if any(t.co_partitioned and t.full_name(settings.topic_prefix) == n for t in TOPICS)}
+    inference_partitions = existing_inference.pop() if existing_inference else layout.inference_partitions
+    new_topics = []
+    for spec in TOPICS:
+        name = spec.full_name(settings.topic_prefix)
+        if name in states:
+            continue
+        partitions = inference_partitions if spec.co_partitioned else layout.partitions(spec)
+        new_topics.append(NewTopic(name, num_partitions=partitions,
+                                   replication_factor=layout.replication_factor,
+                                   config=spec.topic_configs()))
+    created: list[str] = []
+    if new_topics:
+        for name, future in admin.create_topics(new_topics, operation_timeout=timeout).items():
+            try:
+                future.result(timeout=timeout)
+                created.append(name)
+            except KafkaException as exc:
+                error = exc.args[0]
+                if error.name() != "TOPIC_ALREADY_EXISTS":  # a concurrent creator won the race
+                    raise TopicLayoutError(f"could not create {name}: {error.str()}") from None
+    verify_topics(settings, admin)
+    return created, sorted(states)

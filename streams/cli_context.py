@@ -1,0 +1,40 @@
+"""What the top-level CLI options set, handed to every subcommand."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from streams.config import KafkaSettings, load_settings
+
+
+class Context:
+    """Connection overrides from flags; settings are loaded (and validated) on first use."""
+
+    def __init__(self, overrides: dict[str, Any], config_file: Path | None) -> None:
+        self.overrides = overrides
+        self.config_file = config_file
+        self._settings: KafkaSettings | None = None
+
+    @property
+    def bootstrap_configured(self) -> bool:
+        """Whether a cluster was named by a flag, the environment or a config file."""
+        import os
+
+        return bool(self.overrides.get("bootstrap_servers") or os.environ.get("KAFKA_BOOTSTRAP")
+                    or self.config_file or os.environ.get("SHADOWCANARY_CONFIG"))
+
+    def use_bootstrap(self, bootstrap: str) -> None:
+        self.overrides["bootstrap_servers"] = bootstrap
+        self._settings = None
+
+    @property
+    def settings(self) -> KafkaSettings:
+        if self._settings is None:
+            self._settings = load_settings(self.overrides, self.config_file)
+        return self._settings
+
+
+pass_context = click.make_pass_decorator(Context)
