@@ -19,7 +19,7 @@ import orjson
 from pydantic import Field, field_validator
 
 from schemas.base import WireModel
-from schemas.types import FiniteFloat, Name, Timestamp
+from schemas.types import FiniteFloat, Name, Timestamp, WireUUID
 
 CommandAction = Literal["set_routes", "rollback", "promote", "pause"]
 DecisionAction = Literal["promote", "hold", "rollback", "complete"]
@@ -32,7 +32,7 @@ ROUTES_TOLERANCE = 1e-6
 class RoutingCommand(WireModel):
     """Where a model's traffic goes; a router applies it only if ``epoch`` is higher than the last."""
 
-    command_id: uuid.UUID = Field(default_factory=uuid.uuid4)
+    command_id: WireUUID = Field(default_factory=uuid.uuid4)
     model: Name
     epoch: int = Field(ge=0)
     issued_at: Timestamp

@@ -14,6 +14,7 @@ steps[1].percent: Input should be a valid integer, unable to parse string as an 
 
 from __future__ import annotations
 
+import re
 from typing import Any, Iterable
 
 from pydantic import ValidationError
@@ -30,17 +31,41 @@ def field_path(loc: Iterable[Any]) -> str:
     return path or "(value)"
 
 
-def error_messages(exc: ValidationError) -> list[tuple[str, str]]:
-    """``(field path, message)`` for each error, skipping pydantic's union-branch noise."""
-    out: list[tuple[str, str]] = []
+#: A model validator names the field it blames at the start of its message: ``"steps[2]: ..."``.
+_BLAMED_FIELD = re.compile(r"^([A-Za-z_][\w.@]*(?:\[\d+\])*(?:\.[A-Za-z_][\w@]*(?:\[\d+\])*)*): (.+)$", re.S)
+_INDEX = re.compile(r"\[(\d+)\]")
+
+
+def parse_path(path: str) -> tuple[Any, ...]:
+    """``"guardrails[1].metric"`` -> ``("guardrails", 1, "metric")``."""
+    parts: list[Any] = []
+    for segment in path.split("."):
+        name = _INDEX.split(segment)
+        parts.append(name[0])
+        parts.extend(int(i) for i in name[1::2])
+    return tuple(p for p in parts if p != "")
+
+
+def error_locations(exc: ValidationError) -> list[tuple[tuple[Any, ...], str]]:
+    """``(location, message)`` for each error: pydantic's union-branch noise dropped, and the
+    field a model validator blames (see ``_BLAMED_FIELD``) moved from the message into the location."""
+    out: list[tuple[tuple[Any, ...], str]] = []
     for error in exc.errors(include_url=False):
-        # Drop the names pydantic puts in loc for tagged/union branches and function validators.
-        loc = [p for p in error["loc"] if not (isinstance(p, str) and ("[" in p or p.startswith("function-")))]
+        loc = tuple(p for p in error["loc"]
+                    if not (isinstance(p, str) and ("[" in p or p.startswith("function-"))))
         message = error["msg"]
         if message.startswith("Value error, "):
-            message = message[len("Value error, ") :]
-        out.append((field_path(loc), message))
+            message = message[len("Value error, "):]
+        blamed = _BLAMED_FIELD.match(message)
+        if blamed and error["type"] == "value_error":
+            loc, message = loc + parse_path(blamed.group(1)), blamed.group(2)
+        out.append((loc, message))
     return out
+
+
+def error_messages(exc: ValidationError) -> list[tuple[str, str]]:
+    """``(field path, message)`` for each error."""
+    return [(field_path(loc), message) for loc, message in error_locations(exc)]
 
 
 def describe_validation_error(exc: ValidationError, limit: int = 3) -> str:

@@ -9,7 +9,7 @@ from pydantic import Field, model_validator
 
 from schemas.base import WireModel
 from schemas.inference import Role
-from schemas.types import FiniteFloat, Name, Timestamp
+from schemas.types import FiniteFloat, Name, Timestamp, WireUUID
 
 Severity = Literal["info", "warning", "critical"]
 AlertKind = Literal["regression", "drift", "errors", "latency", "labels", "schema", "rollback"]
@@ -56,7 +56,7 @@ class MetricsSnapshot(WireModel):
 class Alert(WireModel):
     """Something a person should know; keyed by ``model``."""
 
-    alert_id: uuid.UUID = Field(default_factory=uuid.uuid4)
+    alert_id: WireUUID = Field(default_factory=uuid.uuid4)
     model: Name
     version: Name | None = None
     severity: Severity

@@ -142,10 +142,10 @@ class RolloutSpec(WireModel):
     @model_validator(mode="after")
     def _consistent(self) -> "RolloutSpec":
         if self.baseline == self.candidate:
-            raise ValueError("candidate must differ from baseline")
+            raise ValueError("candidate: must differ from baseline")
         percents = [s.percent for s in self.steps]
         if any(b <= a for a, b in zip(percents, percents[1:])):
-            raise ValueError(f"steps must increase strictly, got {percents}")
+            raise ValueError(f"steps: must increase strictly, got {percents}")
         for i, guardrail in enumerate(self.guardrails):
             info = lookup_metric(guardrail.metric)
             if not info.defined_for(self.task):
@@ -154,7 +154,7 @@ class RolloutSpec(WireModel):
         labels = [g.label for g in self.guardrails]
         duplicates = sorted({x for x in labels if labels.count(x) > 1})
         if duplicates:
-            raise ValueError(f"guardrail names must be unique; repeated: {', '.join(duplicates)} "
+            raise ValueError(f"guardrails: names must be unique; repeated: {', '.join(duplicates)} "
                              "(set 'name' to tell them apart)")
         return self
 

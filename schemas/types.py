@@ -20,6 +20,7 @@ and serializes as seconds:
 from __future__ import annotations
 
 import math
+import uuid
 import re
 from datetime import datetime, timezone
 from typing import Annotated, Any, Union
@@ -118,3 +119,6 @@ RequestId = Annotated[str, Field(min_length=1, max_length=128)]
 
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
 NonNegativeFloat = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+
+#: A UUID written as a string on the wire (lax: strict mode would want a uuid.UUID instance).
+WireUUID = Annotated[uuid.UUID, Field(strict=False)]
