@@ -8,10 +8,11 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 BIN    := $(VENV)/bin
 KAFKA_LIB_STAMP := deploy/kafka/lib/.resolved
+ASYNCAPI_STAMP  := tools/asyncapi-validate/node_modules/.installed
 
 .PHONY: setup demo test bench broker-up broker-down clean
 
-setup: $(VENV)/.installed $(KAFKA_LIB_STAMP)
+setup: $(VENV)/.installed $(KAFKA_LIB_STAMP) $(ASYNCAPI_STAMP)
 
 $(VENV)/.installed: pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -22,6 +23,11 @@ $(VENV)/.installed: pyproject.toml
 $(KAFKA_LIB_STAMP): deploy/kafka/pom.xml
 	rm -rf deploy/kafka/lib
 	mvn -q -B -f deploy/kafka/pom.xml dependency:copy-dependencies
+	@touch $@
+
+# The AsyncAPI project's own parser, used by the tests to validate schemas/asyncapi.yaml.
+$(ASYNCAPI_STAMP): tools/asyncapi-validate/package.json tools/asyncapi-validate/package-lock.json
+	cd tools/asyncapi-validate && npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
 demo: setup

@@ -65,6 +65,12 @@ class Step(_Part):
             return self.percent
         return handler(self)
 
+    @classmethod
+    def __get_pydantic_json_schema__(cls, core_schema: Any, handler: Any) -> dict[str, Any]:
+        as_object = handler(core_schema)
+        return {"anyOf": [{"type": "number", "exclusiveMinimum": 0, "maximum": 100,
+                           "description": "percent of served traffic"}, as_object]}
+
 
 class Guardrail(_Part):
     """A check on one metric of the candidate.

@@ -31,6 +31,7 @@ from pydantic import (
     Field,
     PlainSerializer,
     StrictBool,
+    WithJsonSchema,
     StrictFloat,
     StrictInt,
     StrictStr,
@@ -78,9 +79,10 @@ Timestamp = Annotated[
     BeforeValidator(_parse_timestamp),
     AfterValidator(_to_utc),
     PlainSerializer(_format_timestamp, return_type=str, when_used="json"),
-    Field(json_schema_extra={
-        "anyOf": [{"type": "string", "format": "date-time"},
-                  {"type": "integer", "minimum": 0, "description": "epoch milliseconds"}],
+    WithJsonSchema({
+        "anyOf": [{"type": "string", "format": "date-time", "description": "RFC 3339 with a time zone"},
+                  {"type": "number", "minimum": 0, "maximum": _MAX_EPOCH_MS,
+                   "description": "epoch milliseconds (accepted on input)"}],
     }),
 ]
 
@@ -106,7 +108,12 @@ def _parse_duration(value: Any) -> Any:
 Duration = Annotated[
     float,
     BeforeValidator(_parse_duration),
-    Field(ge=0, json_schema_extra={"description": "seconds, or a string like '90s', '15m', '6h', '7d'"}),
+    Field(ge=0),
+    WithJsonSchema({
+        "anyOf": [{"type": "number", "minimum": 0, "description": "seconds"},
+                  {"type": "string", "pattern": _DURATION.pattern,
+                   "description": "a duration such as '90s', '15m', '6h', '7d'"}],
+    }),
 ]
 
 #: A feature value: number, string, bool or null (no nested objects).
