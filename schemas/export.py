@@ -65,8 +65,9 @@ def _channel(spec: TopicSpec) -> dict[str, Any]:
     message_ref = {"$ref": f"#/components/messages/{spec.value}"} if spec.value in MESSAGES else \
         {"$ref": "#/components/messages/DeadLetter"}
     config: dict[str, Any] = {"cleanup.policy": [spec.cleanup_policy]}
-    if "retention.ms" in spec.configs:
-        config["retention.ms"] = int(spec.configs["retention.ms"])
+    for name in ("retention.ms", "max.message.bytes"):
+        if name in spec.configs:
+            config[name] = int(spec.configs[name])
     return {
         "address": spec.name,
         "title": spec.name,

@@ -50,6 +50,9 @@ class TopicSpec:
 #: Audit and control history is small and must not age out: routers replay rollout.control on start.
 _KEEP_FOREVER = {"retention.ms": "-1"}
 
+#: A dead letter keeps the original bytes, however large the input topic let them be.
+DEAD_LETTER_MAX_BYTES = 16 * 1024 * 1024
+
 TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec(
         "inference.requests", "request_id", "InferenceRequest",
@@ -99,6 +102,7 @@ TOPICS: tuple[TopicSpec, ...] = (
         "evaluator", "operators",
         "Records that could not be decoded or validated, unchanged, with headers error, "
         "source.topic, source.partition, source.offset.", "evaluator",
+        configs={"max.message.bytes": str(DEAD_LETTER_MAX_BYTES)},
     ),
 )
 

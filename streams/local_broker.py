@@ -230,8 +230,10 @@ class LocalBroker:
     def _format(self, java: str, lib: Path) -> None:
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
         result = subprocess.run(
+            # "--cluster-id=..." in one word: a base64 id may start with "-", which argparse would
+            # take for an option.
             self._java_command(java, lib, "kafka.tools.StorageTool", "format",
-                               "-t", cluster_id, "-c", str(self._config_file)),
+                               f"--cluster-id={cluster_id}", "-c", str(self._config_file)),
             capture_output=True, text=True,
         )
         if result.returncode != 0:

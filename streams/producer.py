@@ -41,9 +41,10 @@ class ContractProducer:
         if err is not None:
             self._failures.append(f"{msg.topic()}: {err.str()}")
 
-    def send(self, topic: str, key: str | bytes | None, message: BaseModel | bytes,
+    def send(self, topic: str, key: str | bytes | None, message: BaseModel | bytes | None,
              headers: list[tuple[str, bytes]] | None = None) -> None:
-        value = message if isinstance(message, bytes) else encode(message)
+        """Queue one record; ``None`` is a tombstone (it ends a rollout on ``rollout.specs``)."""
+        value = message if message is None or isinstance(message, bytes) else encode(message)
         while True:
             try:
                 self._producer.produce(topic, value=value, key=key, headers=headers,

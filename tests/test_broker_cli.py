@@ -83,3 +83,17 @@ def test_bad_flag_names_the_flag():
 def test_bad_bootstrap_setting_names_the_field():
     result = run_cli("topics", "verify", env={"KAFKA_BOOTSTRAP": "nonsense"})
     assert_one_clear_line(result, "bootstrap_servers")
+
+
+def test_storage_formats_with_a_cluster_id_that_starts_with_a_dash(tmp_path, monkeypatch):
+    """Regression: a base64 cluster id may begin with '-', which the formatter once took for a flag."""
+    import uuid as uuid_module
+
+    from streams.local_broker import LocalBroker, find_java, resolve_jars
+
+    broker = LocalBroker(tmp_path / "b", port=free_port())
+    broker.home.mkdir(parents=True)
+    broker._write_config()
+    monkeypatch.setattr("streams.local_broker.uuid.uuid4", lambda: uuid_module.UUID(bytes=b"\xfb" + b"\0" * 15))
+    broker._format(find_java(), resolve_jars())
+    assert (broker.data_dir / "meta.properties").read_text().count("cluster.id=-") == 1

@@ -1,0 +1,18 @@
+"""Prometheus metrics of the worker (prometheus-client), named by Prometheus conventions:
+``shadowcanary_`` prefix, base units, ``_total`` counters, never a request id as a label."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter
+
+DEAD_LETTERS = Counter(
+    "shadowcanary_dead_letters",
+    "Records sent to the dead-letter topic because they could not be decoded or validated.",
+    ["topic", "reason"],
+)
+
+RECORDS_INGESTED = Counter(
+    "shadowcanary_records_ingested",
+    "Records decoded and validated from an input topic.",
+    ["topic"],
+)
