@@ -1,0 +1,95 @@
+"""Exact counts of what the join saw, per (model, version, role) and per model; mergeable.
+
+>>> from evaluators.facts import ResponseFact, Expired
+>>> counts = JoinCounts()
+>>> counts.add(ResponseFact("m", "v2", "canary", 0, 5.0, None, 1)); counts.add(Expired("m", "v2", "canary", 0))
+>>> counts.version("m", "v2", "canary")["expired"], counts.version("m", "v2", "canary")["responses"]
+(1, 1)
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+from evaluators.facts import (
+    AgreementFact, Duplicate, Expired, Fact, JoinedRecord, LabelFact, LateLabel, RequestFact, ResponseFact,
+    UnmatchedLabel,
+)
+
+VERSION_COUNTS = ("responses", "errors", "joined", "late", "expired", "agreement")
+MODEL_COUNTS = ("requests", "labels", "late_labels", "unmatched_labels", "duplicate_requests",
+                "duplicate_responses", "duplicate_labels")
+
+
+def _zero(names: tuple[str, ...]) -> dict[str, int]:
+    return dict.fromkeys(names, 0)
+
+
+class JoinCounts:
+    """An accumulator (see :class:`evaluators.join.Accumulator`) of counts; ``merge`` adds another."""
+
+    def __init__(self) -> None:
+        self.versions: dict[str, dict[str, int]] = defaultdict(lambda: _zero(VERSION_COUNTS))
+        self.models: dict[str, dict[str, int]] = defaultdict(lambda: _zero(MODEL_COUNTS))
+
+    @staticmethod
+    def key(model: str, version: str, role: str) -> str:
+        return f"{model}\x1f{version}\x1f{role}"
+
+    def version(self, model: str, version: str, role: str) -> dict[str, int]:
+        return self.versions[self.key(model, version, role)]
+
+    def add(self, fact: Fact) -> None:
+        kind = type(fact)
+        if kind is ResponseFact:
+            counts = self.versions[self.key(fact.model, fact.version, fact.role)]
+            counts["responses"] += 1
+            if fact.error is not None:
+                counts["errors"] += 1
+        elif kind is JoinedRecord:
+            self.versions[self.key(fact.model, fact.version, fact.role)]["joined"] += 1
+        elif kind is Expired:
+            self.versions[self.key(fact.model, fact.version, fact.role)]["expired"] += 1
+        elif kind is LateLabel:
+            if fact.version is None:
+                self.models[fact.model]["late_labels"] += 1
+            else:
+                self.versions[self.key(fact.model, fact.version, fact.role)]["late"] += 1
+        elif kind is AgreementFact:
+            self.versions[self.key(fact.model, fact.version, "shadow")]["agreement"] += 1
+        elif kind is RequestFact:
+            self.models[fact.model]["requests"] += 1
+        elif kind is LabelFact:
+            self.models[fact.model]["labels"] += 1
+        elif kind is UnmatchedLabel:
+            self.models[fact.model]["unmatched_labels"] += 1
+        elif kind is Duplicate:
+            self.models[fact.model][f"duplicate_{fact.kind}s"] += 1
+
+    def merge(self, other: "JoinCounts") -> "JoinCounts":
+        for key, counts in other.versions.items():
+            mine = self.versions[key]
+            for name, n in counts.items():
+                mine[name] += n
+        for model, counts in other.models.items():
+            mine = self.models[model]
+            for name, n in counts.items():
+                mine[name] += n
+        return self
+
+    def to_state(self) -> dict[str, Any]:
+        return {"versions": dict(self.versions), "models": dict(self.models)}
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any] | None) -> "JoinCounts":
+        counts = cls()
+        if state:
+            for key, values in state["versions"].items():
+                counts.versions[key].update(values)
+            for model, values in state["models"].items():
+                counts.models[model].update(values)
+        return counts
+
+    def by_version(self) -> dict[tuple[str, str, str], dict[str, int]]:
+        return {tuple(key.split("\x1f")): dict(values) for key, values in self.versions.items()}

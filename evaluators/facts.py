@@ -1,0 +1,114 @@
+"""What the join tells the metric stage: plain facts, one per counted effect.
+
+Every fact is emitted exactly once per (request, version) effect, even across worker crashes (see
+:mod:`evaluators.join`). The metric accumulators aggregate them per (model, version, role).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Union
+
+
+@dataclass(frozen=True, slots=True)
+class RequestFact:
+    """A request was seen (its features feed drift)."""
+
+    model: str
+    ts_ms: int
+    features: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseFact:
+    """A version answered (label-free: latency, errors, prediction distribution), at once."""
+
+    model: str
+    version: str
+    role: str
+    ts_ms: int
+    latency_ms: float | None
+    error: str | None
+    prediction: Any
+
+
+@dataclass(frozen=True, slots=True)
+class AgreementFact:
+    """A shadow version's answer next to the primary's on the same request."""
+
+    model: str
+    version: str
+    primary_version: str
+    ts_ms: int
+    prediction: Any
+    primary_prediction: Any
+    score: Any
+    primary_score: Any
+
+
+@dataclass(frozen=True, slots=True)
+class JoinedRecord:
+    """A version's response paired with the request's ground truth (label on time)."""
+
+    model: str
+    version: str
+    role: str
+    request_id: str
+    ts_ms: int  # event time of the response: window membership
+    label_ts_ms: int
+    prediction: Any
+    score: Any
+    label: Any
+    outcomes: dict[str, float]
+    latency_ms: float | None
+    error: str | None
+    features: dict[str, Any] | None
+
+
+@dataclass(frozen=True, slots=True)
+class LabelFact:
+    """A label arrived (label coverage and delay)."""
+
+    model: str
+    ts_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class LateLabel:
+    """A label later than ``label_timeout`` after the response (or after it expired): not joined."""
+
+    model: str
+    version: str | None
+    role: str | None
+    ts_ms: int
+    delay_ms: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Expired:
+    """A version's response that never got a label within ``label_timeout``."""
+
+    model: str
+    version: str
+    role: str
+    ts_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class UnmatchedLabel:
+    """A label whose request never had a response before it expired."""
+
+    model: str
+    ts_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class Duplicate:
+    """An event already applied (same request and version, or a second label): counted once."""
+
+    model: str
+    kind: str  # "request" | "response" | "label"
+
+
+Fact = Union[RequestFact, ResponseFact, AgreementFact, JoinedRecord, LabelFact, LateLabel, Expired,
+             UnmatchedLabel, Duplicate]

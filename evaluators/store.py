@@ -1,0 +1,70 @@
+"""The key-value store the join keeps its state in: a dict in tests and replay, a changelog-backed
+faust table in the stream (``streams.state``). Values are JSON-compatible dicts.
+
+>>> store = DictStore()
+>>> store.set("k", {"a": 1}); store.get("k"), store.get("missing")
+({'a': 1}, None)
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterator, Protocol
+
+import orjson
+
+
+class KeyValueStore(Protocol):
+    def get(self, key: str) -> dict[str, Any] | None: ...
+
+    def set(self, key: str, value: dict[str, Any]) -> None: ...
+
+    def delete(self, key: str) -> None: ...
+
+
+class DictStore:
+    """In-memory store.
+
+    With ``snapshot=True`` values are serialized on ``set`` and parsed on ``get``, as a real store
+    does, and ``writes`` keeps every write in order (what a changelog would carry), so tests can
+    rebuild the store from a prefix of it. Without, values are kept by reference (fast, for replay).
+    """
+
+    def __init__(self, snapshot: bool = False) -> None:
+        self.snapshot = snapshot
+        self.data: dict[str, Any] = {}
+        self.writes: list[tuple[str, bytes | None]] = []
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        value = self.data.get(key)
+        if value is None or not self.snapshot:
+            return value
+        return orjson.loads(value)
+
+    def set(self, key: str, value: dict[str, Any]) -> None:
+        if self.snapshot:
+            encoded = orjson.dumps(value)
+            self.data[key] = encoded
+            self.writes.append((key, encoded))
+        else:
+            self.data[key] = value
+
+    def delete(self, key: str) -> None:
+        self.data.pop(key, None)
+        if self.snapshot:
+            self.writes.append((key, None))
+
+    def rebuild_from(self, writes: list[tuple[str, bytes | None]]) -> None:
+        """Replace the contents with the result of replaying ``writes`` (a changelog prefix)."""
+        self.writes = list(writes)
+        self.data = {}
+        for key, value in self.writes:
+            if value is None:
+                self.data.pop(key, None)
+            else:
+                self.data[key] = value
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.data)
