@@ -17,7 +17,7 @@ from evaluators.facts import (
     UnmatchedLabel,
 )
 
-VERSION_COUNTS = ("responses", "errors", "joined", "late", "expired", "agreement")
+VERSION_COUNTS = ("responses", "errors", "joined", "expired", "agreement")
 MODEL_COUNTS = ("requests", "labels", "late_labels", "unmatched_labels", "duplicate_requests",
                 "duplicate_responses", "duplicate_labels")
 
@@ -52,10 +52,7 @@ class JoinCounts:
         elif kind is Expired:
             self.versions[self.key(fact.model, fact.version, fact.role)]["expired"] += 1
         elif kind is LateLabel:
-            if fact.version is None:
-                self.models[fact.model]["late_labels"] += 1
-            else:
-                self.versions[self.key(fact.model, fact.version, fact.role)]["late"] += 1
+            self.models[fact.model]["late_labels"] += 1
         elif kind is AgreementFact:
             self.versions[self.key(fact.model, fact.version, "shadow")]["agreement"] += 1
         elif kind is RequestFact:

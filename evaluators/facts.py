@@ -75,13 +75,11 @@ class LabelFact:
 
 @dataclass(frozen=True, slots=True)
 class LateLabel:
-    """A label later than ``label_timeout`` after the response (or after it expired): not joined."""
+    """A label that joined none of the request's responses: later than ``label_timeout``."""
 
     model: str
-    version: str | None
-    role: str | None
     ts_ms: int
-    delay_ms: int | None
+    delay_ms: int  # after the request's first response
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,12 +1,19 @@
 """Exact join of requests, responses (one per version) and delayed labels, over a key-value store.
 
-Pure: no Kafka. Driven by batches of events of one partition; time is the partition's event-time
-watermark (the largest event timestamp seen), so the stream, replay and tests behave identically.
+Pure: no Kafka. Driven by batches of events of one partition and the sources they came from (the
+partition of each input topic). **Time** is the partition's stream time: the smallest, over its
+sources, of the latest event time seen on that source, leaving out sources the caller reports as
+idle (caught up). A source that lags behind the others holds time back, so labels read minutes ahead
+of their responses (topics are consumed at different rates, above all after a restart) do not expire
+anything early. Time moves per event, before the event is applied, so results depend on the order of
+events within each source, never on how they were batched. The stream, replay and tests behave alike.
 
 **Semantics.** A version's response joins the request's label when the label's event time is at most
 ``label_timeout`` after the response's (order of arrival does not matter: label before response is
-fine). A later label is *late* and not joined. A response still unlabelled when the watermark passes
-its time + ``label_timeout`` + ``expiry_grace`` is *expired*. The same response or label twice is a
+fine). Every response ends either *joined* or *expired* (not labelled within ``label_timeout``), once
+time passes its event time + ``label_timeout`` + ``expiry_grace``. A label that joins nothing is
+*late* if the request had responses, *unmatched* if it had none; that is decided when the request
+expires (or when the label reaches an expired request), so it does not depend on arrival timing. The same response or label twice is a
 *duplicate*, counted once. Label-free facts (latency, error, shadow agreement with the primary on
 the same request) are emitted at once. Expired state is kept as a tombstone for ``tombstone_ttl``
 (default: ``label_timeout``) so that a label arriving after expiry is recognised as late.
@@ -99,16 +106,21 @@ class JoinPartition:
     """The join of one partition: ``process(batch)`` returns the facts that batch counted."""
 
     def __init__(self, store: KeyValueStore, config: JoinConfig, run_id: str,
-                 accumulator_from_state: Callable[[Any], Accumulator] = Accumulator.from_state) -> None:
+                 accumulator_from_state: Callable[[Any], Accumulator] = Accumulator.from_state,
+                 key_space: str = "") -> None:
+        """``key_space`` keeps this partition's own keys (partition state, expiry chunks) apart from
+        other partitions' in a store they share; request keys are unique to a partition anyway."""
         self.store = store
         self.config = config
         self.run_id = run_id
         self._accumulator_from_state = accumulator_from_state
+        self.partition_key = f"{PARTITION_KEY}{key_space}"
+        self.chunk_prefix = f"{CHUNK_PREFIX}{key_space}:"
 
     # -- partition state -------------------------------------------------------------------------
     def partition_state(self) -> dict[str, Any]:
-        return self.store.get(PARTITION_KEY) or {
-            "seq": 0, "runs": {}, "wm": 0, "fence": {}, "acc": None,
+        return self.store.get(self.partition_key) or {
+            "seq": 0, "runs": {}, "wm": 0, "src": {}, "fence": {}, "acc": None,
             "xq": {"next": 0, "chunks": {}, "open": []},
         }
 
@@ -116,14 +128,22 @@ class JoinPartition:
         return self._accumulator_from_state(self.partition_state()["acc"])
 
     # -- batch -----------------------------------------------------------------------------------
-    def process(self, batch: Iterable[Incoming]) -> list[Fact]:
+    def process(self, batch: Iterable[Incoming], idle_sources: Iterable[str] = (),
+                sources: Iterable[str] | None = None) -> list[Fact]:
+        """Apply a batch.
+
+        ``sources``: every source of the partition, seen or not (default: those seen so far). A
+        source with no event yet that is not idle holds time where it is: its first events may be
+        old. ``idle_sources``: sources known to be caught up after this batch (nothing older waits).
+        """
         part = self.partition_state()
         # Deletions the previous batch made after its partition state may have been lost: redo them.
         for request_id in part.get("gc", ()):
             self.store.delete(REQUEST_PREFIX + request_id)
         for number in part.get("gcx", ()):
-            self.store.delete(f"{CHUNK_PREFIX}{number}")
+            self.store.delete(f"{self.chunk_prefix}{number}")
         batch_ctx = _Batch(self, part)
+        batch_ctx.expected = frozenset(sources) if sources is not None else None
         fence: dict[str, int] = part["fence"]
         for incoming in batch:
             if incoming.offset <= fence.get(incoming.source, -1):
@@ -131,6 +151,9 @@ class JoinPartition:
             batch_ctx.apply(incoming.message, [incoming.source, incoming.offset])
             if incoming.offset > batch_ctx.new_fence.get(incoming.source, -1):
                 batch_ctx.new_fence[incoming.source] = incoming.offset
+        # "Caught up" describes the sources after this batch: only now may they stop holding time back.
+        batch_ctx.idle = frozenset(idle_sources)
+        batch_ctx._advance()
         return batch_ctx.commit()
 
 
@@ -150,6 +173,9 @@ class _Batch:
         self.deleted: set[str] = set()
         self.facts: list[Fact] = []
         self.watermark: int = part["wm"]
+        self.source_times: dict[str, int] = part.setdefault("src", {})
+        self.idle: frozenset[str] = frozenset()
+        self.expected: frozenset[str] | None = None
         self.new_fence: dict[str, int] = dict(part["fence"])
         self.closed_chunks: list[tuple[str, dict[str, Any]]] = []
         self.popped_chunks: list[str] = []
@@ -157,6 +183,23 @@ class _Batch:
         queue = part["xq"]
         self.next_due = min([e for e, _ in queue["chunks"].values()] + [e[1] for e in queue["open"]],
                             default=_NEVER)
+
+    def _stream_time(self) -> int:
+        times = self.source_times
+        names = self.expected if self.expected is not None else times.keys()
+        active = [name for name in names if name not in self.idle]
+        if not active:
+            return max(times.values(), default=0)
+        if any(name not in times for name in active):
+            return self.watermark  # a source not heard from yet may still bring old events
+        return min(times[name] for name in active)
+
+    def _advance(self) -> None:
+        now = self._stream_time()
+        if now > self.watermark:
+            self.watermark = now
+            if self.next_due < now:
+                self.expire_due()
 
     # -- marks -----------------------------------------------------------------------------------
     def _needs_count(self, mark: list | None) -> bool:
@@ -173,7 +216,41 @@ class _Batch:
         if request_id in self.states:
             return self.states[request_id]
         state = self.store.get(REQUEST_PREFIX + request_id)
+        if state is not None:
+            state = self._rewind(state)
         self.states[request_id] = state
+        return state
+
+    def _lost(self, mark: list | None) -> bool:
+        """A mark of a batch whose partition state was lost (so nothing it did was counted)."""
+        return mark is not None and mark[0] is not None and mark[0] > self.ledger.get(mark[1], -1)
+
+    def _rewind(self, state: dict[str, Any]) -> dict[str, Any] | None:
+        """Take back what batches with a lost partition state did to this state: their events are
+        replayed (their offsets were not committed) and redo it, in order. A state may otherwise be
+        ahead of the replay, and expiry would judge it by events not yet replayed."""
+        lost = self._lost
+        if state["q"] is not None and lost(state["q"]["e"]):
+            state["q"] = None
+        for version in [v for v, r in state["v"].items() if lost(r["e"])]:
+            del state["v"][version]
+        for response in state["v"].values():
+            if lost(response["j"]):
+                response["j"] = response["k"] = None
+            if lost(response["a"]):
+                response["a"] = None
+        label = state["y"]
+        if label is not None:
+            if lost(label["e"]):
+                state["y"] = None
+            elif lost(label.get("late")):
+                label["late"] = None
+        if lost(state.get("u")):
+            state["u"] = None
+        if lost(state.get("zm")):
+            state["z"] = state["zm"] = state["zd"] = None
+        if state["q"] is None and not state["v"] and state["y"] is None:
+            return None
         return state
 
     def _load_or_create(self, request_id: str, model: str, ts_ms: int) -> dict[str, Any]:
@@ -195,13 +272,12 @@ class _Batch:
 
     # -- events ----------------------------------------------------------------------------------
     def apply(self, message: InputMessage, origin: list) -> None:
-        """Apply one event. Time moves first: what is due before the event's time expires first, so
-        the outcome depends on the order of events, never on how they were batched."""
+        """Apply one event. Time moves first: what is due before the new stream time expires first."""
         ts_ms = _ms(message.ts)
-        if ts_ms > self.watermark:
-            self.watermark = ts_ms
-            if self.next_due < ts_ms:
-                self.expire_due()
+        source = origin[0]
+        if ts_ms > self.source_times.get(source, -1):
+            self.source_times[source] = ts_ms
+            self._advance()
         state = self._load_or_create(message.request_id, message.model, ts_ms)
         if isinstance(message, InferenceResponse):
             self._apply_response(state, message, ts_ms, origin)
@@ -240,21 +316,35 @@ class _Batch:
             return
         state["y"] = {"t": ts_ms, "y": message.label, "oc": message.outcomes, "e": None, "late": None,
                       "o": origin}
-        if state.get("z"):  # the request already expired: the label is late
-            state["y"]["late"] = [None]
+        if state.get("z"):  # the request already expired: the label joins nothing
+            self._classify_unjoined_label(state)
 
     # -- settling: pairs, agreement, counting ----------------------------------------------------
     def _settle(self, request_id: str, state: dict[str, Any]) -> None:
+        """Form on-time pairs and shadow agreements, then count whatever is new."""
         versions = state["v"]
         label = state["y"]
         timeout = self.config.timeout_for(state["m"])
         primary = next((v for v, r in versions.items() if r["r"] == "primary"), None)
-        for version, response in versions.items():
-            if response["k"] is None and label is not None:
-                response["k"] = "late" if label["t"] - response["t"] > timeout else "joined"
+        open_for_pairs = label is not None and not state.get("z")
+        for response in versions.values():
+            if open_for_pairs and response["k"] is None and label["t"] - response["t"] <= timeout:
+                response["k"] = "joined"
             if response["a"] is None and response["r"] == "shadow" and primary is not None:
                 response["a"] = [None]
         self._count(request_id, state, primary)
+
+    def _classify_unjoined_label(self, state: dict[str, Any]) -> None:
+        """A label that joined nothing: late if the request had responses, unmatched if it had none."""
+        label = state["y"]
+        if label is None or label.get("late") is not None or state.get("u") is not None:
+            return
+        if any(r["k"] == "joined" for r in state["v"].values()):
+            return
+        if state["v"]:
+            label["late"] = [None]
+        else:
+            state["u"] = [None]
 
     def _count(self, request_id: str, state: dict[str, Any], primary: str | None) -> None:
         """Emit a fact for every effect not yet counted, and mark it with this batch."""
@@ -274,7 +364,8 @@ class _Batch:
             late = label.get("late")
             if late is not None and (late == [None] or self._needs_count(late)):
                 label["late"] = mark
-                self.facts.append(LateLabel(model, None, None, label["t"], None))
+                first_response = min((r["t"] for r in state["v"].values()), default=label["t"])
+                self.facts.append(LateLabel(model, label["t"], label["t"] - first_response))
         for version, r in state["v"].items():
             if self._needs_count(r["e"]):
                 r["e"] = mark
@@ -287,8 +378,6 @@ class _Batch:
                     self.facts.append(JoinedRecord(model, version, r["r"], request_id, r["t"], label["t"],
                                                    r["p"], r["c"], label["y"], label["oc"], r["l"], r["x"],
                                                    features))
-                elif kind == "late":
-                    self.facts.append(LateLabel(model, version, r["r"], label["t"], label["t"] - r["t"]))
                 else:
                     self.facts.append(Expired(model, version, r["r"], r["t"]))
             agreement = r["a"]
@@ -325,7 +414,7 @@ class _Batch:
         for number, (earliest, _latest) in list(queue["chunks"].items()):
             if earliest >= watermark:
                 continue
-            chunk = self.store.get(f"{CHUNK_PREFIX}{number}")
+            chunk = self.store.get(f"{self.join.chunk_prefix}{number}")
             del queue["chunks"][number]
             self.popped_chunks.append(number)
             for entry in chunk["entries"] if chunk else ():
@@ -347,13 +436,12 @@ class _Batch:
         return due
 
     def _natural_due(self, state: dict[str, Any]) -> int:
-        """When the state should next be looked at: its tombstone's end, or the latest time anything
-        in it still waits for + ``label_timeout`` + grace."""
+        """When the state should next be looked at: its tombstone's end, or the latest event time in
+        it + ``label_timeout`` + grace."""
         if state.get("z"):
             return state["zd"]
-        times = [r["t"] for r in state["v"].values() if r["k"] is None]
-        if not state["v"]:
-            times += [e["t"] for e in (state["y"], state["q"]) if e is not None]
+        times = [r["t"] for r in state["v"].values()]
+        times += [e["t"] for e in (state["y"], state["q"]) if e is not None]
         return max(times, default=0) + self.config.timeout_for(state["m"]) + self.config.expiry_grace_ms
 
     def _expire(self, request_id: str, generation: int) -> None:
@@ -374,9 +462,9 @@ class _Batch:
             for response in state["v"].values():
                 if response["k"] is None:
                     response["k"] = "expired"
-            if state["y"] is not None and not state["v"]:
-                state["u"] = [None]
+            self._classify_unjoined_label(state)
             state["z"] = 1
+            state["zm"] = self.mark
             state["zd"] = self.watermark + self.config.tombstone_for(state["m"])
             self._schedule(request_id, state, state["zd"])
             self._settle(request_id, state)
@@ -411,7 +499,7 @@ class _Batch:
             if state is not None and request_id not in self.deleted:
                 self.store.set(REQUEST_PREFIX + request_id, state)
         for number, chunk in self.closed_chunks:
-            self.store.set(f"{CHUNK_PREFIX}{number}", chunk)
+            self.store.set(f"{self.join.chunk_prefix}{number}", chunk)
         accumulator = self.join._accumulator_from_state(self.part["acc"])
         for fact in self.facts:
             accumulator.add(fact)
@@ -421,13 +509,13 @@ class _Batch:
             for run in sorted(runs, key=runs.__getitem__)[: len(runs) - MAX_LEDGER_RUNS]:
                 del runs[run]
         deleted = sorted(self.deleted)
-        self.store.set(PARTITION_KEY, {
-            "seq": self.seq, "runs": runs, "wm": self.watermark, "fence": self.new_fence,
+        self.store.set(self.join.partition_key, {
+            "seq": self.seq, "runs": runs, "wm": self.watermark, "src": self.source_times, "fence": self.new_fence,
             "acc": accumulator.to_state(), "xq": queue, "gc": deleted, "gcx": self.popped_chunks,
         })
         # Deletions only now: were the partition state lost, a replay would need what they remove.
         for request_id in deleted:
             self.store.delete(REQUEST_PREFIX + request_id)
         for number in self.popped_chunks:
-            self.store.delete(f"{CHUNK_PREFIX}{number}")
+            self.store.delete(f"{self.join.chunk_prefix}{number}")
         return self.facts

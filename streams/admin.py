@@ -125,3 +125,18 @@ def create_topics(settings: KafkaSettings, layout: TopicLayout = TopicLayout(),
                     raise TopicLayoutError(f"could not create {name}: {error.str()}") from None
     verify_topics(settings, admin)
     return created, sorted(states)
+
+
+def ensure_internal_topic(admin: AdminClient, name: str, partitions: int, compacted: bool,
+                          timeout: float = 30.0) -> None:
+    """Create one of the evaluator's internal topics (not part of the contract) if it is missing."""
+    if name in admin.list_topics(timeout=timeout).topics:
+        return
+    config = {"cleanup.policy": "compact" if compacted else "delete"}
+    future = admin.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=1,
+                                           config=config)])[name]
+    try:
+        future.result(timeout=timeout)
+    except KafkaException as exc:
+        if exc.args[0].name() != "TOPIC_ALREADY_EXISTS":
+            raise TopicLayoutError(f"could not create {name}: {exc.args[0].str()}") from None

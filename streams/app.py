@@ -1,5 +1,6 @@
 """The evaluator's faust-streaming app: reads the contract's input topics in batches, decodes every
-record through :mod:`schemas.codec`, dead-letters the bad ones and hands the good ones on.
+record through :mod:`schemas.codec`, dead-letters the bad ones and hands the good ones on, each with
+the faust event it came from (partition, offset).
 
 Every consumer of the evaluator goes through :class:`IngestAgent`, so a malformed record is treated
 the same way everywhere: sent to ``evaluator.dlq`` with its original key and bytes and the contract's
@@ -20,8 +21,8 @@ from schemas.topics import DEAD_LETTER_MAX_BYTES, Topics
 from streams.config import KafkaSettings
 from streams.telemetry import DEAD_LETTERS, RECORDS_INGESTED
 
-#: Called with the contract name of the topic (e.g. ``"inference.labels"``) and a batch of messages.
-BatchHandler = Callable[[str, list[BaseModel]], Awaitable[None]]
+#: Called with a batch of decoded messages, each with its event (``event.message.topic`` etc.).
+BatchHandler = Callable[[list[tuple[faust.EventT, BaseModel]]], Awaitable[None]]
 
 INPUT_TOPICS = ("inference.requests", "inference.responses", "inference.labels")
 
@@ -42,7 +43,7 @@ def create_app(settings: KafkaSettings, options: AppOptions = AppOptions()) -> f
         broker_credentials=_faust_credentials(settings),
         store=options.store,
         topic_replication_factor=1,
-        topic_allow_declare=False,  # topics come from `shadowcanary topics create`
+        topic_allow_declare=True,  # faust creates its changelogs; the contract topics already exist
         consumer_auto_offset_reset="earliest",
         web_enabled=options.web_port is not None,
         web_port=options.web_port or 6066,
@@ -73,17 +74,20 @@ def raw_topic(app: faust.App, name: str) -> faust.TopicT:
 
 
 class IngestAgent:
-    """Decodes one input topic in batches; bad records go to the dead-letter topic."""
+    """One agent over one or more input topics (co-partitioned ones together): decodes each batch;
+    bad records go to the dead-letter topic; good ones go to ``handler`` with their events."""
 
-    def __init__(self, app: faust.App, topics: Topics, contract_name: str, handler: BatchHandler,
-                 options: AppOptions) -> None:
-        self.contract_name = contract_name
-        self.model = model_for_topic(contract_name)
+    def __init__(self, app: faust.App, topics: Topics, contract_names: Sequence[str], handler: BatchHandler,
+                 options: AppOptions, name: str | None = None) -> None:
         self.handler = handler
         self.options = options
+        self.models = {topics.name(n): model_for_topic(n) for n in contract_names}
+        self.contract_names = {topics.name(n): n for n in contract_names}
         self.dead_letter_topic = raw_topic(app, topics.dlq)
-        self._ingested = RECORDS_INGESTED.labels(contract_name)
-        app.agent(raw_topic(app, topics.name(contract_name)), name=f"ingest-{contract_name}")(self._run)
+        self._ingested = {full: RECORDS_INGESTED.labels(n) for full, n in self.contract_names.items()}
+        source = app.topic(*self.models, key_type=None, value_type=None, key_serializer="raw",
+                           value_serializer="raw")
+        app.agent(source, name=name or f"ingest-{'-'.join(contract_names)}")(self._run)
 
     async def _run(self, stream: faust.StreamT) -> None:
         async for events in stream.take_events(self.options.batch_size, within=self.options.batch_within):
@@ -91,28 +95,22 @@ class IngestAgent:
             for letter in dead:
                 await self.publish_dead_letter(letter)
             if good:
-                self._ingested.inc(len(good))
-                await self.handler(self.contract_name, good)
+                await self.handler(good)
 
-    def decode(self, events: Sequence[faust.EventT]) -> tuple[list[BaseModel], list[DeadLetter]]:
-        good: list[BaseModel] = []
+    def decode(self, events: Sequence[faust.EventT]) -> tuple[list[tuple[faust.EventT, BaseModel]], list[DeadLetter]]:
+        good: list[tuple[faust.EventT, BaseModel]] = []
         dead: list[DeadLetter] = []
         for event in events:
             message = event.message
-            decoded, letter = decode_or_dead_letter(self.model, message.value, message.key, message.topic,
-                                                    message.partition, message.offset)
+            decoded, letter = decode_or_dead_letter(self.models[message.topic], message.value, message.key,
+                                                    message.topic, message.partition, message.offset)
             if letter is not None:
                 dead.append(letter)
             else:
-                good.append(decoded)
+                self._ingested[message.topic].inc()
+                good.append((event, decoded))
         return good, dead
 
     async def publish_dead_letter(self, letter: DeadLetter) -> None:
-        DEAD_LETTERS.labels(self.contract_name, letter.reason).inc()
+        DEAD_LETTERS.labels(self.contract_names[letter.source_topic], letter.reason).inc()
         await self.dead_letter_topic.send(key=letter.key, value=letter.value, headers=letter.headers())
-
-
-def add_ingest_agents(app: faust.App, topics: Topics, handler: BatchHandler,
-                      options: AppOptions = AppOptions(),
-                      contract_names: Sequence[str] = INPUT_TOPICS) -> list[IngestAgent]:
-    return [IngestAgent(app, topics, name, handler, options) for name in contract_names]

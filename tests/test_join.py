@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from evaluators.counts import JoinCounts
 from evaluators.facts import AgreementFact, Duplicate, Expired, JoinedRecord, LateLabel, UnmatchedLabel
-from evaluators.join import Incoming, JoinConfig, JoinPartition, PARTITION_KEY
+from evaluators.join import Incoming, JoinConfig, JoinPartition
 from evaluators.store import DictStore
 from schemas import GroundTruth, InferenceRequest, InferenceResponse
 
@@ -79,15 +79,19 @@ def test_duplicates_are_counted_once():
 def test_late_label_is_counted_late_not_joined():
     feed, join = Feed(), new_join()
     facts = join.process(feed(resp("r1", "v1", "primary", 0), label("r1", 11 * MIN)))
+    assert not any(isinstance(f, JoinedRecord) for f in facts)
+    # When time passes r1's expiry (its latest event, 11 min, + timeout + grace = 22 min, on every
+    # source): the response expired, the label was late.
+    facts = join.process(feed(resp("r2", "v1", "primary", 23 * MIN), label("r2", 23 * MIN)))
     late = [f for f in facts if isinstance(f, LateLabel)]
     assert len(late) == 1 and late[0].delay_ms == 11 * MIN
-    assert not any(isinstance(f, JoinedRecord) for f in facts)
+    assert [f.version for f in facts if isinstance(f, Expired)] == ["v1"]
 
 
 def test_never_labelled_expires_once_and_late_label_after_expiry_is_late():
     feed, join = Feed(), new_join()
     join.process(feed(resp("r1", "v1", "primary", 0), resp("r1", "v3", "shadow", 0)))
-    # Another request moves the watermark past r1's time + timeout + grace.
+    # Another request moves time past r1's time + timeout + grace.
     facts = join.process(feed(resp("r2", "v1", "primary", 12 * MIN)))
     assert sorted(f.version for f in facts if isinstance(f, Expired)) == ["v1", "v3"]
     facts = join.process(feed(label("r1", 12 * MIN)))
@@ -118,8 +122,23 @@ def test_tombstones_are_deleted_after_their_ttl():
 def test_unmatched_label_expires_as_unmatched():
     feed, join = Feed(), new_join()
     join.process(feed(label("r1", 0)))
-    facts = join.process(feed(resp("r2", "v1", "primary", 20 * MIN)))
+    # The labels source has nothing newer; once it is caught up (idle), responses move time alone.
+    facts = join.process(feed(resp("r2", "v1", "primary", 20 * MIN)), idle_sources=["GroundTruth"])
     assert [type(f) for f in facts if isinstance(f, UnmatchedLabel)] == [UnmatchedLabel]
+
+
+def test_a_lagging_source_holds_time_back_until_it_catches_up():
+    feed, join = Feed(), new_join()
+    join.process(feed(resp("r1", "v1", "primary", 0), label("r0", 0)))
+    # Responses run 30 minutes ahead while the labels source still lags at 0: nothing expires ...
+    facts = join.process(feed(resp("r2", "v1", "primary", 30 * MIN)))
+    assert not any(isinstance(f, Expired) for f in facts)
+    # ... so r1's label, read late from its lagging topic but on time, still joins.
+    facts = join.process(feed(label("r1", 5 * MIN)))
+    assert any(isinstance(f, JoinedRecord) and f.request_id == "r1" for f in facts)
+    # When the labels source is caught up, time follows the responses and r2 (due at 41 min) expires.
+    facts = join.process(feed(resp("r3", "v1", "primary", 45 * MIN)), idle_sources=["GroundTruth"])
+    assert [f.ts_ms for f in facts if isinstance(f, Expired)] == [30 * MIN]
 
 
 def test_shadow_agreement_with_the_primary_in_any_order():
@@ -161,7 +180,8 @@ def scenarios(draw) -> list:
     events += draw(st.lists(st.sampled_from(events), max_size=5)) if events else []  # duplicates
     rng = random.Random(draw(st.integers(0, 10**6)))
     rng.shuffle(events)
-    events.append(resp("tick", "v1", "primary", 200 * MIN))  # moves time on: everything settles
+    # Time moves on, on every source: everything settles.
+    events += [req("tick", 200 * MIN), resp("tick", "v1", "primary", 200 * MIN), label("tick", 200 * MIN)]
     return events
 
 
@@ -213,4 +233,15 @@ def test_counts_are_exact_across_crashes_that_lose_a_changelog_suffix(events, se
         reference.process(batch)
     join = simulate_with_crashes(incoming, seed, crashes)
     assert _final_counts(join) == _final_counts(reference)
-    assert join.store.get(PARTITION_KEY)["wm"] == reference.store.get(PARTITION_KEY)["wm"]
+    assert join.partition_state()["wm"] == reference.partition_state()["wm"]
+
+
+def test_a_source_not_heard_from_holds_time_until_it_is_idle():
+    feed, join = Feed(), new_join()
+    sources = ["InferenceRequest", "InferenceResponse", "GroundTruth"]
+    join.process(feed(resp("r1", "v1", "primary", 0)), sources=sources)
+    # Requests run far ahead, but no label has been read yet: its topic may still hold old labels.
+    facts = join.process(feed(req("r9", 500 * MIN)), idle_sources=["InferenceResponse"], sources=sources)
+    assert not any(isinstance(f, Expired) for f in facts)
+    facts = join.process(feed(label("r1", 2 * MIN)), sources=sources)
+    assert any(isinstance(f, JoinedRecord) for f in facts)

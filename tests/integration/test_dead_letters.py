@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from schemas.codec import MAX_RECORD_BYTES
 from schemas.topics import Topics
 from streams.admin import admin_client, create_topics
-from streams.app import AppOptions, add_ingest_agents, create_app
+from streams.app import INPUT_TOPICS, AppOptions, IngestAgent, create_app
 from streams.producer import ContractProducer
 from streams.telemetry import DEAD_LETTERS
 from tests.faust_harness import running, wait_until
@@ -98,10 +98,10 @@ def test_generated_malformed_records_all_reach_the_dlq_and_good_ones_are_process
     processed: Counter[str] = Counter()
     seen_topics: dict[str, str] = {}
 
-    async def handler(contract_topic: str, messages: list) -> None:
-        for message in messages:
+    async def handler(batch: list) -> None:
+        for event, message in batch:
             processed[message.request_id] += 1
-            seen_topics[message.request_id] = contract_topic
+            seen_topics[message.request_id] = event.message.topic
 
     # The processed keys are request ids; map them back to record keys.
     valid_ids = {}
@@ -114,7 +114,7 @@ def test_generated_malformed_records_all_reach_the_dlq_and_good_ones_are_process
 
     async def run() -> None:
         app = create_app(kafka_settings, AppOptions(app_id=f"dlq-test-{uuid.uuid4().hex[:8]}"))
-        add_ingest_agents(app, topics, handler)
+        IngestAgent(app, topics, INPUT_TOPICS, handler, AppOptions())
         async with running(app):
             await wait_until(lambda: sum(processed.values()) >= len(good)
                              and _dead_letter_total() - dead_before >= len(bad), timeout=300)
