@@ -7,7 +7,7 @@ import sys
 
 from bench.report import write
 
-BENCHMARKS = ["codec"]
+BENCHMARKS = ["codec", "join"]
 
 
 def main(argv: list[str]) -> int:

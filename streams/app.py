@@ -35,6 +35,8 @@ class AppOptions:
     batch_within: float = 0.25
     web_port: int | None = None
     data_dir: str | None = None
+    max_poll_records: int = 5000
+    stream_buffer: int = 20_000
 
 
 def create_app(settings: KafkaSettings, options: AppOptions = AppOptions()) -> faust.App:
@@ -49,6 +51,11 @@ def create_app(settings: KafkaSettings, options: AppOptions = AppOptions()) -> f
         web_port=options.web_port or 6066,
         producer_partitioner=None,  # aiokafka's default: Kafka's murmur2, as the contract requires
         producer_max_request_size=DEAD_LETTER_MAX_BYTES,  # dead letters keep oversize originals
+        # Throughput: fetch and buffer enough that batches fill before `batch_within` runs out.
+        broker_max_poll_records=options.max_poll_records,
+        stream_buffer_maxsize=options.stream_buffer,
+        consumer_max_fetch_size=8 * 1024 * 1024,
+        producer_linger=0.005,
     )
     if options.data_dir:
         kwargs["datadir"] = options.data_dir

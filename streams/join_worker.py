@@ -8,6 +8,8 @@ internal compacted topic, keyed by partition, for the stage that merges partitio
 
 from __future__ import annotations
 
+import logging
+import time
 import uuid
 from collections import defaultdict
 from typing import Any, Callable
@@ -23,6 +25,8 @@ from evaluators.join import Accumulator, Incoming, JoinConfig, JoinPartition
 from schemas.topics import Topics
 from streams.app import INPUT_TOPICS, AppOptions, IngestAgent, raw_topic
 from streams.state import TableStore, partition_context
+
+log = logging.getLogger("shadowcanary.join")
 
 #: Short source codes kept in the join state with each element's origin (topic code + partition).
 SOURCE_CODES = {"inference.requests": "q", "inference.responses": "s", "inference.labels": "l"}
@@ -50,9 +54,15 @@ class JoinWorker:
         self.accumulator_from_state = accumulator_from_state
         self.joins: dict[int, JoinPartition] = {}
         self.batches = 0
+        self.end_offsets: dict[TP, int] = {}
+        app.timer(1.0, name="join-end-offsets")(self.refresh_end_offsets)
+        self.events_processed = 0
+        self.first_batch_at: float | None = None
         IngestAgent(app, topics, INPUT_TOPICS, self.handle, options, name="join")
 
     async def handle(self, batch: list[tuple[faust.EventT, BaseModel]]) -> None:
+        if self.first_batch_at is None:
+            self.first_batch_at = time.perf_counter()
         by_partition: dict[int, list[tuple[faust.EventT, BaseModel]]] = defaultdict(list)
         for event, message in batch:
             by_partition[event.message.partition].append((event, message))
@@ -64,7 +74,7 @@ class JoinWorker:
                 fence = join.partition_state()["fence"]
             for item in incoming:
                 fence[item.source] = max(item.offset, fence.get(item.source, -1))
-            idle = await self.idle_sources(partition, fence)
+            idle = self.idle_sources(partition, fence)
             with partition_context(items[-1][0]):
                 join.process(incoming, idle, [f"{code}{partition}" for code in self.codes.values()])
                 state = join.partition_state()
@@ -72,6 +82,7 @@ class JoinWorker:
                 {"partition": partition, "seq": state["seq"], "wm": state["wm"], "src": state["src"],
                  "fence": state["fence"], "idle": idle, "run": self.run_id, "acc": state["acc"]}))
         self.batches += 1
+        self.events_processed += len(batch)
 
     def join_for(self, partition: int) -> JoinPartition:
         if partition not in self.joins:
@@ -81,22 +92,30 @@ class JoinWorker:
                                                   self.accumulator_from_state, key_space=str(partition))
         return self.joins[partition]
 
-    async def idle_sources(self, partition: int, last_offsets: dict[str, int]) -> list[str]:
+    def idle_sources(self, partition: int, last_offsets: dict[str, int]) -> list[str]:
         """The partition's sources the consumer has read to the end: nothing older waits there, so
         they need not hold the join's time back (see :mod:`evaluators.join`).
 
-        The consumer's cached high watermark comes from its last fetch and may be stale, so a source
-        it shows as caught up is confirmed against the broker's current end offset.
+        "The end" is the newest of the consumer's cached high watermark (from its last fetch) and the
+        end offset :meth:`refresh_end_offsets` last got from the broker (at most a second old). Asking
+        the broker on every batch would stall the agent on the consumer thread. The cost: a record
+        written within that second may be missed, so a source can count as idle up to a second early;
+        its records are then current ones, well within the expiry grace.
         """
-        candidates: dict[TP, str] = {}
+        idle = []
         for topic, code in self.codes.items():
             tp = TP(topic, partition)
+            known = [e for e in (self.app.consumer.highwater(tp), self.end_offsets.get(tp)) if e is not None]
             source = f"{code}{partition}"
-            cached = self.app.consumer.highwater(tp)
-            if cached is None or last_offsets.get(source, -1) + 1 >= cached:
-                candidates[tp] = source
-        if not candidates:
-            return []
-        end_offsets = await self.app.consumer.highwaters(*candidates)
-        return [source for tp, source in candidates.items()
-                if end_offsets.get(tp) is not None and last_offsets.get(source, -1) + 1 >= end_offsets[tp]]
+            if known and last_offsets.get(source, -1) + 1 >= max(known):
+                idle.append(source)
+        return idle
+
+    async def refresh_end_offsets(self) -> None:
+        """Ask the broker for the end offsets of the input partitions this worker owns."""
+        try:
+            assigned = [tp for tp in self.app.consumer.assignment() if tp.topic in self.codes]
+            if assigned:
+                self.end_offsets.update(await self.app.consumer.highwaters(*assigned))
+        except Exception as exc:  # not started yet, rebalancing, broker away: try again next second
+            log.debug("end offsets not refreshed: %r", exc)
