@@ -76,6 +76,30 @@ async def raw_consumption(settings: KafkaSettings, topics: Topics, expected: int
     return expected / (time.perf_counter() - started)
 
 
+async def faust_stream_alone(settings: KafkaSettings, topics: Topics, expected: int) -> float:
+    """faust's own ceiling: an agent over the same topics that only counts its batches."""
+    app = create_app(settings, AppOptions(app_id=f"bench-faust-{uuid.uuid4().hex[:8]}"))
+    source = app.topic(topics.requests, topics.responses, topics.labels, key_type=None, value_type=None,
+                       key_serializer="raw", value_serializer="raw")
+    seen = {"n": 0, "started": None}
+
+    async def count(stream):
+        async for events in stream.take_events(5000, within=0.25):
+            seen["started"] = seen["started"] or time.perf_counter()
+            seen["n"] += len(events)
+
+    app.agent(source, name="count")(count)
+    app.loop = asyncio.get_running_loop()
+    await app.start()
+    try:
+        while seen["n"] < expected:
+            await asyncio.sleep(0.05)
+        elapsed = time.perf_counter() - seen["started"]
+    finally:
+        await app.stop()
+    return expected / elapsed
+
+
 async def join_throughput(settings: KafkaSettings, topics: Topics, expected: int, state_dir: str) -> float:
     options = AppOptions(app_id=f"bench-{uuid.uuid4().hex[:8]}", store="rocksdb://", batch_size=5000,
                          data_dir=state_dir)
@@ -102,11 +126,14 @@ def run(n_requests: int = int(os.environ.get("BENCH_JOIN_REQUESTS", "60000"))) -
         ensure_internal_topic(admin_client(settings), partials_topic_name(topics), PARTITIONS, compacted=True)
         events = produce_stream(settings, topics, n_requests)
         raw = asyncio.run(raw_consumption(settings, topics, events))
+        faust_alone = asyncio.run(faust_stream_alone(settings, topics, events))
         with tempfile.TemporaryDirectory() as state_dir:
             joined = asyncio.run(join_throughput(settings, topics, events, state_dir))
     ratio = joined / raw
     return [
         Result("join", "raw aiokafka consumption, same topics", raw, "events/s"),
+        Result("join", "faust stream alone (agent only counting)", faust_alone, "events/s",
+               note="faust's per-event ceiling on this machine, before any work"),
         Result("join", "join worker throughput (1 worker)", joined, "events/s", ">= 30,000/s", joined >= 30_000,
                note="goal 100,000/s"),
         Result("join", "join / raw consumption", ratio, "ratio", ">= 0.3", ratio >= 0.3, note="goal 0.5"),

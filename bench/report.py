@@ -23,7 +23,13 @@ class Result:
 
 
 def write(results: list[Result], name: str = "latest") -> Path:
+    """Write the results; rows of benchmarks not run this time are kept from the previous file."""
     RESULTS.mkdir(exist_ok=True)
+    previous = RESULTS / f"{name}.json"
+    if previous.exists():
+        ran = {r.benchmark for r in results}
+        kept = [Result(**row) for row in json.loads(previous.read_text())["results"] if row["benchmark"] not in ran]
+        results = kept + results
     meta = {"when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "python": platform.python_version(), "machine": platform.machine(),
             "cpus": __import__("os").cpu_count()}

@@ -6,7 +6,6 @@ import os
 import socket
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -35,7 +34,7 @@ def test_up_twice_is_harmless_status_and_down_purge(tmp_path):
     try:
         first = run_cli("broker", "up", "--port", str(port), "--home", str(home))
         assert first.returncode == 0, first.stderr
-        assert f"running: Kafka 4." in first.stdout and f"127.0.0.1:{port}" in first.stdout
+        assert "running: Kafka 4." in first.stdout and f"127.0.0.1:{port}" in first.stdout
         second = run_cli("broker", "up", "--port", str(port), "--home", str(home))
         assert second.returncode == 0 and second.stdout.startswith("already running")
         status = run_cli("broker", "status", "--home", str(home))

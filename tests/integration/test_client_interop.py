@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
 
 import pytest
-from confluent_kafka import Consumer
 
 from streams.admin import admin_client
 from streams.config import KafkaSettings
 from streams.producer import ContractProducer
 from tests.faust_harness import make_test_app, running, wait_until
+from tests.kafka_helpers import read_topic
 
 pytestmark = pytest.mark.kafka
 
@@ -25,20 +24,8 @@ def _create_topic(settings: KafkaSettings, name: str, partitions: int) -> None:
         future.result(30)
 
 
-def _consume_all(settings: KafkaSettings, topic: str, expected: int, timeout: float = 60) -> list:
-    consumer = Consumer(settings.confluent_config(**{
-        "group.id": f"probe-{uuid.uuid4()}", "auto.offset.reset": "earliest", "enable.auto.commit": False}))
-    consumer.subscribe([topic])
-    out = []
-    deadline = time.monotonic() + timeout
-    try:
-        while len(out) < expected and time.monotonic() < deadline:
-            for msg in consumer.consume(1000, 1.0):
-                if msg.error() is None:
-                    out.append((msg.key(), msg.value(), msg.partition()))
-    finally:
-        consumer.close()
-    return out
+def _consume_all(settings: KafkaSettings, topic: str, expected: int) -> list:
+    return [(m.key(), m.value(), m.partition()) for m in read_topic(settings, topic, expected, timeout=60, linger=0)]
 
 
 def test_confluent_murmur2_and_faust_agree_on_partitions_of_10000_request_ids(kafka_settings):

@@ -6,12 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import random
-import time
 import uuid
 from collections import Counter
 
 import pytest
-from confluent_kafka import Consumer
 from confluent_kafka.admin import NewTopic
 from hypothesis import HealthCheck, given, settings, strategies as st
 
@@ -22,6 +20,7 @@ from streams.app import INPUT_TOPICS, AppOptions, IngestAgent, create_app
 from streams.producer import ContractProducer
 from streams.telemetry import DEAD_LETTERS
 from tests.faust_harness import running, wait_until
+from tests.kafka_helpers import read_topic
 from tests.strategies import oversize, record
 
 pytestmark = pytest.mark.kafka
@@ -54,22 +53,6 @@ def generate_records(target: int) -> list[tuple[str, str, bytes | None, str]]:
 def _dead_letter_total() -> float:
     return sum(DEAD_LETTERS.labels(t, r)._value.get()
                for t in ("inference.requests", "inference.responses", "inference.labels") for r in BAD_REASONS)
-
-
-def _read_topic(settings, topic: str, expected: int, timeout: float = 120) -> list:
-    consumer = Consumer(settings.confluent_config(**{
-        "group.id": f"dlq-reader-{uuid.uuid4()}", "auto.offset.reset": "earliest", "enable.auto.commit": False}))
-    consumer.subscribe([topic])
-    out = []
-    deadline = time.monotonic() + timeout
-    try:
-        while len(out) < expected and time.monotonic() < deadline:
-            out += [m for m in consumer.consume(500, 1.0) if m.error() is None]
-        # Anything beyond the expected count would be a duplicate: look a little longer.
-        out += [m for m in consumer.consume(500, 3.0) if m.error() is None]
-    finally:
-        consumer.close()
-    return out
 
 
 def test_generated_malformed_records_all_reach_the_dlq_and_good_ones_are_processed(kafka_settings):
@@ -132,7 +115,7 @@ def test_generated_malformed_records_all_reach_the_dlq_and_good_ones_are_process
         {rid: len(keys) for rid, keys in valid_ids.items()}
     assert _dead_letter_total() - dead_before == len(bad)
 
-    letters = _read_topic(kafka_settings, topics.dlq, len(bad))
+    letters = read_topic(kafka_settings, topics.dlq, len(bad))
     assert len(letters) == len(bad), "every bad record exactly once in the DLQ"
     by_key = {m.key().decode(): m for m in letters}
     assert set(by_key) == set(bad)

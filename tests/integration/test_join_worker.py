@@ -16,13 +16,13 @@ from dataclasses import dataclass, field
 
 import orjson
 import pytest
-from confluent_kafka import Consumer
 
 from evaluators.counts import JoinCounts
 from schemas import GroundTruth, InferenceRequest, InferenceResponse, Topics, encode
 from streams.admin import TopicLayout, create_topics
 from streams.join_worker import partials_topic_name
 from streams.producer import ContractProducer, make_producer
+from tests.kafka_helpers import read_topic
 
 pytestmark = pytest.mark.kafka
 
@@ -106,18 +106,9 @@ def start_worker(settings, app_id: str, state_dir: str) -> subprocess.Popen:
 
 
 def read_counts(settings, topics: Topics, seconds: float = 3.0) -> JoinCounts:
-    consumer = Consumer(settings.confluent_config(**{
-        "group.id": f"partials-{uuid.uuid4()}", "auto.offset.reset": "earliest", "enable.auto.commit": False}))
-    consumer.subscribe([partials_topic_name(topics)])
-    latest: dict[bytes, dict] = {}
-    deadline = time.monotonic() + seconds
-    try:
-        while time.monotonic() < deadline:
-            for message in consumer.consume(1000, 0.5):
-                if message.error() is None:
-                    latest[message.key()] = orjson.loads(message.value())
-    finally:
-        consumer.close()
+    """The latest partial state of each partition, merged."""
+    latest = {m.key(): orjson.loads(m.value())
+              for m in read_topic(settings, partials_topic_name(topics), linger=seconds)}
     total = JoinCounts()
     for partial in latest.values():
         total.merge(JoinCounts.from_state(partial["acc"]))
