@@ -45,6 +45,12 @@ def evaluate(ctx: Context, app_id: str, store: str, state_dir: Path | None, labe
 
     from streams.evaluator import build_evaluator, mark_clean_stop
 
+    if store == "rocksdb":
+        try:
+            import rocksdict  # noqa: F401
+        except ImportError:
+            raise click.UsageError("--store rocksdb needs the rocksdict package (pip install rocksdict); "
+                                   "or use --store memory") from None
     state_dir = state_dir or PROJECT_ROOT / ".shadowcanary" / "evaluator" / app_id
     options = AppOptions(app_id=app_id, store=f"{store}://", batch_size=batch_size)
     config = JoinConfig(label_timeout_ms=int(label_timeout * 1000), expiry_grace_ms=int(expiry_grace * 1000))
