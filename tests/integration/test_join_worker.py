@@ -121,7 +121,7 @@ def model_counts(counts: JoinCounts) -> dict:
             "models": {m: v for m, v in state["models"].items() if m == "m"}}
 
 
-def wait_for(settings, topics, expected: dict, timeout: float = 240) -> dict:
+def wait_for(settings, topics, expected: dict, timeout: float = 360) -> dict:
     deadline = time.monotonic() + timeout
     seen = None
     while time.monotonic() < deadline:
@@ -182,7 +182,11 @@ def test_counts_stay_exact_when_the_worker_is_killed_twice_mid_stream(kafka_sett
 def test_two_workers_in_one_group_give_the_same_result_as_one(kafka_settings, tmp_path):
     topics, scenario = _prepare(kafka_settings, 3000, seed=12)
     app_id = f"pair-{uuid.uuid4().hex[:8]}"
-    workers = [start_worker(kafka_settings, app_id, str(tmp_path / f"w{i}")) for i in range(2)]
+    # The second worker joins once the first is up, as in a rolling deployment; then the data flows.
+    workers = [start_worker(kafka_settings, app_id, str(tmp_path / "w0"))]
+    time.sleep(10)
+    workers.append(start_worker(kafka_settings, app_id, str(tmp_path / "w1")))
+    time.sleep(10)
     try:
         produce(kafka_settings, scenario.events)
         send_ticks(kafka_settings, topics, 4, T0 + 10 * 86_400_000)
