@@ -115,6 +115,8 @@ class JoinPartition:
         self.run_id = run_id
         self._accumulator_from_state = accumulator_from_state
         self.partition_key = f"{PARTITION_KEY}{key_space}"
+        #: The partition state the last batch wrote (what a caller publishes, without reading it back).
+        self.last_state: dict[str, Any] | None = None
         self.chunk_prefix = f"{CHUNK_PREFIX}{key_space}:"
 
     # -- partition state -------------------------------------------------------------------------
@@ -129,12 +131,14 @@ class JoinPartition:
 
     # -- batch -----------------------------------------------------------------------------------
     def process(self, batch: Iterable[Incoming], idle_sources: Iterable[str] = (),
-                sources: Iterable[str] | None = None) -> list[Fact]:
+                sources: Iterable[str] | None = None,
+                end_offsets: dict[str, int] | None = None) -> list[Fact]:
         """Apply a batch.
 
         ``sources``: every source of the partition, seen or not (default: those seen so far). A
         source with no event yet that is not idle holds time where it is: its first events may be
-        old. ``idle_sources``: sources known to be caught up after this batch (nothing older waits).
+        old. A source is idle (caught up: nothing older waits) when it is in ``idle_sources``, or
+        when everything before its end offset in ``end_offsets`` has been applied.
         """
         part = self.partition_state()
         # Deletions the previous batch made after its partition state may have been lost: redo them.
@@ -152,7 +156,10 @@ class JoinPartition:
             if incoming.offset > batch_ctx.new_fence.get(incoming.source, -1):
                 batch_ctx.new_fence[incoming.source] = incoming.offset
         # "Caught up" describes the sources after this batch: only now may they stop holding time back.
-        batch_ctx.idle = frozenset(idle_sources)
+        fence_after = batch_ctx.new_fence
+        caught_up = {source for source, end in (end_offsets or {}).items()
+                     if fence_after.get(source, -1) + 1 >= end}
+        batch_ctx.idle = frozenset(idle_sources) | caught_up
         batch_ctx._advance()
         return batch_ctx.commit()
 
@@ -509,10 +516,11 @@ class _Batch:
             for run in sorted(runs, key=runs.__getitem__)[: len(runs) - MAX_LEDGER_RUNS]:
                 del runs[run]
         deleted = sorted(self.deleted)
-        self.store.set(self.join.partition_key, {
+        self.join.last_state = {
             "seq": self.seq, "runs": runs, "wm": self.watermark, "src": self.source_times, "fence": self.new_fence,
             "acc": accumulator.to_state(), "xq": queue, "gc": deleted, "gcx": self.popped_chunks,
-        })
+        }
+        self.store.set(self.join.partition_key, self.join.last_state)
         # Deletions only now: were the partition state lost, a replay would need what they remove.
         for request_id in deleted:
             self.store.delete(REQUEST_PREFIX + request_id)

@@ -62,8 +62,3 @@ def decode(model: type[M], data: bytes | None, max_bytes: int = MAX_RECORD_BYTES
 def encode(message: BaseModel) -> bytes:
     """The JSON bytes of a message (RFC 3339 timestamps, unknown fields kept)."""
     return message.__pydantic_serializer__.to_json(message)
-
-
-def to_document(message: BaseModel) -> dict:
-    """The JSON-compatible dict of a message, as :func:`encode` would write it."""
-    return orjson.loads(encode(message))

@@ -53,7 +53,7 @@ class JoinWorker:
         self.partials = raw_topic(app, partials_topic_name(topics))
         self.accumulator_from_state = accumulator_from_state
         self.joins: dict[int, JoinPartition] = {}
-        self.batches = 0
+        self.sources: dict[int, list[str]] = {}
         self.end_offsets: dict[TP, int] = {}
         app.timer(1.0, name="join-end-offsets")(self.refresh_end_offsets)
         self.events_processed = 0
@@ -71,45 +71,39 @@ class JoinWorker:
                         for event, message in items]
             join = self.join_for(partition)
             with partition_context(items[-1][0]):
-                fence = join.partition_state()["fence"]
-            for item in incoming:
-                fence[item.source] = max(item.offset, fence.get(item.source, -1))
-            idle = self.idle_sources(partition, fence)
-            with partition_context(items[-1][0]):
-                join.process(incoming, idle, [f"{code}{partition}" for code in self.codes.values()])
-                state = join.partition_state()
+                join.process(incoming, sources=self.sources[partition], end_offsets=self.end_offsets_of(partition))
+            state = join.last_state
             await self.partials.send(key=str(partition).encode(), value=orjson.dumps(
                 {"partition": partition, "seq": state["seq"], "wm": state["wm"], "src": state["src"],
-                 "fence": state["fence"], "idle": idle, "run": self.run_id, "acc": state["acc"]}))
-        self.batches += 1
+                 "fence": state["fence"], "run": self.run_id, "acc": state["acc"]}))
         self.events_processed += len(batch)
 
     def join_for(self, partition: int) -> JoinPartition:
         if partition not in self.joins:
+            self.sources[partition] = [f"{code}{partition}" for code in self.codes.values()]
             # Own key space per partition: faust's RocksDB store deletes a key in the partition that
             # last wrote it, so keys must never be shared between partitions.
             self.joins[partition] = JoinPartition(self.store, self.config, self.run_id,
                                                   self.accumulator_from_state, key_space=str(partition))
         return self.joins[partition]
 
-    def idle_sources(self, partition: int, last_offsets: dict[str, int]) -> list[str]:
-        """The partition's sources the consumer has read to the end: nothing older waits there, so
-        they need not hold the join's time back (see :mod:`evaluators.join`).
+    def end_offsets_of(self, partition: int) -> dict[str, int]:
+        """The newest known end offset of each of the partition's sources, for the join to tell which
+        it has read to the end (see :mod:`evaluators.join`).
 
-        "The end" is the newest of the consumer's cached high watermark (from its last fetch) and the
-        end offset :meth:`refresh_end_offsets` last got from the broker (at most a second old). Asking
-        the broker on every batch would stall the agent on the consumer thread. The cost: a record
-        written within that second may be missed, so a source can count as idle up to a second early;
-        its records are then current ones, well within the expiry grace.
+        "Newest known" is the larger of the consumer's cached high watermark (from its last fetch) and
+        the end offset :meth:`refresh_end_offsets` last got from the broker (at most a second old).
+        Asking the broker on every batch would stall the agent on the consumer thread. The cost: a
+        record written within that second may be missed, so a source can count as caught up up to a
+        second early; its records are then current ones, well within the expiry grace.
         """
-        idle = []
+        ends = {}
         for topic, code in self.codes.items():
             tp = TP(topic, partition)
             known = [e for e in (self.app.consumer.highwater(tp), self.end_offsets.get(tp)) if e is not None]
-            source = f"{code}{partition}"
-            if known and last_offsets.get(source, -1) + 1 >= max(known):
-                idle.append(source)
-        return idle
+            if known:
+                ends[f"{code}{partition}"] = max(known)
+        return ends
 
     async def refresh_end_offsets(self) -> None:
         """Ask the broker for the end offsets of the input partitions this worker owns."""

@@ -245,3 +245,14 @@ def test_a_source_not_heard_from_holds_time_until_it_is_idle():
     assert not any(isinstance(f, Expired) for f in facts)
     facts = join.process(feed(label("r1", 2 * MIN)), sources=sources)
     assert any(isinstance(f, JoinedRecord) for f in facts)
+
+
+def test_a_source_read_to_its_end_offset_is_idle():
+    feed, join = Feed(), new_join()
+    join.process(feed(label("r1", 0)))
+    # The labels source's only record (offset 0) is applied: with end offset 1 it is caught up, so
+    # responses move time alone; with end offset 5 it still holds time back.
+    facts = join.process(feed(resp("r2", "v1", "primary", 20 * MIN)), end_offsets={"GroundTruth": 5})
+    assert not any(isinstance(f, UnmatchedLabel) for f in facts)
+    facts = join.process(feed(resp("r3", "v1", "primary", 21 * MIN)), end_offsets={"GroundTruth": 1})
+    assert [type(f) for f in facts if isinstance(f, UnmatchedLabel)] == [UnmatchedLabel]

@@ -79,12 +79,10 @@ def test_generated_malformed_records_all_reach_the_dlq_and_good_ones_are_process
     producer.flush(120)
 
     processed: Counter[str] = Counter()
-    seen_topics: dict[str, str] = {}
 
     async def handler(batch: list) -> None:
         for event, message in batch:
             processed[message.request_id] += 1
-            seen_topics[message.request_id] = event.message.topic
 
     # The processed keys are request ids; map them back to record keys.
     valid_ids = {}
