@@ -7,6 +7,7 @@ partition count, and ``rollout.specs`` must be compacted.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 from confluent_kafka import KafkaException
@@ -123,8 +124,27 @@ def create_topics(settings: KafkaSettings, layout: TopicLayout = TopicLayout(),
                 error = exc.args[0]
                 if error.name() != "TOPIC_ALREADY_EXISTS":  # a concurrent creator won the race
                     raise TopicLayoutError(f"could not create {name}: {error.str()}") from None
+        wait_for_topics(admin, [t.topic for t in new_topics], timeout)
     verify_topics(settings, admin)
     return created, sorted(states)
+
+
+def wait_for_topics(admin: AdminClient, names: list[str], timeout: float = 30.0) -> None:
+    """Block until the broker's metadata lists every one of ``names``.
+
+    A create request returns once the controller has committed the topic; the broker serving
+    metadata may learn of it a moment later. Checking the layout in that moment would see a partial
+    picture, so creation (ours or a concurrent creator's) is only trusted once it is visible.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        topics = admin.list_topics(timeout=timeout).topics
+        missing = [n for n in names if n not in topics or topics[n].error is not None]
+        if not missing:
+            return
+        if time.monotonic() > deadline:
+            raise TopicLayoutError(f"topics not visible {timeout:.0f}s after creation: {', '.join(missing)}")
+        time.sleep(0.05)
 
 
 def ensure_internal_topic(admin: AdminClient, name: str, partitions: int, compacted: bool,
@@ -140,3 +160,4 @@ def ensure_internal_topic(admin: AdminClient, name: str, partitions: int, compac
     except KafkaException as exc:
         if exc.args[0].name() != "TOPIC_ALREADY_EXISTS":
             raise TopicLayoutError(f"could not create {name}: {exc.args[0].str()}") from None
+    wait_for_topics(admin, [name], timeout)

@@ -6,7 +6,8 @@ import pytest
 from confluent_kafka.admin import NewTopic
 
 from schemas.topics import TOPICS, Topics
-from streams.admin import TopicState, admin_client, create_topics, layout_problems, verify_topics
+from streams.admin import (TopicState, admin_client, create_topics, layout_problems, verify_topics,
+                           wait_for_topics)
 from streams.errors import TopicLayoutError
 
 
@@ -52,6 +53,7 @@ def test_refuses_to_run_on_mismatched_inference_topics(kafka_settings):
     for future in admin.create_topics([NewTopic(topics.requests, 4, 1),
                                        NewTopic(topics.labels, 2, 1)]).values():
         future.result(30)
+    wait_for_topics(admin, [topics.requests, topics.labels])
     with pytest.raises(TopicLayoutError, match="not co-partitioned") as info:
         create_topics(kafka_settings)
     assert f"{topics.labels} has 2" in str(info.value)
@@ -65,6 +67,7 @@ def test_missing_inference_topic_takes_the_existing_partition_count(kafka_settin
     admin = admin_client(kafka_settings)
     for future in admin.create_topics([NewTopic(topics.requests, 5, 1)]).values():
         future.result(30)
+    wait_for_topics(admin, [topics.requests])
     create_topics(kafka_settings)
     states = verify_topics(kafka_settings)
     assert {states[n].partitions for n in (topics.requests, topics.responses, topics.labels)} == {5}

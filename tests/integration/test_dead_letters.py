@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from schemas.codec import MAX_RECORD_BYTES
 from schemas.topics import Topics
-from streams.admin import admin_client, create_topics
+from streams.admin import admin_client, create_topics, wait_for_topics
 from streams.app import INPUT_TOPICS, AppOptions, IngestAgent, create_app
 from streams.producer import ContractProducer
 from streams.telemetry import DEAD_LETTERS
@@ -71,6 +71,8 @@ def test_generated_malformed_records_all_reach_the_dlq_and_good_ones_are_process
             NewTopic(topics.name(n), 4, 1, config={"max.message.bytes": str(4 * 1024 * 1024)})
             for n in ("inference.requests", "inference.responses", "inference.labels")]).values():
         future.result(30)
+    wait_for_topics(admin, [topics.name(n) for n in ("inference.requests", "inference.responses",
+                                                      "inference.labels")])
     create_topics(kafka_settings)
 
     producer = ContractProducer(kafka_settings, **{"message.max.bytes": 4 * 1024 * 1024})
