@@ -10,7 +10,7 @@ BIN    := $(VENV)/bin
 KAFKA_LIB_STAMP := deploy/kafka/lib/.resolved
 ASYNCAPI_STAMP  := tools/asyncapi-validate/node_modules/.installed
 
-.PHONY: setup demo test bench broker-up broker-down clean
+.PHONY: setup test-tools demo test bench broker-up broker-down clean
 
 setup: $(VENV)/.installed $(KAFKA_LIB_STAMP) $(ASYNCAPI_STAMP)
 
@@ -33,7 +33,15 @@ $(ASYNCAPI_STAMP): tools/asyncapi-validate/package.json tools/asyncapi-validate/
 demo: setup
 	$(BIN)/shadowcanary demo
 
-test: setup
+# promtool (Debian's prometheus package) checks the worker's /metrics output and deploy/prometheus.
+test-tools:
+	@command -v promtool >/dev/null || { \
+	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus \
+	  || { $$SUDO apt-get update -qq && \
+	       $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus; }; }
+
+test: setup test-tools
 	$(PY) -m pytest
 
 bench: setup

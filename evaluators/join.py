@@ -94,6 +94,9 @@ class Accumulator:
     def add(self, fact: Fact) -> None:
         pass
 
+    def advance(self, watermark: int) -> None:
+        """Called once per batch, after its facts, with the partition's stream time."""
+
     def to_state(self) -> Any:
         return None
 
@@ -510,6 +513,8 @@ class _Batch:
         accumulator = self.join._accumulator_from_state(self.part["acc"])
         for fact in self.facts:
             accumulator.add(fact)
+        if hasattr(accumulator, "advance"):
+            accumulator.advance(self.watermark)
         runs = dict(self.ledger)
         runs[self.join.run_id] = self.seq
         if len(runs) > MAX_LEDGER_RUNS:

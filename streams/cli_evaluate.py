@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from evaluators.join import JoinConfig
+from evaluators.metrics import MetricsConfig
 from schemas.types import Duration
 from streams.app import AppOptions
 from streams.cli_context import Context, pass_context
@@ -23,6 +24,20 @@ def _duration(ctx: click.Context, param: click.Parameter, value: str) -> float:
         raise click.BadParameter(f"expected a duration such as 90s, 15m, 6h or 7d, got {value!r}") from None
 
 
+def _tasks(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> dict[str, str]:
+    from schemas.metric_names import TASKS
+
+    out = {}
+    for value in values:
+        model, sep, task = value.partition("=")
+        if not sep or not model:
+            raise click.BadParameter(f"expected MODEL=TASK, got {value!r}")
+        if task not in TASKS:
+            raise click.BadParameter(f"unknown task {task!r} for model {model!r} (one of {', '.join(TASKS)})")
+        out[model] = task
+    return out
+
+
 @click.command()
 @click.option("--app-id", default="shadowcanary-evaluator", show_default=True,
               help="Consumer group and table namespace; workers with the same id share the work.")
@@ -34,12 +49,23 @@ def _duration(ctx: click.Context, param: click.Parameter, value: str) -> float:
               help="Labels later than this after the response are late; unlabelled responses expire.")
 @click.option("--expiry-grace", default="10m", show_default=True, callback=_duration,
               help="Extra event time before a response expires (tolerated disorder between topics).")
+@click.option("--window", default="60s", show_default=True, callback=_duration,
+              help="Size of the event-time tumbling windows published on evaluator.metrics.")
+@click.option("--task", "tasks", multiple=True, callback=_tasks, metavar="MODEL=TASK",
+              help="A model's task (binary, multiclass, regression, ranking); repeatable. Without it, "
+                   "the task is inferred from each prediction's JSON type.")
+@click.option("--ranking-k", "ks", multiple=True, type=click.IntRange(1, 1000), default=(5, 10),
+              show_default=True, help="k of precision@k, recall@k and NDCG@k; repeatable.")
+@click.option("--metrics-port", type=click.IntRange(0, 65535), default=9464, show_default=True,
+              help="Port of the Prometheus endpoint (0: none).")
+@click.option("--metrics-host", default="0.0.0.0", show_default=True, help="Address it listens on.")
 @click.option("--batch-size", type=click.IntRange(1, 100_000), default=2000, show_default=True)
 @click.option("--loglevel", type=click.Choice(["debug", "info", "warning", "error"]), default="warning",
               show_default=True)
 @pass_context
 def evaluate(ctx: Context, app_id: str, store: str, state_dir: Path | None, label_timeout: float,
-             expiry_grace: float, batch_size: int, loglevel: str) -> None:
+             expiry_grace: float, window: float, tasks: dict[str, str], ks: tuple[int, ...],
+             metrics_port: int, metrics_host: str, batch_size: int, loglevel: str) -> None:
     """Run an evaluator worker until Ctrl-C (or SIGTERM) stops it cleanly."""
     from faust import Worker
 
@@ -54,7 +80,14 @@ def evaluate(ctx: Context, app_id: str, store: str, state_dir: Path | None, labe
     state_dir = state_dir or PROJECT_ROOT / ".shadowcanary" / "evaluator" / app_id
     options = AppOptions(app_id=app_id, store=f"{store}://", batch_size=batch_size)
     config = JoinConfig(label_timeout_ms=int(label_timeout * 1000), expiry_grace_ms=int(expiry_grace * 1000))
-    evaluator = build_evaluator(ctx.settings, options, config, state_dir)
+    if window < 1:
+        raise click.BadParameter("must be at least 1s", param_hint="'--window'")
+    metrics = MetricsConfig(tasks=tasks, ks=tuple(sorted(set(ks))), window_ms=int(window * 1000))
+    evaluator = build_evaluator(ctx.settings, options, config, state_dir, metrics)
+    if metrics_port:
+        evaluator.serve_metrics(metrics_port, metrics_host)
+        click.echo(f"Prometheus metrics on http://{metrics_host}:{metrics_port}/metrics", err=True)
+    evaluator.merger.start()
     for note in evaluator.notes:
         click.echo(note, err=True)
     click.echo(f"evaluator {app_id} (run {evaluator.join.run_id}) on {ctx.settings.bootstrap_servers}, "
@@ -66,5 +99,7 @@ def evaluate(ctx: Context, app_id: str, store: str, state_dir: Path | None, labe
     except SystemExit as exc:
         if exc.code not in (0, None):
             raise
+    finally:
+        evaluator.merger.stop()
     # Only a normal return is a clean stop (its changelogs were flushed); anything else keeps the mark.
     mark_clean_stop(state_dir)

@@ -18,12 +18,15 @@ from pathlib import Path
 import faust
 
 from evaluators.join import JoinConfig
+from evaluators.metrics import MetricsConfig
 from schemas.topics import TOPICS, Topics
 from streams.admin import admin_client, ensure_internal_topic, verify_topics
 from streams.app import AppOptions, create_app
 from streams.config import KafkaSettings
 from streams.errors import TopicLayoutError
-from streams.join_worker import JoinWorker, partials_topic_name
+from streams.exporter import EvaluatorCollector, serve
+from streams.join_worker import JoinWorker, partials_topic_name, settle_ms
+from streams.merger import MergerService
 
 log = logging.getLogger("shadowcanary.evaluator")
 
@@ -34,8 +37,13 @@ RUNNING_MARK = "worker.running"
 class Evaluator:
     app: faust.App
     join: JoinWorker
+    merger: MergerService
+    collector: EvaluatorCollector
     state_dir: Path
     notes: list[str] = field(default_factory=list)
+
+    def serve_metrics(self, port: int, host: str = "0.0.0.0") -> None:
+        serve(self.collector, port, host)
 
 
 def inference_partitions(settings: KafkaSettings) -> int:
@@ -65,14 +73,17 @@ def mark_clean_stop(state_dir: Path) -> None:
 
 
 def build_evaluator(settings: KafkaSettings, options: AppOptions, join_config: JoinConfig,
-                    state_dir: Path) -> Evaluator:
+                    state_dir: Path, metrics_config: MetricsConfig = MetricsConfig()) -> Evaluator:
     partitions = inference_partitions(settings)
     topics = Topics(settings.topic_prefix)
-    ensure_internal_topic(admin_client(settings), partials_topic_name(topics), partitions=partitions,
-                          compacted=True)
+    # One partition: one owner (the merger) reads every partition's partials in order.
+    ensure_internal_topic(admin_client(settings), partials_topic_name(topics), partitions=1, compacted=True)
     notes = prepare_state_dir(state_dir)
     options.data_dir = str(state_dir)
     app = create_app(settings, options)
     app.conf.topic_partitions = partitions
-    join = JoinWorker(app, topics, join_config, partitions, options)
-    return Evaluator(app, join, state_dir, notes)
+    join = JoinWorker(app, topics, join_config, partitions, options, metrics=metrics_config)
+    merger = MergerService(settings, topics, partials_topic_name(topics), options.app_id, metrics_config,
+                           settle_ms(join_config), partitions)
+    collector = EvaluatorCollector(merger.totals, join.lag, lambda: merger.owner, metrics_config)
+    return Evaluator(app, join, merger, collector, state_dir, notes)

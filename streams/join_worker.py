@@ -1,9 +1,14 @@
 """The join in the stream: one faust agent over the three co-partitioned inference topics.
 
 Each batch is split by partition; each partition's events go through its
-:class:`evaluators.join.JoinPartition` with the state in one changelog-backed table, and the
-partition's partial state (the accumulator of facts, with its batch sequence) is published on an
-internal compacted topic, keyed by partition, for the stage that merges partitions.
+:class:`evaluators.join.JoinPartition` with the state in one changelog-backed table. The partition's
+partial state goes to an internal compacted topic for the one owner that merges partitions
+(:mod:`streams.merger`):
+
+- ``w/<partition>/<snapshot id>``: the partition's part of a window that just closed, sent right
+  after the batch that closed it is stored (and again after a restart: the key makes it idempotent);
+- ``h/<partition>``: a heartbeat with the partition's stream time, exact counts and running metric
+  totals per version, at most every ``HEARTBEAT_S`` and always after the finals it covers.
 """
 
 from __future__ import annotations
@@ -20,8 +25,10 @@ from pydantic import BaseModel
 
 from faust.types import TP
 
-from evaluators.counts import JoinCounts
-from evaluators.join import Accumulator, Incoming, JoinConfig, JoinPartition
+from evaluators.accumulators import evaluator_accumulator
+from evaluators.join import Incoming, JoinConfig, JoinPartition
+from evaluators.merging import snapshot_id
+from evaluators.metrics import MetricsConfig
 from schemas.topics import Topics
 from streams.app import INPUT_TOPICS, AppOptions, IngestAgent, raw_topic
 from streams.state import TableStore, partition_context
@@ -31,6 +38,12 @@ log = logging.getLogger("shadowcanary.join")
 #: Short source codes kept in the join state with each element's origin (topic code + partition).
 SOURCE_CODES = {"inference.requests": "q", "inference.responses": "s", "inference.labels": "l"}
 STATE_TABLE = "join-state"
+HEARTBEAT_S = 0.25
+
+
+def settle_ms(config: JoinConfig) -> Callable[[str], int]:
+    """How long after a window's end its responses are all joined or expired, per model."""
+    return lambda model: config.timeout_for(model) + config.expiry_grace_ms + 1
 
 
 def partials_topic_name(topics: Topics) -> str:
@@ -41,8 +54,9 @@ def partials_topic_name(topics: Topics) -> str:
 class JoinWorker:
     def __init__(self, app: faust.App, topics: Topics, config: JoinConfig, partitions: int,
                  options: AppOptions = AppOptions(), run_id: str | None = None,
-                 accumulator_from_state: Callable[[Any], Accumulator] = JoinCounts.from_state) -> None:
+                 metrics: MetricsConfig = MetricsConfig()) -> None:
         self.config = config
+        self.metrics_config = metrics
         self.run_id = run_id or uuid.uuid4().hex[:12]
         self.app = app
         self.codes = {topics.name(n): SOURCE_CODES[n] for n in INPUT_TOPICS}
@@ -51,11 +65,13 @@ class JoinWorker:
                                default=None)
         self.store = TableStore(self.table)
         self.partials = raw_topic(app, partials_topic_name(topics))
-        self.accumulator_from_state = accumulator_from_state
+        self.accumulator_from_state = evaluator_accumulator(metrics, settle_ms(config))
         self.joins: dict[int, JoinPartition] = {}
+        self.dirty: set[int] = set()
         self.sources: dict[int, list[str]] = {}
         self.end_offsets: dict[TP, int] = {}
         app.timer(1.0, name="join-end-offsets")(self.refresh_end_offsets)
+        app.timer(HEARTBEAT_S, name="join-heartbeats")(self.send_heartbeats)
         self.events_processed = 0
         self.first_batch_at: float | None = None
         IngestAgent(app, topics, INPUT_TOPICS, self.handle, options, name="join")
@@ -70,13 +86,35 @@ class JoinWorker:
             incoming = [Incoming(message, f"{self.codes[event.message.topic]}{partition}", event.message.offset)
                         for event, message in items]
             join = self.join_for(partition)
+            if join.last_state is None:
+                # First batch since start: a crash may have come between storing the last batch and
+                # publishing the windows it closed. Publish them again (same keys, same content).
+                with partition_context(items[-1][0]):
+                    stored = join.partition_state()
+                if stored.get("acc"):
+                    await self.send_finals(partition, stored["acc"]["metrics"]["closed"])
             with partition_context(items[-1][0]):
                 join.process(incoming, sources=self.sources[partition], end_offsets=self.end_offsets_of(partition))
-            state = join.last_state
-            await self.partials.send(key=str(partition).encode(), value=orjson.dumps(
-                {"partition": partition, "seq": state["seq"], "wm": state["wm"], "src": state["src"],
-                 "fence": state["fence"], "run": self.run_id, "acc": state["acc"]}))
+            await self.send_finals(partition, join.last_state["acc"]["metrics"]["closed"])
+            self.dirty.add(partition)
         self.events_processed += len(batch)
+
+    async def send_finals(self, partition: int, closed: list[dict[str, Any]]) -> None:
+        for window in closed:
+            sid = snapshot_id(window["model"], window["version"], window["role"], window["start"])
+            await self.partials.send(key=f"w/{partition}/{sid}".encode(),
+                                     value=orjson.dumps({"partition": partition, **window}))
+
+    async def send_heartbeats(self) -> None:
+        dirty, self.dirty = self.dirty, set()
+        for partition in sorted(dirty):
+            state = self.joins[partition].last_state
+            acc = state["acc"]
+            await self.partials.send(key=f"h/{partition}".encode(), value=orjson.dumps({
+                "partition": partition, "seq": state["seq"], "wm": state["wm"], "src": state["src"],
+                "fence": state["fence"], "run": self.run_id, "counts": acc["counts"],
+                "cum": {key: entry["cum"] for key, entry in acc["metrics"]["v"].items()},
+                "q": {model: entry["cum"] for model, entry in acc["metrics"]["q"].items()}}))
 
     def join_for(self, partition: int) -> JoinPartition:
         if partition not in self.joins:
@@ -104,6 +142,19 @@ class JoinWorker:
             if known:
                 ends[f"{code}{partition}"] = max(known)
         return ends
+
+    def lag(self) -> dict[tuple[str, int], int]:
+        """Records not yet applied per input topic partition this worker has worked on."""
+        out = {}
+        names = {code: topic for topic, code in self.codes.items()}
+        for partition, join in list(self.joins.items()):
+            fence = join.last_state["fence"] if join.last_state else {}
+            for source in self.sources[partition]:
+                topic = names[source[0]]
+                end = self.end_offsets.get(TP(topic, partition))
+                if end is not None:
+                    out[(topic, partition)] = max(end - fence.get(source, -1) - 1, 0)
+        return out
 
     async def refresh_end_offsets(self) -> None:
         """Ask the broker for the end offsets of the input partitions this worker owns."""

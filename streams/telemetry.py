@@ -16,3 +16,8 @@ RECORDS_INGESTED = Counter(
     "Records decoded and validated from an input topic.",
     ["topic"],
 )
+
+WINDOWS_PUBLISHED = Counter(
+    "shadowcanary_windows_published",
+    "Closed metric windows published on evaluator.metrics by this worker (as the merging owner).",
+)

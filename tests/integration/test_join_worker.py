@@ -101,17 +101,18 @@ def start_worker(settings, app_id: str, state_dir: str) -> subprocess.Popen:
            "SHADOWCANARY_TOPIC_PREFIX": settings.topic_prefix}
     return subprocess.Popen(
         [sys.executable, "-m", "streams.cli", "evaluate", "--app-id", app_id, "--state-dir", state_dir,
-         "--label-timeout", f"{TIMEOUT_S}s", "--expiry-grace", f"{GRACE_S}s", "--batch-size", "300"],
+         "--label-timeout", f"{TIMEOUT_S}s", "--expiry-grace", f"{GRACE_S}s", "--batch-size", "300", "--metrics-port", "0"],
         env=env, stdout=subprocess.DEVNULL, stderr=open(os.path.join(state_dir + ".log"), "ab"))
 
 
 def read_counts(settings, topics: Topics, seconds: float = 3.0) -> JoinCounts:
     """The latest partial state of each partition, merged."""
     latest = {m.key(): orjson.loads(m.value())
-              for m in read_topic(settings, partials_topic_name(topics), linger=seconds)}
+              for m in read_topic(settings, partials_topic_name(topics), linger=seconds)
+              if m.key().startswith(b"h/") and m.value() is not None}
     total = JoinCounts()
     for partial in latest.values():
-        total.merge(JoinCounts.from_state(partial["acc"]))
+        total.merge(JoinCounts.from_state(partial["counts"]))
     return total
 
 

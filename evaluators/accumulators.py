@@ -1,0 +1,46 @@
+"""The accumulator a worker gives the join: exact counts and windowed metrics side by side.
+
+>>> from evaluators.facts import ResponseFact
+>>> from evaluators.metrics import MetricsConfig
+>>> make = evaluator_accumulator(MetricsConfig(), settle_ms=lambda model: 0)
+>>> acc = make(None); acc.add(ResponseFact("m", "v1", "primary", 0, 3.0, None, 1)); acc.advance(0)
+>>> sorted(acc.to_state())
+['counts', 'metrics']
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from evaluators.counts import JoinCounts
+from evaluators.facts import Fact
+from evaluators.metrics import MetricsConfig
+from evaluators.windows import MetricsAccumulator
+
+
+class EvaluatorAccumulator:
+    def __init__(self, counts: JoinCounts, metrics: MetricsAccumulator) -> None:
+        self.counts = counts
+        self.metrics = metrics
+
+    def add(self, fact: Fact) -> None:
+        self.counts.add(fact)
+        self.metrics.add(fact)
+
+    def advance(self, watermark: int) -> None:
+        self.metrics.advance(watermark)
+
+    def to_state(self) -> dict[str, Any]:
+        return {"counts": self.counts.to_state(), "metrics": self.metrics.to_state()}
+
+
+def evaluator_accumulator(config: MetricsConfig, settle_ms: Callable[[str], int]
+                          ) -> Callable[[Any], EvaluatorAccumulator]:
+    """A ``from_state`` function for :class:`evaluators.join.JoinPartition`."""
+
+    def from_state(state: dict[str, Any] | None) -> EvaluatorAccumulator:
+        state = state or {}
+        return EvaluatorAccumulator(JoinCounts.from_state(state.get("counts")),
+                                    MetricsAccumulator(config, settle_ms, state.get("metrics")))
+
+    return from_state

@@ -1,0 +1,139 @@
+"""One owner merges the partitions' partial states: live totals per version, and final windows.
+
+Pure (no Kafka). Each input partition reports two kinds of partial (see ``streams.metrics_worker``):
+
+- a **heartbeat** (latest wins): the partition's stream time ``wm`` and its running total per
+  version (``cum``), plus the model request counts (``q``);
+- a **final window** (idempotent, keyed): the partition's part of one window, sent once the window
+  closed on that partition, before any heartbeat that shows the window closed.
+
+A window is published when every input partition's stream time has passed the window's close time
+(see :mod:`evaluators.windows`): then every final for it is in, and their sum is the window. Each
+window gets a deterministic ``snapshot_id``, so a new owner that finds it on the metrics topic does
+not publish it again.
+
+>>> from evaluators.metrics import MetricsConfig
+>>> from evaluators.metrics import version as vm
+>>> merger = PartialsMerger(MetricsConfig(window_ms=1000), settle_ms=lambda m: 0, partitions=2)
+>>> part = vm.new_state(); part["n"] = 3
+>>> merger.final(0, {"model": "m", "version": "v1", "role": "primary", "start": 0, "end": 1000,
+...                  "requests": 3, "state": part})
+>>> merger.heartbeat(0, {"wm": 1500, "cum": {}, "q": {}}); merger.ready()
+[]
+>>> merger.heartbeat(1, {"wm": 1200, "cum": {}, "q": {}})
+>>> [(s.version, s.responses, s.requests) for s in merger.ready()]
+[('v1', 3, 3)]
+"""
+
+from __future__ import annotations
+
+import copy
+import uuid
+from datetime import datetime, timezone
+from typing import Any, Callable
+
+from evaluators.metrics import version as version_metrics
+from evaluators.metrics.version import MetricsConfig
+from evaluators.windows import split_key, version_key
+from schemas.monitoring import LatencyQuantiles, MetricsSnapshot, Window
+
+SNAPSHOT_NAMESPACE = uuid.UUID("6f1d9a52-4a0e-4f43-9a57-0d8c3f1b2e11")
+#: How long (event time past its close) a published window's id is remembered, to ignore re-sent finals.
+PUBLISHED_MEMORY_MS = 3_600_000
+
+
+def snapshot_id(model: str, version: str, role: str, start: int) -> str:
+    return str(uuid.uuid5(SNAPSHOT_NAMESPACE, f"{model}/{version}/{role}/{start}"))
+
+
+def _utc(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc)
+
+
+def build_snapshot(model: str, version: str, role: str, start: int, end: int, requests: int,
+                   state: dict, config: MetricsConfig) -> MetricsSnapshot:
+    values = version_metrics.compute(state, model, config)
+    latency = LatencyQuantiles(p50=values.get("latency_p50_ms"), p95=values.get("latency_p95_ms"),
+                               p99=values.get("latency_p99_ms"))
+    return MetricsSnapshot(
+        model=model, version=version, role=role, window=Window(start=_utc(start), end=_utc(end)),
+        requests=requests, responses=state["n"], errors=state["err"], labelled=state["lab"],
+        expired=state["exp"], metrics=values, latency_ms=latency,
+        snapshot_id=snapshot_id(model, version, role, start))
+
+
+class PartialsMerger:
+    def __init__(self, config: MetricsConfig, settle_ms: Callable[[str], int], partitions: int) -> None:
+        self.config = config
+        self.settle_ms = settle_ms
+        self.partitions = partitions
+        self.heartbeats: dict[int, dict[str, Any]] = {}
+        self.finals: dict[str, dict[str, Any]] = {}
+        self.published: dict[str, int] = {}  # snapshot id -> close time
+
+    # -- input -----------------------------------------------------------------------------------
+    def heartbeat(self, partition: int, message: dict[str, Any]) -> None:
+        self.heartbeats[partition] = message
+
+    def final(self, partition: int, window: dict[str, Any]) -> None:
+        sid = snapshot_id(window["model"], window["version"], window["role"], window["start"])
+        if sid in self.published:
+            return
+        entry = self.finals.setdefault(sid, {key: window[key] for key in
+                                             ("model", "version", "role", "start", "end")} | {"parts": {}})
+        entry["parts"][partition] = (window["requests"], window["state"])
+
+    def mark_published(self, sid: str, close_ms: int = 2**62) -> None:
+        self.published[sid] = close_ms
+        self.finals.pop(sid, None)
+
+    # -- output ----------------------------------------------------------------------------------
+    def stream_time(self) -> int | None:
+        """The oldest stream time over all input partitions (None until every one has reported)."""
+        times = [h["wm"] for h in self.heartbeats.values() if h.get("wm") is not None]
+        idle = sum(1 for h in self.heartbeats.values() if h.get("wm") is None)
+        if len(times) + idle < self.partitions or not times:
+            return None
+        return min(times)
+
+    def ready(self) -> list[MetricsSnapshot]:
+        """Windows every partition has closed, merged, in window order; they count as published."""
+        now = self.stream_time()
+        if now is None:
+            return []
+        out = []
+        for sid, entry in sorted(self.finals.items(), key=lambda item: (item[1]["start"], item[0])):
+            close = entry["end"] + self.settle_ms(entry["model"])
+            if close > now:
+                continue
+            merged = version_metrics.new_state()
+            requests = 0
+            for part_requests, state in entry["parts"].values():
+                version_metrics.merge(merged, copy.deepcopy(state))
+                requests += part_requests
+            out.append(build_snapshot(entry["model"], entry["version"], entry["role"], entry["start"],
+                                      entry["end"], requests, merged, self.config))
+            self.mark_published(sid, close)
+        for sid in [s for s, close in self.published.items() if close + PUBLISHED_MEMORY_MS < now]:
+            del self.published[sid]
+        return out
+
+    def totals(self) -> dict[tuple[str, str, str], dict]:
+        """Each version's running total, merged over partitions (for live metrics and the policy)."""
+        merged: dict[str, dict] = {}
+        for heartbeat in self.heartbeats.values():
+            for key, state in heartbeat.get("cum", {}).items():
+                if key not in merged:
+                    merged[key] = version_metrics.new_state()
+                version_metrics.merge(merged[key], copy.deepcopy(state))
+        return {split_key(key): state for key, state in merged.items()}
+
+    def model_requests(self) -> dict[str, int]:
+        totals: dict[str, int] = {}
+        for heartbeat in self.heartbeats.values():
+            for model, n in heartbeat.get("q", {}).items():
+                totals[model] = totals.get(model, 0) + n
+        return totals
+
+
+__all__ = ["PartialsMerger", "build_snapshot", "snapshot_id", "version_key"]

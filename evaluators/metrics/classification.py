@@ -1,0 +1,210 @@
+"""Classification state: a confusion matrix, probability losses, calibration bins and exact ROC AUC.
+
+River computes accuracy, precision, recall and F1 (binary, or macro for multiclass) from its
+``ConfusionMatrix``, rebuilt from the merged counts. Log loss and Brier score are running sums of
+the per-record losses (as sklearn defines them). ROC AUC is exact: each class keeps the count of
+positives and negatives at every distinct score, so merged partitions give the same AUC as one pass
+(river's ``ROCAUC`` approximates with a few thresholds, so it is not used). Past
+``MAX_DISTINCT_SCORES`` distinct scores the map is coarsened to a 1e-4 grid, which bounds its size;
+the AUC error that adds is at most half the share of positive-negative pairs that share a grid
+cell, reported as ``roc_auc_max_error`` (0 while exact).
+
+>>> state = new_state()
+>>> for y, p, s in [(1, 1, 0.9), (0, 0, 0.2), (1, 0, 0.4), (0, 1, 0.6)]: add(state, y, p, s)
+>>> values = compute(state, "binary"); values["accuracy"], values["roc_auc"]
+(0.5, 0.75)
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import orjson
+from river import metrics
+
+from evaluators.metrics.sums import mean, merge_counts, merge_sum
+
+ECE_BINS = 10
+MAX_DISTINCT_SCORES = 20_000
+COARSE_GRID = 1e-4
+_EPS = float.fromhex("0x1p-52")  # numpy's float64 eps: sklearn clips probabilities with it
+
+
+def new_state() -> dict:
+    return {"cm": {}, "ll": [0, 0.0], "br": [0, 0.0], "ece": [[0, 0.0, 0] for _ in range(ECE_BINS)],
+            "auc": {}, "coarse": False}
+
+
+def class_key(value: Any) -> str:
+    """A class as a JSON text, so ``1``, ``"1"`` and ``true`` stay distinct in the state."""
+    return orjson.dumps(value).decode()
+
+
+def _probabilities(score: Any, prediction: Any, label: Any) -> dict[str, float] | None:
+    """Class key -> probability. A number is P(class 1) of a binary model."""
+    if isinstance(score, bool) or score is None:
+        return None
+    if isinstance(score, (int, float)):
+        p = float(score)
+        return {"1": p, "0": 1.0 - p}
+    if isinstance(score, dict):
+        out = {}
+        for name, p in score.items():
+            if isinstance(p, (int, float)) and not isinstance(p, bool):
+                out[_score_class(name)] = float(p)
+        return out or None
+    return None
+
+
+def _score_class(name: str) -> str:
+    """Score object keys are strings; ``"1"`` names the class ``1``, ``"cat"`` the class ``"cat"``."""
+    try:
+        value = orjson.loads(name)
+    except orjson.JSONDecodeError:
+        return class_key(name)
+    return class_key(value) if isinstance(value, (int, bool)) else class_key(name)
+
+
+def add(state: dict, label: Any, prediction: Any, score: Any) -> None:
+    y, p = class_key(label), class_key(prediction)
+    cell = f"{y}\x1f{p}"
+    cm = state["cm"]
+    cm[cell] = cm.get(cell, 0) + 1
+    probabilities = _probabilities(score, prediction, label)
+    if probabilities is None:
+        return
+    p_true = min(max(probabilities.get(y, 0.0), _EPS), 1 - _EPS)
+    state["ll"][0] += 1
+    state["ll"][1] -= math.log(p_true)
+    if set(probabilities) <= {"0", "1", "true", "false"} and len(probabilities) <= 2:
+        brier = (probabilities.get("1", probabilities.get("true", 0.0)) - (1.0 if y in ("1", "true") else 0.0)) ** 2
+    else:
+        brier = sum((q - (1.0 if k == y else 0.0)) ** 2 for k, q in probabilities.items())
+        if y not in probabilities:
+            brier += 1.0
+    state["br"][0] += 1
+    state["br"][1] += brier
+    confidence = probabilities.get(p)
+    if confidence is not None:
+        cell_bin = state["ece"][min(int(confidence * ECE_BINS), ECE_BINS - 1)]
+        cell_bin[0] += 1
+        cell_bin[1] += confidence
+        cell_bin[2] += 1 if y == p else 0
+    auc = state["auc"]
+    coarse = state["coarse"]
+    too_many = False
+    for cls, q in probabilities.items():
+        scores = auc.get(cls)
+        if scores is None:
+            scores = auc[cls] = {}
+        key = _grid(q) if coarse else repr(q)
+        counts = scores.get(key)
+        if counts is None:
+            counts = scores[key] = [0, 0]
+            too_many = too_many or len(scores) > MAX_DISTINCT_SCORES
+        counts[0 if cls == y else 1] += 1
+    if too_many and not coarse:
+        _coarsen(state)
+
+
+def _grid(score: float) -> str:
+    return repr(round(round(score / COARSE_GRID) * COARSE_GRID, 6))
+
+
+def _coarsen(state: dict) -> None:
+    state["coarse"] = True
+    for cls, scores in state["auc"].items():
+        coarse: dict[str, list] = {}
+        for key, (pos, neg) in scores.items():
+            counts = coarse.setdefault(_grid(float(key)), [0, 0])
+            counts[0] += pos
+            counts[1] += neg
+        state["auc"][cls] = coarse
+
+
+def merge(a: dict, b: dict) -> dict:
+    merge_counts(a["cm"], b["cm"])
+    merge_sum(a["ll"], b["ll"])
+    merge_sum(a["br"], b["br"])
+    for mine, theirs in zip(a["ece"], b["ece"]):
+        mine[0] += theirs[0]
+        mine[1] += theirs[1]
+        mine[2] += theirs[2]
+    if b["coarse"] and not a["coarse"]:
+        _coarsen(a)
+    for cls, scores in b["auc"].items():
+        target = a["auc"].setdefault(cls, {})
+        for key, (pos, neg) in scores.items():
+            if a["coarse"]:
+                key = _grid(float(key))
+            counts = target.setdefault(key, [0, 0])
+            counts[0] += pos
+            counts[1] += neg
+    return a
+
+
+def confusion_matrix(state: dict) -> metrics.ConfusionMatrix:
+    cm = metrics.ConfusionMatrix()
+    for cell, count in state["cm"].items():
+        y, p = cell.split("\x1f")
+        cm.update(orjson.loads(y), orjson.loads(p), w=count)
+    return cm
+
+
+def _auc(scores: dict[str, list]) -> tuple[float | None, float]:
+    """Exact AUC of one class (ties count one half) and the coarsening error bound."""
+    positives = sum(c[0] for c in scores.values())
+    negatives = sum(c[1] for c in scores.values())
+    if positives == 0 or negatives == 0:
+        return None, 0.0
+    area = 0.0
+    ties = 0.0
+    negatives_below = 0
+    for _, (pos, neg) in sorted(((float(k), v) for k, v in scores.items())):
+        area += pos * (negatives_below + 0.5 * neg)
+        ties += pos * neg
+        negatives_below += neg
+    total = positives * negatives
+    return area / total, 0.5 * ties / total
+
+
+def is_binary(state: dict) -> bool:
+    classes = {part for cell in state["cm"] for part in cell.split("\x1f")}
+    return classes <= {"0", "1", "true", "false"}
+
+
+def compute(state: dict, task: str) -> dict[str, float]:
+    """Metric name -> value (metrics that are undefined for the data so far are left out)."""
+    values: dict[str, float] = {}
+    if not state["cm"]:
+        return values
+    cm = confusion_matrix(state)
+    values["accuracy"] = metrics.Accuracy(cm=cm).get()
+    if task == "binary":
+        positive = True if any("true" in cell for cell in state["cm"]) else 1
+        values["precision"] = metrics.Precision(cm=cm, pos_val=positive).get()
+        values["recall"] = metrics.Recall(cm=cm, pos_val=positive).get()
+        values["f1"] = metrics.F1(cm=cm, pos_val=positive).get()
+    else:
+        values["precision"] = metrics.MacroPrecision(cm=cm).get()
+        values["recall"] = metrics.MacroRecall(cm=cm).get()
+        values["f1"] = metrics.MacroF1(cm=cm).get()
+    if state["ll"][0]:
+        values["log_loss"] = mean(state["ll"])
+        values["brier"] = mean(state["br"])
+    n = sum(b[0] for b in state["ece"])
+    if n:
+        values["ece"] = sum(abs(b[2] - b[1]) for b in state["ece"] if b[0]) / n
+    if task == "binary":
+        positive_key = "true" if "true" in state["auc"] else "1"
+        auc, error = _auc(state["auc"].get(positive_key, {}))
+    else:
+        per_class = [_auc(scores) for scores in state["auc"].values()]
+        defined = [(a, e) for a, e in per_class if a is not None]
+        auc = sum(a for a, _ in defined) / len(defined) if defined else None
+        error = max((e for _, e in defined), default=0.0) if state["coarse"] else 0.0
+    if auc is not None:
+        values["roc_auc"] = auc
+        values["roc_auc_max_error"] = error if state["coarse"] else 0.0
+    return values

@@ -1,0 +1,74 @@
+"""Ranking state: precision@k, recall@k, NDCG@k (binary relevance) and MRR, as running sums.
+
+The prediction is a ranked list of item ids, the label the list of relevant ids. A record whose
+label names no relevant item counts as 0 in precision@k and is left out of recall@k, NDCG@k and MRR
+(undefined for it).
+
+>>> state = new_state()
+>>> add(state, ["a", "c"], ["a", "b", "c"], ks=(1, 3))
+>>> values = compute(state); values["precision@1"], values["recall@3"], values["mrr"]
+(1.0, 1.0, 1.0)
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+from evaluators.metrics.sums import mean, merge_counts, merge_sum
+
+DEFAULT_KS = (5, 10)
+_DISCOUNT = [1.0 / math.log2(i + 2) for i in range(10_000)]
+
+
+def new_state() -> dict:
+    return {"at": {}, "mrr": [0, 0.0]}
+
+
+def _hashable(item: Any) -> Any:
+    return item if isinstance(item, (str, int, float, bool)) or item is None else repr(item)
+
+
+def add(state: dict, relevant: Any, ranked: Any, ks: Sequence[int] = DEFAULT_KS) -> None:
+    ranked = list(ranked) if isinstance(ranked, list) else []
+    wanted = {_hashable(i) for i in relevant} if isinstance(relevant, list) else set()
+    hits = [_hashable(item) in wanted for item in ranked]
+    at = state["at"]
+    for k in ks:
+        sums = at.get(str(k))
+        if sums is None:
+            sums = at[str(k)] = {"p": [0, 0.0], "r": [0, 0.0], "ndcg": [0, 0.0]}
+        top = hits[:k]
+        found = sum(top)
+        sums["p"][0] += 1
+        sums["p"][1] += found / k
+        if wanted:
+            sums["r"][0] += 1
+            sums["r"][1] += found / len(wanted)
+            dcg = sum(_DISCOUNT[i] for i, hit in enumerate(top) if hit)
+            ideal = sum(_DISCOUNT[i] for i in range(min(k, len(wanted))))
+            sums["ndcg"][0] += 1
+            sums["ndcg"][1] += dcg / ideal
+    if wanted:
+        first = next((i for i, hit in enumerate(hits) if hit), None)
+        state["mrr"][0] += 1
+        state["mrr"][1] += 0.0 if first is None else 1.0 / (first + 1)
+
+
+def merge(a: dict, b: dict) -> dict:
+    for k, sums in b["at"].items():
+        merge_counts(a["at"].setdefault(k, {"p": [0, 0.0], "r": [0, 0.0], "ndcg": [0, 0.0]}), sums)
+    merge_sum(a["mrr"], b["mrr"])
+    return a
+
+
+def compute(state: dict) -> dict[str, float]:
+    values: dict[str, float] = {}
+    for k, sums in state["at"].items():
+        for name, metric in (("p", "precision"), ("r", "recall"), ("ndcg", "ndcg")):
+            value = mean(sums[name])
+            if value is not None:
+                values[f"{metric}@{k}"] = value
+    if state["mrr"][0]:
+        values["mrr"] = mean(state["mrr"])
+    return values

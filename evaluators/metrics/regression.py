@@ -1,0 +1,71 @@
+"""Regression state: running sums of absolute, squared and percentage errors, and the label variance.
+
+R2 comes from river's ``R2`` over a ``stats.Var`` of the labels; partial variances merge with
+river's parallel formula (``Var.__iadd__``). MAPE is a fraction (0.05 = 5%), as in scikit-learn,
+with the same guard against zero labels.
+
+>>> state = new_state()
+>>> for y, p in [(3.0, 2.5), (-0.5, 0.0), (2.0, 2.0), (7.0, 8.0)]: add(state, y, p)
+>>> values = compute(state); values["mae"], round(values["r2"], 4)
+(0.5, 0.9486)
+"""
+
+from __future__ import annotations
+
+import math
+
+from river import metrics, stats
+
+from evaluators.metrics.sums import mean, merge_sum
+
+_EPS = float.fromhex("0x1p-52")
+
+
+def new_state() -> dict:
+    return {"ae": [0, 0.0], "se": [0, 0.0], "ape": [0, 0.0], "y": [0, 0.0, 0.0]}
+
+
+def add(state: dict, label: float, prediction: float) -> None:
+    error = label - prediction
+    state["ae"][0] += 1
+    state["ae"][1] += abs(error)
+    state["se"][0] += 1
+    state["se"][1] += error * error
+    state["ape"][0] += 1
+    state["ape"][1] += abs(error) / max(abs(label), _EPS)
+    # Welford's update of [n, mean, sum of squared deviations], as river's stats.Var does.
+    y = state["y"]
+    y[0] += 1
+    delta = label - y[1]
+    y[1] += delta / y[0]
+    y[2] += delta * (label - y[1])
+
+
+def _variance(y: list) -> stats.Var:
+    n, m, s = y
+    return stats.Var._from_state(n, m, s / (n - 1) if n > 1 else 0.0)
+
+
+def merge(a: dict, b: dict) -> dict:
+    for name in ("ae", "se", "ape"):
+        merge_sum(a[name], b[name])
+    if b["y"][0]:
+        if a["y"][0] == 0:
+            a["y"] = list(b["y"])
+        else:
+            merged = _variance(a["y"])
+            merged += _variance(b["y"])
+            a["y"] = [merged.mean.n, merged.mean.get(), merged._S]
+    return a
+
+
+def compute(state: dict) -> dict[str, float]:
+    if not state["ae"][0]:
+        return {}
+    values = {"mae": mean(state["ae"]), "rmse": math.sqrt(mean(state["se"])), "mape": mean(state["ape"])}
+    if state["y"][0] > 1:
+        r2 = metrics.R2()
+        r2._y_var = _variance(state["y"])
+        r2._residual_sum_of_squares = state["se"][1]
+        values["r2"] = r2.get()
+    return values

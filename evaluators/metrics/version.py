@@ -1,0 +1,190 @@
+"""One model version's metric state (over a window, or since it was first seen), fed by join facts.
+
+Label-free numbers are there at once: responses, errors, latency quantiles, the prediction
+distribution, and for a shadow version its agreement with the primary on the same requests.
+Labelled numbers follow the model's task (classification, regression or ranking) as labels join,
+with business outcomes (count, sum and mean per labelled request of each KPI) and the label delay.
+
+>>> from evaluators.facts import ResponseFact
+>>> config = MetricsConfig(tasks={"m": "binary"})
+>>> state = new_state()
+>>> add_fact(state, ResponseFact("m", "v2", "canary", 0, 12.0, None, 1), config)
+>>> compute(state, "m", config)["error_rate"]
+0.0
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from evaluators.facts import AgreementFact, Expired, Fact, JoinedRecord, ResponseFact
+from evaluators.metrics import classification, ranking, regression, sketch
+from evaluators.metrics.sums import mean, merge_counts, merge_sum
+from schemas.metric_names import Task
+
+RANK_OVERLAP_K = 10
+
+
+@dataclass(frozen=True)
+class MetricsConfig:
+    """How facts become metrics: each model's task (else inferred per record from the prediction's
+    JSON type: a list is ranking, a float regression, anything else classification), the ``k`` of
+    ranking metrics, and the window size."""
+
+    tasks: dict[str, Task] = field(default_factory=dict)
+    ks: tuple[int, ...] = ranking.DEFAULT_KS
+    window_ms: int = 60_000
+
+    def task_of(self, model: str, prediction: Any) -> str:
+        task = self.tasks.get(model)
+        if task is not None:
+            return "classification" if task in ("binary", "multiclass") else task
+        if isinstance(prediction, list):
+            return "ranking"
+        if isinstance(prediction, float):
+            return "regression"
+        return "classification"
+
+
+def new_state() -> dict:
+    return {"n": 0, "err": 0, "lab": 0, "exp": 0, "lat": sketch.new_sketch(), "delay": sketch.new_sketch(),
+            "pc": {}, "pm": [0, 0.0], "ag": {"n": 0, "eq": 0, "mad": [0, 0.0], "ro": [0, 0.0]},
+            "oc": {}, "cls": None, "reg": None, "rk": None}
+
+
+def add_fact(state: dict, fact: Fact, config: MetricsConfig) -> None:
+    kind = type(fact)
+    if kind is ResponseFact:
+        _add_response(state, fact)
+    elif kind is JoinedRecord:
+        _add_joined(state, fact, config)
+    elif kind is Expired:
+        state["exp"] += 1
+    elif kind is AgreementFact:
+        _add_agreement(state, fact)
+
+
+def _add_response(state: dict, fact: ResponseFact) -> None:
+    state["n"] += 1
+    if fact.error is not None:
+        state["err"] += 1
+        return
+    if fact.latency_ms is not None:
+        sketch.add(state["lat"], fact.latency_ms)
+    prediction = fact.prediction
+    if isinstance(prediction, float):
+        state["pm"][0] += 1
+        state["pm"][1] += prediction
+    elif prediction is not None and not isinstance(prediction, (list, dict)):
+        key = classification.class_key(prediction)
+        state["pc"][key] = state["pc"].get(key, 0) + 1
+
+
+def _add_joined(state: dict, fact: JoinedRecord, config: MetricsConfig) -> None:
+    state["lab"] += 1
+    sketch.add(state["delay"], max(fact.label_ts_ms - fact.ts_ms, 0) / 1000.0)
+    outcomes = state["oc"]
+    for kpi, value in fact.outcomes.items():
+        merge_sum(outcomes.setdefault(kpi, [0, 0.0]), [1, float(value)])
+    if fact.error is not None or fact.prediction is None or fact.label is None:
+        return  # a failed response has no prediction to judge; it counts in error_rate
+    task = config.task_of(fact.model, fact.prediction)
+    if task == "classification":
+        if state["cls"] is None:
+            state["cls"] = classification.new_state()
+        classification.add(state["cls"], fact.label, fact.prediction, fact.score)
+    elif task == "regression":
+        if isinstance(fact.label, (int, float)) and isinstance(fact.prediction, (int, float)):
+            if state["reg"] is None:
+                state["reg"] = regression.new_state()
+            regression.add(state["reg"], float(fact.label), float(fact.prediction))
+    else:
+        if state["rk"] is None:
+            state["rk"] = ranking.new_state()
+        ranking.add(state["rk"], fact.label, fact.prediction, config.ks)
+
+
+def _add_agreement(state: dict, fact: AgreementFact) -> None:
+    ag = state["ag"]
+    mine, theirs = fact.prediction, fact.primary_prediction
+    if mine is None or theirs is None:
+        return
+    ag["n"] += 1
+    ag["eq"] += 1 if mine == theirs else 0
+    numeric = (isinstance(mine, (int, float)) and isinstance(theirs, (int, float))
+               and not isinstance(mine, bool) and not isinstance(theirs, bool))
+    if isinstance(fact.score, (int, float)) and isinstance(fact.primary_score, (int, float)):
+        merge_sum(ag["mad"], [1, abs(float(fact.score) - float(fact.primary_score))])
+    elif numeric:
+        merge_sum(ag["mad"], [1, abs(float(mine) - float(theirs))])
+    if isinstance(mine, list) and isinstance(theirs, list):
+        top_mine, top_theirs = mine[:RANK_OVERLAP_K], theirs[:RANK_OVERLAP_K]
+        size = max(len(top_mine), len(top_theirs))
+        if size:
+            shared = len({repr(i) for i in top_mine} & {repr(i) for i in top_theirs})
+            merge_sum(ag["ro"], [1, shared / size])
+
+
+def merge(a: dict, b: dict) -> dict:
+    """Add state ``b`` into ``a`` (partitions of one version, or windows)."""
+    for name in ("n", "err", "lab", "exp"):
+        a[name] += b[name]
+    sketch.merge(a["lat"], b["lat"])
+    sketch.merge(a["delay"], b["delay"])
+    merge_counts(a["pc"], b["pc"])
+    merge_sum(a["pm"], b["pm"])
+    a["ag"]["n"] += b["ag"]["n"]
+    a["ag"]["eq"] += b["ag"]["eq"]
+    merge_sum(a["ag"]["mad"], b["ag"]["mad"])
+    merge_sum(a["ag"]["ro"], b["ag"]["ro"])
+    merge_counts(a["oc"], b["oc"])
+    for name, module in (("cls", classification), ("reg", regression), ("rk", ranking)):
+        if b[name] is not None:
+            if a[name] is None:
+                a[name] = module.new_state()
+            module.merge(a[name], b[name])
+    return a
+
+
+def compute(state: dict, model: str, config: MetricsConfig) -> dict[str, float]:
+    """Every metric the state can give, by the names of :mod:`schemas.metric_names`."""
+    values: dict[str, float] = {}
+    if state["n"]:
+        values["error_rate"] = state["err"] / state["n"]
+        values["label_coverage"] = state["lab"] / state["n"]
+    for q, name in ((0.5, "latency_p50_ms"), (0.95, "latency_p95_ms"), (0.99, "latency_p99_ms")):
+        value = sketch.quantile(state["lat"], q)
+        if value is not None:
+            values[name] = value
+    for q, name in ((0.5, "label_delay_p50_s"), (0.95, "label_delay_p95_s")):
+        value = sketch.quantile(state["delay"], q)
+        if value is not None:
+            values[name] = value
+    predicted = sum(state["pc"].values())
+    for key, count in state["pc"].items():
+        values[f"prediction_share.{key.strip(chr(34))}"] = count / predicted
+    if state["pm"][0]:
+        values["prediction_mean"] = mean(state["pm"])
+    ag = state["ag"]
+    if ag["n"]:
+        values["agreement"] = ag["eq"] / ag["n"]
+    if ag["mad"][0]:
+        values["agreement_mad"] = mean(ag["mad"])
+    if ag["ro"][0]:
+        values[f"rank_overlap@{RANK_OVERLAP_K}"] = mean(ag["ro"])
+    for kpi, (count, total) in state["oc"].items():
+        values[f"outcome.{kpi}.count"] = float(count)
+        values[f"outcome.{kpi}.sum"] = total
+        if state["lab"]:
+            values[f"outcome.{kpi}"] = total / state["lab"]
+    if state["cls"] is not None:
+        task = config.tasks.get(model)
+        if task not in ("binary", "multiclass"):
+            task = "binary" if classification.is_binary(state["cls"]) else "multiclass"
+        values.update(classification.compute(state["cls"], task))
+    if state["reg"] is not None:
+        values.update(regression.compute(state["reg"]))
+    if state["rk"] is not None:
+        values.update(ranking.compute(state["rk"]))
+    return values

@@ -1,0 +1,112 @@
+"""Per-version metric state of one partition: event-time tumbling windows and a running total.
+
+A join :class:`~evaluators.join.Accumulator`: it takes the join's facts, keeps one
+:mod:`~evaluators.metrics.version` state per (model, version, role) since the version was first seen
+(``cum``) and one per window of ``window_ms`` by the response's event time, and counts each model's
+requests per window.
+
+**When a window closes.** A window is final once every response in it has either joined its label or
+expired: when the partition's stream time passes the window's end + the model's ``label_timeout``
++ expiry grace (the join expires responses then). :meth:`MetricsAccumulator.advance` moves final
+windows to ``closed``, where they stay for exactly one batch: the caller publishes them after the
+batch is stored, and again after a restart if it cannot tell that it did (publication is keyed,
+so a second copy is harmless). A fact whose window has already closed (a response that arrived
+after its window was final) counts in the running total only, and in ``late``.
+
+>>> from evaluators.facts import ResponseFact
+>>> from evaluators.metrics import MetricsConfig
+>>> acc = MetricsAccumulator(MetricsConfig(window_ms=1000), settle_ms=lambda model: 500)
+>>> acc.add(ResponseFact("m", "v1", "primary", 1_200, 7.0, None, 1))
+>>> acc.advance(2_400); acc.closed
+[]
+>>> acc.advance(2_600); [(c["version"], c["start"], c["end"], c["state"]["n"]) for c in acc.closed]
+[('v1', 1000, 2000, 1)]
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from evaluators.facts import AgreementFact, Fact, RequestFact
+from evaluators.metrics import version as version_metrics
+from evaluators.metrics.version import MetricsConfig
+
+SEP = "\x1f"
+
+
+def version_key(model: str, version: str, role: str) -> str:
+    return f"{model}{SEP}{version}{SEP}{role}"
+
+
+def split_key(key: str) -> tuple[str, str, str]:
+    model, version, role = key.split(SEP)
+    return model, version, role
+
+
+class MetricsAccumulator:
+    def __init__(self, config: MetricsConfig, settle_ms: Callable[[str], int],
+                 state: dict[str, Any] | None = None) -> None:
+        self.config = config
+        self.settle_ms = settle_ms
+        state = state or {"v": {}, "q": {}, "closed": [], "late": 0, "wm": 0}
+        self.versions: dict[str, dict] = state["v"]
+        self.requests: dict[str, dict] = state["q"]
+        self.closed: list[dict] = state["closed"]
+        self.late: int = state["late"]
+        self.watermark: int = state["wm"]
+
+    def window_of(self, ts_ms: int) -> int:
+        return ts_ms - ts_ms % self.config.window_ms
+
+    def _is_closed(self, model: str, start: int) -> bool:
+        return start + self.config.window_ms + self.settle_ms(model) <= self.watermark
+
+    def add(self, fact: Fact) -> None:
+        kind = type(fact)
+        if kind is RequestFact:
+            per_model = self.requests.get(fact.model)
+            if per_model is None:
+                per_model = self.requests[fact.model] = {"cum": 0, "w": {}}
+            per_model["cum"] += 1
+            start = self.window_of(fact.ts_ms)
+            if not self._is_closed(fact.model, start):
+                key = str(start)
+                per_model["w"][key] = per_model["w"].get(key, 0) + 1
+            return
+        role = "shadow" if kind is AgreementFact else getattr(fact, "role", None)
+        if role is None:
+            return  # model-level facts (labels, late and unmatched labels, duplicates): counted elsewhere
+        key = version_key(fact.model, fact.version, role)
+        entry = self.versions.get(key)
+        if entry is None:
+            entry = self.versions[key] = {"cum": version_metrics.new_state(), "w": {}}
+        version_metrics.add_fact(entry["cum"], fact, self.config)
+        start = self.window_of(fact.ts_ms)
+        if self._is_closed(fact.model, start):
+            self.late += 1
+            return
+        window = entry["w"].get(str(start))
+        if window is None:
+            window = entry["w"][str(start)] = version_metrics.new_state()
+        version_metrics.add_fact(window, fact, self.config)
+
+    def advance(self, watermark: int) -> None:
+        """Stream time is now ``watermark``: the last batch's closed windows go, newly final ones close."""
+        self.closed = []
+        self.watermark = max(self.watermark, watermark)
+        for key, entry in self.versions.items():
+            model, version, role = split_key(key)
+            for start in sorted(int(s) for s in entry["w"]):
+                if not self._is_closed(model, start):
+                    break
+                requests = self.requests.get(model, {"w": {}})["w"].get(str(start), 0)
+                self.closed.append({"model": model, "version": version, "role": role, "start": start,
+                                    "end": start + self.config.window_ms, "requests": requests,
+                                    "state": entry["w"].pop(str(start))})
+        for model, per_model in self.requests.items():
+            for start in [s for s in per_model["w"] if self._is_closed(model, int(s))]:
+                del per_model["w"][start]
+
+    def to_state(self) -> dict[str, Any]:
+        return {"v": self.versions, "q": self.requests, "closed": self.closed, "late": self.late,
+                "wm": self.watermark}

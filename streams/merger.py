@@ -1,0 +1,166 @@
+"""The one owner that merges partitions: a consumer of the internal partials topic in its own group.
+
+The partials topic has a single partition, so Kafka's group protocol gives it to exactly one worker
+at a time. The owner reads it from the beginning on every assignment (the compacted topic holds
+each partition's latest heartbeat and the finals of windows not yet published), learns which
+windows were already published from the recent tail of ``evaluator.metrics`` (their
+``snapshot_id``), and from then on publishes each window once all partitions have closed it, then
+deletes that window's finals (tombstones). What it merges is pure: :class:`evaluators.merging.PartialsMerger`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from typing import Callable
+
+import orjson
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+from evaluators.merging import PartialsMerger
+from evaluators.metrics import MetricsConfig
+from schemas.codec import encode
+from schemas.topics import Topics
+from streams.config import KafkaSettings
+from streams.producer import ContractProducer
+from streams.telemetry import WINDOWS_PUBLISHED
+
+log = logging.getLogger("shadowcanary.merger")
+
+#: How far back (wall time) the new owner looks on evaluator.metrics for windows already published.
+PUBLISHED_LOOKBACK_S = 3600
+
+
+class MergerService:
+    """Runs in a thread beside the faust worker; ``view`` is what the exporter and policy read."""
+
+    def __init__(self, settings: KafkaSettings, topics: Topics, partials_topic: str, app_id: str,
+                 config: MetricsConfig, settle_ms: Callable[[str], int], partitions: int) -> None:
+        self.settings = settings
+        self.topics = topics
+        self.partials_topic = partials_topic
+        self.group = f"{app_id}.merger"
+        self.make_merger = lambda: PartialsMerger(config, settle_ms, partitions)
+        self.merger = self.make_merger()
+        self.owner = False
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._producer: ContractProducer | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="shadowcanary-merger", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def totals(self) -> tuple[dict, dict[str, int]]:
+        """Merged running totals per version, and requests per model (empty unless owner)."""
+        with self._lock:
+            if not self.owner:
+                return {}, {}
+            return self.merger.totals(), self.merger.model_requests()
+
+    # -- work ------------------------------------------------------------------------------------
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        with self._lock:
+            self.merger = self.make_merger()
+            self.owner = bool(partitions)
+            if partitions:
+                for sid in self._published_recently():
+                    self.merger.mark_published(sid)
+        for tp in partitions:
+            tp.offset = OFFSET_BEGINNING
+        consumer.assign(partitions)
+        log.info("merger owner: %s", bool(partitions))
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        with self._lock:
+            self.owner = False
+            self.merger = self.make_merger()
+
+    def _published_recently(self) -> set[str]:
+        consumer = Consumer(self.settings.confluent_config(**{
+            "group.id": f"{self.group}.scan-{uuid.uuid4().hex[:8]}", "enable.auto.commit": False}))
+        found: set[str] = set()
+        try:
+            metadata = consumer.list_topics(self.topics.metrics, timeout=10)
+            partitions = metadata.topics[self.topics.metrics].partitions
+            since = int((time.time() - PUBLISHED_LOOKBACK_S) * 1000)
+            starts = consumer.offsets_for_times(
+                [TopicPartition(self.topics.metrics, p, since) for p in partitions], timeout=10)
+            ends = {}
+            for tp in starts:
+                _, high = consumer.get_watermark_offsets(tp, timeout=10)
+                ends[tp.partition] = high
+            todo = [tp for tp in starts if tp.offset >= 0 and tp.offset < ends[tp.partition]]
+            consumer.assign(todo)
+            remaining = {tp.partition for tp in todo}
+            deadline = time.monotonic() + 60
+            while remaining and time.monotonic() < deadline:
+                for message in consumer.consume(1000, 0.5):
+                    if message.error() is not None:
+                        continue
+                    if message.offset() + 1 >= ends[message.partition()]:
+                        remaining.discard(message.partition())
+                    try:
+                        sid = orjson.loads(message.value()).get("snapshot_id")
+                    except (orjson.JSONDecodeError, TypeError, AttributeError):
+                        continue
+                    if sid:
+                        found.add(sid)
+        finally:
+            consumer.close()
+        return found
+
+    def _run(self) -> None:
+        consumer = Consumer(self.settings.confluent_config(**{
+            "group.id": self.group, "enable.auto.commit": False, "auto.offset.reset": "earliest",
+            "session.timeout.ms": 10_000, "heartbeat.interval.ms": 1000}))
+        self._producer = ContractProducer(self.settings)
+        consumer.subscribe([self.partials_topic], on_assign=self._on_assign, on_revoke=self._on_revoke,
+                           on_lost=self._on_revoke)
+        try:
+            while not self._stop.is_set():
+                messages = consumer.consume(500, 0.2)
+                with self._lock:
+                    if not self.owner:
+                        continue
+                    for message in messages:
+                        if message.error() is None:
+                            self._apply(message.key(), message.value())
+                    self._publish_ready()
+        except Exception:  # keep the worker alive; the owner role moves on when we leave the group
+            log.exception("merger stopped")
+        finally:
+            consumer.close()
+            self._producer.flush(10)
+
+    def _apply(self, key: bytes | None, value: bytes | None) -> None:
+        if not key or value is None:
+            return
+        partial = orjson.loads(value)
+        if key.startswith(b"h/"):
+            self.merger.heartbeat(partial["partition"], partial)
+        elif key.startswith(b"w/"):
+            self.merger.final(partial["partition"], partial)
+
+    def _publish_ready(self) -> None:
+        ready = self.merger.ready()
+        if not ready:
+            return
+        for snapshot in ready:
+            self._producer.send(self.topics.metrics, snapshot.key, encode(snapshot))
+        self._producer.flush(30)
+        WINDOWS_PUBLISHED.inc(len(ready))
+        # The window is out: its finals are no longer needed on the partials topic.
+        for snapshot in ready:
+            for partition in range(self.merger.partitions):
+                self._producer.send(self.partials_topic, f"w/{partition}/{snapshot.snapshot_id}", None)
+        self._producer.flush(30)

@@ -1,0 +1,137 @@
+"""Metric state against an independent implementation (scikit-learn) on real models and datasets;
+merging partitions; windows; the merger."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from evaluators.facts import JoinedRecord, ResponseFact
+from evaluators.merging import PartialsMerger
+from evaluators.metrics import MetricsConfig
+from evaluators.metrics import version as vm
+from evaluators.metrics.sketch import quantile
+from evaluators.windows import MetricsAccumulator
+from tests.ml_fixtures import served, sklearn_metrics
+
+TASKS = ["binary", "multiclass", "regression", "ranking"]
+
+
+def joined(task: str, version: str) -> list[JoinedRecord]:
+    data = served(task)
+    return [JoinedRecord("m", version, "primary", f"r{i}", 1000 + i, 2000 + i, data.predictions[version][i],
+                         data.scores[version][i], data.labels[i], {"revenue": float(i % 7)}, 5.0, None, None)
+            for i in range(len(data.labels))]
+
+
+@pytest.mark.parametrize("task", TASKS)
+@pytest.mark.parametrize("version", ["v1", "v2"])
+def test_metrics_equal_sklearn_on_the_same_pairs(task, version):
+    config = MetricsConfig(tasks={"m": task})
+    state = vm.new_state()
+    for record in joined(task, version):
+        vm.add_fact(state, record, config)
+    ours = vm.compute(state, "m", config)
+    data = served(task)
+    theirs = sklearn_metrics(task, data.labels, data.predictions[version], data.scores[version])
+    assert theirs.keys() <= ours.keys()
+    for name, value in theirs.items():
+        assert ours[name] == pytest.approx(value, abs=1e-9, rel=1e-9), name
+    assert ours["outcome.revenue.count"] == len(data.labels)
+
+
+def test_the_weaker_model_is_measurably_weaker():
+    config = MetricsConfig(tasks={"m": "binary"})
+    values = {}
+    for version in ("v1", "v2"):
+        state = vm.new_state()
+        for record in joined("binary", version):
+            vm.add_fact(state, record, config)
+        values[version] = vm.compute(state, "m", config)
+    assert values["v1"]["accuracy"] > values["v2"]["accuracy"] + 0.02
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_four_partitions_merged_equal_one_pass(task):
+    config = MetricsConfig(tasks={"m": task})
+    rng = random.Random(7)
+    whole, parts = vm.new_state(), [vm.new_state() for _ in range(4)]
+    for record in joined(task, "v1"):
+        response = ResponseFact("m", "v1", "primary", record.ts_ms, rng.uniform(1, 300), None, record.prediction)
+        target = rng.choice(parts)
+        for fact in (response, record):
+            vm.add_fact(whole, fact, config)
+            vm.add_fact(target, fact, config)
+    merged = vm.new_state()
+    for part in parts:
+        vm.merge(merged, part)
+    one, many = vm.compute(whole, "m", config), vm.compute(merged, "m", config)
+    assert one.keys() == many.keys()
+    for name in one:
+        assert many[name] == pytest.approx(one[name], rel=1e-12, abs=1e-12), name
+    assert merged["lat"]["pos"] == whole["lat"]["pos"]  # sketches merge exactly
+    assert (merged["n"], merged["lab"]) == (whole["n"], whole["lab"])
+
+
+def test_latency_quantiles_within_the_sketch_error():
+    rng = random.Random(3)
+    values = [rng.lognormvariate(3, 1) for _ in range(20_000)]
+    state = vm.new_state()
+    for v in values:
+        vm.add_fact(state, ResponseFact("m", "v1", "primary", 0, v, None, 1), MetricsConfig())
+    ordered = sorted(values)
+    for q in (0.5, 0.95, 0.99):
+        exact = ordered[int(q * (len(values) - 1))]
+        assert quantile(state["lat"], q) == pytest.approx(exact, rel=0.0101)
+
+
+def test_exact_auc_survives_coarsening_with_a_reported_bound(monkeypatch):
+    from evaluators.metrics import classification
+
+    monkeypatch.setattr(classification, "MAX_DISTINCT_SCORES", 50)
+    rng = random.Random(5)
+    state = classification.new_state()
+    pairs = [(y, rng.random() * 0.6 + 0.4 * y) for y in (rng.randint(0, 1) for _ in range(2000))]
+    for y, s in pairs:
+        classification.add(state, y, int(s >= 0.5), s)
+    from sklearn.metrics import roc_auc_score
+
+    exact = roc_auc_score([y for y, _ in pairs], [s for _, s in pairs])
+    values = classification.compute(state, "binary")
+    assert state["coarse"] and 0 < values["roc_auc_max_error"] < 0.01
+    assert abs(values["roc_auc"] - exact) <= values["roc_auc_max_error"] + 1e-12
+
+
+def test_windows_hold_facts_by_response_time_and_close_after_the_settle_time():
+    acc = MetricsAccumulator(MetricsConfig(window_ms=1000), settle_ms=lambda model: 5000)
+    acc.add(ResponseFact("m", "v1", "primary", 1500, 4.0, None, 1))
+    acc.add(JoinedRecord("m", "v1", "primary", "r", 1500, 5400, 1, 0.9, 1, {}, 4.0, None, None))
+    acc.advance(6999)
+    assert acc.closed == []
+    acc.advance(7000)
+    [window] = acc.closed
+    assert (window["start"], window["state"]["n"], window["state"]["lab"]) == (1000, 1, 1)
+    acc.add(ResponseFact("m", "v1", "primary", 1600, 4.0, None, 1))  # its window is already final
+    assert acc.late == 1 and acc.versions["m\x1fv1\x1fprimary"]["cum"]["n"] == 2
+    acc.advance(7001)
+    assert acc.closed == []  # a closed window is handed out once
+
+
+def test_merger_publishes_a_window_once_when_every_partition_has_closed_it():
+    config = MetricsConfig(window_ms=1000, tasks={"m": "binary"})
+    merger = PartialsMerger(config, settle_ms=lambda model: 100, partitions=3)
+    for partition in range(3):
+        state = vm.new_state()
+        vm.add_fact(state, ResponseFact("m", "v1", "primary", 10, 5.0, None, 1), config)
+        merger.final(partition, {"model": "m", "version": "v1", "role": "primary", "start": 0, "end": 1000,
+                                 "requests": 1, "state": state})
+    merger.heartbeat(0, {"wm": 5000})
+    merger.heartbeat(1, {"wm": 1100})
+    assert merger.ready() == []  # partition 2 has not reported
+    merger.heartbeat(2, {"wm": None})  # caught up with no data: it holds nothing back
+    [snapshot] = merger.ready()
+    assert (snapshot.responses, snapshot.requests, snapshot.window.end.timestamp()) == (3, 3, 1.0)
+    merger.final(0, {"model": "m", "version": "v1", "role": "primary", "start": 0, "end": 1000,
+                     "requests": 1, "state": vm.new_state()})  # re-sent after a restart
+    assert merger.ready() == []
