@@ -7,7 +7,7 @@ import sys
 
 from bench.report import write
 
-BENCHMARKS = ["codec", "join"]
+BENCHMARKS = ["codec", "join", "join_memory", "metrics"]
 
 
 def main(argv: list[str]) -> int:

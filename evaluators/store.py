@@ -68,3 +68,33 @@ class DictStore:
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.data)
+
+
+class RocksStore:
+    """A store on disk (RocksDB through rocksdict, as the worker's tables use): for replays and
+    benchmarks whose state is larger than memory.
+
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     store = RocksStore(folder); store.set("k", {"a": 1}); value = store.get("k"); store.close()
+    >>> value
+    {'a': 1}
+    """
+
+    def __init__(self, path: str) -> None:
+        from rocksdict import Rdict
+
+        self._db = Rdict(path)
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        value = self._db.get(key.encode())
+        return None if value is None else orjson.loads(value)
+
+    def set(self, key: str, value: dict[str, Any]) -> None:
+        self._db[key.encode()] = orjson.dumps(value)
+
+    def delete(self, key: str) -> None:
+        del self._db[key.encode()]
+
+    def close(self) -> None:
+        self._db.close()

@@ -1,9 +1,10 @@
 """Per-version metric state of one partition: event-time tumbling windows and a running total.
 
 A join :class:`~evaluators.join.Accumulator`: it takes the join's facts, keeps one
-:mod:`~evaluators.metrics.version` state per (model, version, role) since the version was first seen
-(``cum``) and one per window of ``window_ms`` by the response's event time, and counts each model's
-requests per window.
+:mod:`~evaluators.metrics.version` state per (model, version, role) and window of ``window_ms`` by
+the response's event time, and counts each model's requests per window. Each fact updates one state
+only: a version's running total since it was first seen is its ``base`` (the windows already closed,
+merged in as they close) merged with its open windows, computed when asked (:func:`running_totals`).
 
 **When a window closes.** A window is final once every response in it has either joined its label or
 expired: when the partition's stream time passes the window's end + the model's ``label_timeout``
@@ -79,16 +80,16 @@ class MetricsAccumulator:
         key = version_key(fact.model, fact.version, role)
         entry = self.versions.get(key)
         if entry is None:
-            entry = self.versions[key] = {"cum": version_metrics.new_state(), "w": {}}
-        version_metrics.add_fact(entry["cum"], fact, self.config)
+            entry = self.versions[key] = {"base": version_metrics.new_state(), "w": {}}
         start = self.window_of(fact.ts_ms)
         if self._is_closed(fact.model, start):
             self.late += 1
+            version_metrics.add_fact((entry["base"],), fact, self.config)
             return
         window = entry["w"].get(str(start))
         if window is None:
             window = entry["w"][str(start)] = version_metrics.new_state()
-        version_metrics.add_fact(window, fact, self.config)
+        version_metrics.add_fact((window,), fact, self.config)
 
     def advance(self, watermark: int) -> None:
         """Stream time is now ``watermark``: the last batch's closed windows go, newly final ones close."""
@@ -100,13 +101,30 @@ class MetricsAccumulator:
                 if not self._is_closed(model, start):
                     break
                 requests = self.requests.get(model, {"w": {}})["w"].get(str(start), 0)
+                window = entry["w"].pop(str(start))
+                version_metrics.merge(entry["base"], window)
                 self.closed.append({"model": model, "version": version, "role": role, "start": start,
                                     "end": start + self.config.window_ms, "requests": requests,
-                                    "state": entry["w"].pop(str(start))})
+                                    "state": window})
         for model, per_model in self.requests.items():
             for start in [s for s in per_model["w"] if self._is_closed(model, int(s))]:
                 del per_model["w"][start]
 
+    def running_totals(self) -> dict[str, dict]:
+        return running_totals(self.to_state())
+
     def to_state(self) -> dict[str, Any]:
         return {"v": self.versions, "q": self.requests, "closed": self.closed, "late": self.late,
                 "wm": self.watermark}
+
+
+def running_totals(state: dict[str, Any]) -> dict[str, dict]:
+    """Each version's state since it was first seen: its closed windows and late facts (``base``)
+    merged with its open windows. A new dict: the partition state is not changed."""
+    totals = {}
+    for key, entry in state["v"].items():
+        total = version_metrics.merge(version_metrics.new_state(), entry["base"])
+        for window in entry["w"].values():
+            version_metrics.merge(total, window)
+        totals[key] = total
+    return totals

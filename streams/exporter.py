@@ -12,7 +12,8 @@ from __future__ import annotations
 from typing import Callable, Iterable
 
 from prometheus_client import REGISTRY, start_http_server
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.samples import Sample
 from prometheus_client.registry import Collector
 
 from evaluators.metrics import version as version_metrics
@@ -68,11 +69,10 @@ class EvaluatorCollector(Collector):
                                        labels=VERSION_LABELS)
         coverage = GaugeMetricFamily("shadowcanary_label_coverage_ratio",
                                      "Share of responses joined with a label so far.", labels=VERSION_LABELS)
-        latency = GaugeMetricFamily("shadowcanary_latency_seconds",
-                                    "Response latency quantiles (DDSketch, 1% relative error).",
-                                    labels=VERSION_LABELS + ["quantile"])
-        delay = GaugeMetricFamily("shadowcanary_label_delay_seconds",
-                                  "Delay from response to label, quantiles.", labels=VERSION_LABELS + ["quantile"])
+        latency = Metric("shadowcanary_latency_seconds",
+                         "Response latency quantiles (DDSketch, 1% relative error).", "summary")
+        delay = Metric("shadowcanary_label_delay_seconds", "Delay from response to label (DDSketch).",
+                       "summary")
         quality = GaugeMetricFamily("shadowcanary_version_metric",
                                     "A metric of a version since it was first seen (name in 'metric'; "
                                     "see the metric catalog).", labels=VERSION_LABELS + ["metric"])
@@ -86,17 +86,26 @@ class EvaluatorCollector(Collector):
             if "error_rate" in values:
                 error_rate.add_metric(labels, values["error_rate"])
                 coverage.add_metric(labels, values["label_coverage"])
-            for name, q in _LATENCY:
-                if name in values:
-                    latency.add_metric(labels + [q], values[name] / 1000.0)
-            for name, q in _DELAY:
-                if name in values:
-                    delay.add_metric(labels + [q], values[name])
+            _summary(latency, labels, values, _LATENCY, state["lat"], 0.001)
+            _summary(delay, labels, values, _DELAY, state["delay"], 1.0)
             for name, value in sorted(values.items()):
                 if name not in _NOT_QUALITY:
                     quality.add_metric(labels + [name], value)
         yield from families.values()
         yield from (error_rate, coverage, latency, delay, quality)
+
+
+def _summary(family: Metric, labels: list[str], values: dict[str, float], quantiles: tuple,
+             sketch_state: dict, scale: float) -> None:
+    """Quantiles of a sketch as a Prometheus summary (with its count and sum), in base units."""
+    if not sketch_state["n"]:
+        return
+    names = dict(zip(VERSION_LABELS, labels))
+    for name, q in quantiles:
+        if name in values:
+            family.samples.append(Sample(family.name, {**names, "quantile": q}, values[name] * scale))
+    family.samples.append(Sample(family.name + "_count", names, float(sketch_state["n"])))
+    family.samples.append(Sample(family.name + "_sum", names, sketch_state["sum"] * scale))
 
 
 def serve(collector: EvaluatorCollector, port: int, host: str = "0.0.0.0") -> None:

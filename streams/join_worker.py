@@ -29,6 +29,7 @@ from evaluators.accumulators import evaluator_accumulator
 from evaluators.join import Incoming, JoinConfig, JoinPartition
 from evaluators.merging import snapshot_id
 from evaluators.metrics import MetricsConfig
+from evaluators.windows import running_totals
 from schemas.topics import Topics
 from streams.app import INPUT_TOPICS, AppOptions, IngestAgent, raw_topic
 from streams.state import TableStore, partition_context
@@ -113,7 +114,7 @@ class JoinWorker:
             await self.partials.send(key=f"h/{partition}".encode(), value=orjson.dumps({
                 "partition": partition, "seq": state["seq"], "wm": state["wm"], "src": state["src"],
                 "fence": state["fence"], "run": self.run_id, "counts": acc["counts"],
-                "cum": {key: entry["cum"] for key, entry in acc["metrics"]["v"].items()},
+                "cum": running_totals(acc["metrics"]),
                 "q": {model: entry["cum"] for model, entry in acc["metrics"]["q"].items()}}))
 
     def join_for(self, partition: int) -> JoinPartition:

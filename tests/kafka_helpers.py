@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 import uuid
 
 from confluent_kafka import Consumer, Message
 
+from schemas import InferenceRequest, Topics, encode
 from streams.config import KafkaSettings
+from streams.producer import make_producer
 
 
 def read_topic(settings: KafkaSettings, topic: str, expected: int | None = None, timeout: float = 120,
@@ -28,3 +33,22 @@ def read_topic(settings: KafkaSettings, topic: str, expected: int | None = None,
     finally:
         consumer.close()
     return out
+
+
+def send_ticks(settings: KafkaSettings, topics: Topics, partitions: int, ts: int) -> None:
+    """One far-future request on every partition, so every partition's time passes every expiry."""
+    producer = make_producer(settings)
+    for partition in range(partitions):
+        rid = f"tick-{partition}"
+        producer.produce(topics.requests, key=rid, partition=partition,
+                         value=encode(InferenceRequest(request_id=rid, model="tick", ts=ts)))
+    producer.flush(30)
+
+
+def start_evaluator(settings: KafkaSettings, app_id: str, state_dir: str, *args: str) -> subprocess.Popen:
+    """``shadowcanary evaluate`` in a process of its own; its log goes to ``<state_dir>.log``."""
+    env = {**os.environ, "KAFKA_BOOTSTRAP": settings.bootstrap_servers,
+           "SHADOWCANARY_TOPIC_PREFIX": settings.topic_prefix}
+    return subprocess.Popen(
+        [sys.executable, "-m", "streams.cli", "evaluate", "--app-id", app_id, "--state-dir", state_dir, *args],
+        env=env, stdout=subprocess.DEVNULL, stderr=open(os.path.join(state_dir + ".log"), "ab"))

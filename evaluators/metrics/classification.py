@@ -10,7 +10,7 @@ the AUC error that adds is at most half the share of positive-negative pairs tha
 cell, reported as ``roc_auc_max_error`` (0 while exact).
 
 >>> state = new_state()
->>> for y, p, s in [(1, 1, 0.9), (0, 0, 0.2), (1, 0, 0.4), (0, 1, 0.6)]: add(state, y, p, s)
+>>> for y, p, s in [(1, 1, 0.9), (0, 0, 0.2), (1, 0, 0.4), (0, 1, 0.6)]: add([state], y, p, s)
 >>> values = compute(state, "binary"); values["accuracy"], values["roc_auc"]
 (0.5, 0.75)
 """
@@ -18,7 +18,7 @@ cell, reported as ``roc_auc_max_error`` (0 while exact).
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, NamedTuple, Sequence
 
 import orjson
 from river import metrics
@@ -36,25 +36,20 @@ def new_state() -> dict:
             "auc": {}, "coarse": False}
 
 
+_KEYS: dict[tuple[type, Any], str] = {}
+
+
 def class_key(value: Any) -> str:
     """A class as a JSON text, so ``1``, ``"1"`` and ``true`` stay distinct in the state."""
-    return orjson.dumps(value).decode()
-
-
-def _probabilities(score: Any, prediction: Any, label: Any) -> dict[str, float] | None:
-    """Class key -> probability. A number is P(class 1) of a binary model."""
-    if isinstance(score, bool) or score is None:
-        return None
-    if isinstance(score, (int, float)):
-        p = float(score)
-        return {"1": p, "0": 1.0 - p}
-    if isinstance(score, dict):
-        out = {}
-        for name, p in score.items():
-            if isinstance(p, (int, float)) and not isinstance(p, bool):
-                out[_score_class(name)] = float(p)
-        return out or None
-    return None
+    try:
+        return _KEYS[(type(value), value)]
+    except KeyError:
+        key = orjson.dumps(value).decode()
+        if len(_KEYS) < 10_000:
+            _KEYS[(type(value), value)] = key
+        return key
+    except TypeError:  # unhashable (a list or an object as a class)
+        return orjson.dumps(value).decode()
 
 
 def _score_class(name: str) -> str:
@@ -66,46 +61,79 @@ def _score_class(name: str) -> str:
     return class_key(value) if isinstance(value, (int, bool)) else class_key(name)
 
 
-def add(state: dict, label: Any, prediction: Any, score: Any) -> None:
+_POSITIVE = {"1": 1.0, "true": 1.0}
+_NEGATIVE = {"0", "false"}
+
+
+class _Observation(NamedTuple):
+    loss: float
+    brier: float
+    confidence: float | None
+    auc: tuple[tuple[str, float, bool], ...]  # (class, its score, whether it is the true class)
+
+
+def _observe(y: str, p: str, score: Any) -> _Observation | None:
+    """What one record adds beyond its confusion-matrix cell, computed once for every state it feeds."""
+    if isinstance(score, (int, float)) and not isinstance(score, bool):
+        p1 = float(score)  # a binary model's P(class 1)
+        positive = y in _POSITIVE
+        p_true = p1 if positive else 1.0 - p1
+        confidence = p1 if p in _POSITIVE else (1.0 - p1 if p in _NEGATIVE else None)
+        return _Observation(-math.log(min(max(p_true, _EPS), 1 - _EPS)), (p1 - positive) ** 2, confidence,
+                            (("1", p1, positive),))
+    if not isinstance(score, dict):
+        return None
+    probabilities = {}
+    for name, q in score.items():
+        if isinstance(q, (int, float)) and not isinstance(q, bool):
+            probabilities[_score_class(name)] = float(q)
+    if not probabilities:
+        return None
+    p_true = min(max(probabilities.get(y, 0.0), _EPS), 1 - _EPS)
+    if len(probabilities) <= 2 and set(probabilities) <= _NEGATIVE | set(_POSITIVE):
+        p1 = probabilities.get("1", probabilities.get("true", 0.0))
+        brier = (p1 - (y in _POSITIVE)) ** 2
+    else:
+        brier = sum((q - (k == y)) ** 2 for k, q in probabilities.items()) + (y not in probabilities)
+    return _Observation(-math.log(p_true), brier, probabilities.get(p),
+                        tuple((cls, q, cls == y) for cls, q in probabilities.items()))
+
+
+def add(states: Sequence[dict], label: Any, prediction: Any, score: Any) -> None:
+    """Add one labelled prediction to each of ``states`` (e.g. a running total and its window)."""
     y, p = class_key(label), class_key(prediction)
     cell = f"{y}\x1f{p}"
-    cm = state["cm"]
-    cm[cell] = cm.get(cell, 0) + 1
-    probabilities = _probabilities(score, prediction, label)
-    if probabilities is None:
-        return
-    p_true = min(max(probabilities.get(y, 0.0), _EPS), 1 - _EPS)
-    state["ll"][0] += 1
-    state["ll"][1] -= math.log(p_true)
-    if set(probabilities) <= {"0", "1", "true", "false"} and len(probabilities) <= 2:
-        brier = (probabilities.get("1", probabilities.get("true", 0.0)) - (1.0 if y in ("1", "true") else 0.0)) ** 2
-    else:
-        brier = sum((q - (1.0 if k == y else 0.0)) ** 2 for k, q in probabilities.items())
-        if y not in probabilities:
-            brier += 1.0
-    state["br"][0] += 1
-    state["br"][1] += brier
-    confidence = probabilities.get(p)
-    if confidence is not None:
-        cell_bin = state["ece"][min(int(confidence * ECE_BINS), ECE_BINS - 1)]
-        cell_bin[0] += 1
-        cell_bin[1] += confidence
-        cell_bin[2] += 1 if y == p else 0
-    auc = state["auc"]
-    coarse = state["coarse"]
-    too_many = False
-    for cls, q in probabilities.items():
-        scores = auc.get(cls)
-        if scores is None:
-            scores = auc[cls] = {}
-        key = _grid(q) if coarse else repr(q)
-        counts = scores.get(key)
-        if counts is None:
-            counts = scores[key] = [0, 0]
-            too_many = too_many or len(scores) > MAX_DISTINCT_SCORES
-        counts[0 if cls == y else 1] += 1
-    if too_many and not coarse:
-        _coarsen(state)
+    observation = _observe(y, p, score)
+    for state in states:
+        cm = state["cm"]
+        cm[cell] = cm.get(cell, 0) + 1
+        if observation is None:
+            continue
+        loss, brier, confidence, auc_scores = observation
+        state["ll"][0] += 1
+        state["ll"][1] += loss
+        state["br"][0] += 1
+        state["br"][1] += brier
+        if confidence is not None:
+            cell_bin = state["ece"][min(int(confidence * ECE_BINS), ECE_BINS - 1)]
+            cell_bin[0] += 1
+            cell_bin[1] += confidence
+            cell_bin[2] += y == p
+        auc = state["auc"]
+        coarse = state["coarse"]
+        too_many = False
+        for cls, q, is_true in auc_scores:
+            scores = auc.get(cls)
+            if scores is None:
+                scores = auc[cls] = {}
+            key = _grid(q) if coarse else repr(q)
+            counts = scores.get(key)
+            if counts is None:
+                counts = scores[key] = [0, 0]
+                too_many = too_many or len(scores) > MAX_DISTINCT_SCORES
+            counts[0 if is_true else 1] += 1
+        if too_many and not coarse:
+            _coarsen(state)
 
 
 def _grid(score: float) -> str:
@@ -197,7 +225,7 @@ def compute(state: dict, task: str) -> dict[str, float]:
     if n:
         values["ece"] = sum(abs(b[2] - b[1]) for b in state["ece"] if b[0]) / n
     if task == "binary":
-        positive_key = "true" if "true" in state["auc"] else "1"
+        positive_key = "1" if "1" in state["auc"] else "true"
         auc, error = _auc(state["auc"].get(positive_key, {}))
     else:
         per_class = [_auc(scores) for scores in state["auc"].values()]

@@ -12,6 +12,8 @@ need. Latency and label delay use it.
 
 from __future__ import annotations
 
+from typing import Sequence
+
 from ddsketch import DDSketch
 from ddsketch.mapping import LogarithmicMapping
 
@@ -25,17 +27,25 @@ def new_sketch() -> dict:
 
 
 def add(sketch: dict, value: float) -> None:
-    sketch["n"] += 1
-    sketch["sum"] += value
+    add_all((sketch,), value)
+
+
+def add_all(sketches: Sequence[dict], value: float) -> None:
+    """Add one value to each of ``sketches`` (its bin is found once)."""
     if value > _MIN_POSITIVE:
-        bins, key = sketch["pos"], _MAPPING.key(value)
+        side, key = "pos", str(_MAPPING.key(value))  # string keys: the state is JSON
     elif value < -_MIN_POSITIVE:
-        bins, key = sketch["neg"], _MAPPING.key(-value)
+        side, key = "neg", str(_MAPPING.key(-value))
     else:
-        sketch["zero"] += 1
-        return
-    key = str(key)  # string keys: the state is JSON
-    bins[key] = bins.get(key, 0) + 1
+        side = key = None
+    for sketch in sketches:
+        sketch["n"] += 1
+        sketch["sum"] += value
+        if side is None:
+            sketch["zero"] += 1
+        else:
+            bins = sketch[side]
+            bins[key] = bins.get(key, 0) + 1
 
 
 def merge(a: dict, b: dict) -> dict:

@@ -8,7 +8,7 @@ with business outcomes (count, sum and mean per labelled request of each KPI) an
 >>> from evaluators.facts import ResponseFact
 >>> config = MetricsConfig(tasks={"m": "binary"})
 >>> state = new_state()
->>> add_fact(state, ResponseFact("m", "v2", "canary", 0, 12.0, None, 1), config)
+>>> add_fact([state], ResponseFact("m", "v2", "canary", 0, 12.0, None, 1), config)
 >>> compute(state, "m", config)["error_rate"]
 0.0
 """
@@ -16,7 +16,7 @@ with business outcomes (count, sum and mean per labelled request of each KPI) an
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable, Sequence
 
 from evaluators.facts import AgreementFact, Expired, Fact, JoinedRecord, ResponseFact
 from evaluators.metrics import classification, ranking, regression, sketch
@@ -53,77 +53,96 @@ def new_state() -> dict:
             "oc": {}, "cls": None, "reg": None, "rk": None}
 
 
-def add_fact(state: dict, fact: Fact, config: MetricsConfig) -> None:
+def add_fact(states: Sequence[dict], fact: Fact, config: MetricsConfig) -> None:
+    """Add one fact to each of ``states`` (a running total and its window: the work is done once)."""
     kind = type(fact)
     if kind is ResponseFact:
-        _add_response(state, fact)
+        _add_response(states, fact)
     elif kind is JoinedRecord:
-        _add_joined(state, fact, config)
+        _add_joined(states, fact, config)
     elif kind is Expired:
-        state["exp"] += 1
+        for state in states:
+            state["exp"] += 1
     elif kind is AgreementFact:
-        _add_agreement(state, fact)
+        _add_agreement(states, fact)
 
 
-def _add_response(state: dict, fact: ResponseFact) -> None:
-    state["n"] += 1
-    if fact.error is not None:
-        state["err"] += 1
+def _add_response(states: Sequence[dict], fact: ResponseFact) -> None:
+    failed = fact.error is not None
+    for state in states:
+        state["n"] += 1
+        state["err"] += failed
+    if failed:
         return
     if fact.latency_ms is not None:
-        sketch.add(state["lat"], fact.latency_ms)
+        sketch.add_all([s["lat"] for s in states], fact.latency_ms)
     prediction = fact.prediction
     if isinstance(prediction, float):
-        state["pm"][0] += 1
-        state["pm"][1] += prediction
+        for state in states:
+            state["pm"][0] += 1
+            state["pm"][1] += prediction
     elif prediction is not None and not isinstance(prediction, (list, dict)):
         key = classification.class_key(prediction)
-        state["pc"][key] = state["pc"].get(key, 0) + 1
+        for state in states:
+            state["pc"][key] = state["pc"].get(key, 0) + 1
 
 
-def _add_joined(state: dict, fact: JoinedRecord, config: MetricsConfig) -> None:
-    state["lab"] += 1
-    sketch.add(state["delay"], max(fact.label_ts_ms - fact.ts_ms, 0) / 1000.0)
-    outcomes = state["oc"]
+def _add_joined(states: Sequence[dict], fact: JoinedRecord, config: MetricsConfig) -> None:
+    for state in states:
+        state["lab"] += 1
+    sketch.add_all([s["delay"] for s in states], max(fact.label_ts_ms - fact.ts_ms, 0) / 1000.0)
     for kpi, value in fact.outcomes.items():
-        merge_sum(outcomes.setdefault(kpi, [0, 0.0]), [1, float(value)])
+        for state in states:
+            merge_sum(state["oc"].setdefault(kpi, [0, 0.0]), [1, float(value)])
     if fact.error is not None or fact.prediction is None or fact.label is None:
         return  # a failed response has no prediction to judge; it counts in error_rate
     task = config.task_of(fact.model, fact.prediction)
     if task == "classification":
-        if state["cls"] is None:
-            state["cls"] = classification.new_state()
-        classification.add(state["cls"], fact.label, fact.prediction, fact.score)
+        classification.add(_parts(states, "cls", classification.new_state), fact.label, fact.prediction,
+                           fact.score)
     elif task == "regression":
         if isinstance(fact.label, (int, float)) and isinstance(fact.prediction, (int, float)):
-            if state["reg"] is None:
-                state["reg"] = regression.new_state()
-            regression.add(state["reg"], float(fact.label), float(fact.prediction))
+            regression.add(_parts(states, "reg", regression.new_state), float(fact.label),
+                           float(fact.prediction))
     else:
-        if state["rk"] is None:
-            state["rk"] = ranking.new_state()
-        ranking.add(state["rk"], fact.label, fact.prediction, config.ks)
+        ranking.add(_parts(states, "rk", ranking.new_state), fact.label, fact.prediction, config.ks)
 
 
-def _add_agreement(state: dict, fact: AgreementFact) -> None:
-    ag = state["ag"]
+def _parts(states: Sequence[dict], name: str, new: Callable[[], dict]) -> list[dict]:
+    out = []
+    for state in states:
+        part = state[name]
+        if part is None:
+            part = state[name] = new()
+        out.append(part)
+    return out
+
+
+def _add_agreement(states: Sequence[dict], fact: AgreementFact) -> None:
     mine, theirs = fact.prediction, fact.primary_prediction
     if mine is None or theirs is None:
         return
-    ag["n"] += 1
-    ag["eq"] += 1 if mine == theirs else 0
+    same = mine == theirs
     numeric = (isinstance(mine, (int, float)) and isinstance(theirs, (int, float))
                and not isinstance(mine, bool) and not isinstance(theirs, bool))
+    difference = overlap = None
     if isinstance(fact.score, (int, float)) and isinstance(fact.primary_score, (int, float)):
-        merge_sum(ag["mad"], [1, abs(float(fact.score) - float(fact.primary_score))])
+        difference = abs(float(fact.score) - float(fact.primary_score))
     elif numeric:
-        merge_sum(ag["mad"], [1, abs(float(mine) - float(theirs))])
+        difference = abs(float(mine) - float(theirs))
     if isinstance(mine, list) and isinstance(theirs, list):
         top_mine, top_theirs = mine[:RANK_OVERLAP_K], theirs[:RANK_OVERLAP_K]
         size = max(len(top_mine), len(top_theirs))
         if size:
-            shared = len({repr(i) for i in top_mine} & {repr(i) for i in top_theirs})
-            merge_sum(ag["ro"], [1, shared / size])
+            overlap = len({repr(i) for i in top_mine} & {repr(i) for i in top_theirs}) / size
+    for state in states:
+        ag = state["ag"]
+        ag["n"] += 1
+        ag["eq"] += same
+        if difference is not None:
+            merge_sum(ag["mad"], [1, difference])
+        if overlap is not None:
+            merge_sum(ag["ro"], [1, overlap])
 
 
 def merge(a: dict, b: dict) -> dict:

@@ -3,11 +3,9 @@ SIGKILLs mid-stream, and the same result from two workers sharing the partitions
 
 from __future__ import annotations
 
-import os
 import random
 import signal
 import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -21,8 +19,8 @@ from evaluators.counts import JoinCounts
 from schemas import GroundTruth, InferenceRequest, InferenceResponse, Topics, encode
 from streams.admin import TopicLayout, create_topics
 from streams.join_worker import partials_topic_name
-from streams.producer import ContractProducer, make_producer
-from tests.kafka_helpers import read_topic
+from streams.producer import ContractProducer
+from tests.kafka_helpers import read_topic, send_ticks, start_evaluator
 
 pytestmark = pytest.mark.kafka
 
@@ -86,23 +84,9 @@ def build_scenario(topics: Topics, n_requests: int, seed: int) -> Scenario:
     return Scenario(events, {"versions": {k: dict(v) for k, v in versions.items()}, "models": {"m": models}})
 
 
-def send_ticks(settings, topics: Topics, partitions: int, ts: int) -> None:
-    """One far-future request on every partition, so every partition's time passes every expiry."""
-    producer = make_producer(settings)
-    for partition in range(partitions):
-        rid = f"tick-{partition}"
-        producer.produce(topics.requests, key=rid, partition=partition,
-                         value=encode(InferenceRequest(request_id=rid, model="tick", ts=ts)))
-    producer.flush(30)
-
-
 def start_worker(settings, app_id: str, state_dir: str) -> subprocess.Popen:
-    env = {**os.environ, "KAFKA_BOOTSTRAP": settings.bootstrap_servers,
-           "SHADOWCANARY_TOPIC_PREFIX": settings.topic_prefix}
-    return subprocess.Popen(
-        [sys.executable, "-m", "streams.cli", "evaluate", "--app-id", app_id, "--state-dir", state_dir,
-         "--label-timeout", f"{TIMEOUT_S}s", "--expiry-grace", f"{GRACE_S}s", "--batch-size", "300", "--metrics-port", "0"],
-        env=env, stdout=subprocess.DEVNULL, stderr=open(os.path.join(state_dir + ".log"), "ab"))
+    return start_evaluator(settings, app_id, state_dir, "--label-timeout", f"{TIMEOUT_S}s",
+                           "--expiry-grace", f"{GRACE_S}s", "--batch-size", "300", "--metrics-port", "0")
 
 
 def read_counts(settings, topics: Topics, seconds: float = 3.0) -> JoinCounts:
