@@ -55,6 +55,7 @@ class MetricsAccumulator:
         self.closed: list[dict] = state["closed"]
         self.late: int = state["late"]
         self.watermark: int = state["wm"]
+        self._last: tuple | None = None
 
     def window_of(self, ts_ms: int) -> int:
         return ts_ms - ts_ms % self.config.window_ms
@@ -77,11 +78,15 @@ class MetricsAccumulator:
         role = "shadow" if kind is AgreementFact else getattr(fact, "role", None)
         if role is None:
             return  # model-level facts (labels, late and unmatched labels, duplicates): counted elsewhere
+        start = fact.ts_ms - fact.ts_ms % self.config.window_ms
+        cached = self._last
+        if cached is not None and cached[0] == (fact.model, fact.version, role, start):
+            version_metrics.add_fact(cached[1], fact, self.config)  # same version and window as before
+            return
         key = version_key(fact.model, fact.version, role)
         entry = self.versions.get(key)
         if entry is None:
             entry = self.versions[key] = {"base": version_metrics.new_state(), "w": {}}
-        start = self.window_of(fact.ts_ms)
         if self._is_closed(fact.model, start):
             self.late += 1
             version_metrics.add_fact((entry["base"],), fact, self.config)
@@ -89,11 +94,14 @@ class MetricsAccumulator:
         window = entry["w"].get(str(start))
         if window is None:
             window = entry["w"][str(start)] = version_metrics.new_state()
+        # Facts come in runs of one version and window; whether a window is closed changes only in advance().
+        self._last = ((fact.model, fact.version, role, start), (window,))
         version_metrics.add_fact((window,), fact, self.config)
 
     def advance(self, watermark: int) -> None:
         """Stream time is now ``watermark``: the last batch's closed windows go, newly final ones close."""
         self.closed = []
+        self._last = None
         self.watermark = max(self.watermark, watermark)
         for key, entry in self.versions.items():
             model, version, role = split_key(key)

@@ -18,7 +18,7 @@ cell, reported as ``roc_auc_max_error`` (0 while exact).
 from __future__ import annotations
 
 import math
-from typing import Any, NamedTuple, Sequence
+from typing import Any, Sequence
 
 import orjson
 from river import metrics
@@ -65,22 +65,17 @@ _POSITIVE = {"1": 1.0, "true": 1.0}
 _NEGATIVE = {"0", "false"}
 
 
-class _Observation(NamedTuple):
-    loss: float
-    brier: float
-    confidence: float | None
-    auc: tuple[tuple[str, float, bool], ...]  # (class, its score, whether it is the true class)
-
-
-def _observe(y: str, p: str, score: Any) -> _Observation | None:
-    """What one record adds beyond its confusion-matrix cell, computed once for every state it feeds."""
+def _observe(y: str, p: str, score: Any) -> tuple | None:
+    """What one record adds beyond its confusion-matrix cell, computed once for every state it feeds:
+    ``(log loss, Brier score, confidence in the predicted class or None, ((class, score, is the true
+    class), ...))``."""
     if isinstance(score, (int, float)) and not isinstance(score, bool):
         p1 = float(score)  # a binary model's P(class 1)
         positive = y in _POSITIVE
         p_true = p1 if positive else 1.0 - p1
         confidence = p1 if p in _POSITIVE else (1.0 - p1 if p in _NEGATIVE else None)
-        return _Observation(-math.log(min(max(p_true, _EPS), 1 - _EPS)), (p1 - positive) ** 2, confidence,
-                            (("1", p1, positive),))
+        return (-math.log(min(max(p_true, _EPS), 1 - _EPS)), (p1 - positive) ** 2, confidence,
+                (("1", p1, positive),))
     if not isinstance(score, dict):
         return None
     probabilities = {}
@@ -95,8 +90,8 @@ def _observe(y: str, p: str, score: Any) -> _Observation | None:
         brier = (p1 - (y in _POSITIVE)) ** 2
     else:
         brier = sum((q - (k == y)) ** 2 for k, q in probabilities.items()) + (y not in probabilities)
-    return _Observation(-math.log(p_true), brier, probabilities.get(p),
-                        tuple((cls, q, cls == y) for cls, q in probabilities.items()))
+    return (-math.log(p_true), brier, probabilities.get(p),
+            tuple((cls, q, cls == y) for cls, q in probabilities.items()))
 
 
 def add(states: Sequence[dict], label: Any, prediction: Any, score: Any) -> None:
