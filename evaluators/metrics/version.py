@@ -24,6 +24,8 @@ from evaluators.metrics.sums import mean, merge_counts, merge_sum
 from schemas.metric_names import Task
 
 RANK_OVERLAP_K = 10
+_KIND = {"binary": "classification", "multiclass": "classification", "regression": "regression",
+         "ranking": "ranking"}
 
 
 @dataclass(frozen=True)
@@ -39,7 +41,7 @@ class MetricsConfig:
     def task_of(self, model: str, prediction: Any) -> str:
         task = self.tasks.get(model)
         if task is not None:
-            return "classification" if task in ("binary", "multiclass") else task
+            return _KIND[task]
         if isinstance(prediction, list):
             return "ranking"
         if isinstance(prediction, float):
@@ -88,27 +90,33 @@ def _add_response(states: Sequence[dict], fact: ResponseFact) -> None:
 
 
 def _add_joined(states: Sequence[dict], fact: JoinedRecord, config: MetricsConfig) -> None:
+    delay = fact.label_ts_ms - fact.ts_ms
+    delay_s = delay / 1000.0 if delay > 0 else 0.0
+    outcomes = fact.outcomes
     for state in states:
         state["lab"] += 1
-    sketch.add_all([s["delay"] for s in states], max(fact.label_ts_ms - fact.ts_ms, 0) / 1000.0)
-    for kpi, value in fact.outcomes.items():
-        for state in states:
+        for kpi, value in outcomes.items():
             merge_sum(state["oc"].setdefault(kpi, [0, 0.0]), [1, float(value)])
-    if fact.error is not None or fact.prediction is None or fact.label is None:
+    sketch.add_all([s["delay"] for s in states] if len(states) > 1 else (states[0]["delay"],), delay_s)
+    prediction = fact.prediction
+    if fact.error is not None or prediction is None or fact.label is None:
         return  # a failed response has no prediction to judge; it counts in error_rate
-    task = config.task_of(fact.model, fact.prediction)
+    task = config.task_of(fact.model, prediction)
     if task == "classification":
-        classification.add(_parts(states, "cls", classification.new_state), fact.label, fact.prediction,
-                           fact.score)
+        classification.add(_parts(states, "cls", classification.new_state), fact.label, prediction, fact.score)
     elif task == "regression":
-        if isinstance(fact.label, (int, float)) and isinstance(fact.prediction, (int, float)):
-            regression.add(_parts(states, "reg", regression.new_state), float(fact.label),
-                           float(fact.prediction))
+        if isinstance(fact.label, (int, float)) and isinstance(prediction, (int, float)):
+            regression.add(_parts(states, "reg", regression.new_state), float(fact.label), float(prediction))
     else:
-        ranking.add(_parts(states, "rk", ranking.new_state), fact.label, fact.prediction, config.ks)
+        ranking.add(_parts(states, "rk", ranking.new_state), fact.label, prediction, config.ks)
 
 
-def _parts(states: Sequence[dict], name: str, new: Callable[[], dict]) -> list[dict]:
+def _parts(states: Sequence[dict], name: str, new: Callable[[], dict]) -> Sequence[dict]:
+    if len(states) == 1:
+        part = states[0][name]
+        if part is None:
+            part = states[0][name] = new()
+        return (part,)
     out = []
     for state in states:
         part = state[name]
