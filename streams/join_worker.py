@@ -39,7 +39,6 @@ log = logging.getLogger("shadowcanary.join")
 #: Short source codes kept in the join state with each element's origin (topic code + partition).
 SOURCE_CODES = {"inference.requests": "q", "inference.responses": "s", "inference.labels": "l"}
 STATE_TABLE = "join-state"
-HEARTBEAT_S = 0.25
 
 
 def settle_ms(config: JoinConfig) -> Callable[[str], int]:
@@ -68,11 +67,9 @@ class JoinWorker:
         self.partials = raw_topic(app, partials_topic_name(topics))
         self.accumulator_from_state = evaluator_accumulator(metrics, settle_ms(config))
         self.joins: dict[int, JoinPartition] = {}
-        self.dirty: set[int] = set()
         self.sources: dict[int, list[str]] = {}
         self.end_offsets: dict[TP, int] = {}
         app.timer(1.0, name="join-end-offsets")(self.refresh_end_offsets)
-        app.timer(HEARTBEAT_S, name="join-heartbeats")(self.send_heartbeats)
         self.events_processed = 0
         self.first_batch_at: float | None = None
         IngestAgent(app, topics, INPUT_TOPICS, self.handle, options, name="join")
@@ -97,7 +94,9 @@ class JoinWorker:
             with partition_context(items[-1][0]):
                 join.process(incoming, sources=self.sources[partition], end_offsets=self.end_offsets_of(partition))
             await self.send_finals(partition, join.last_state["acc"]["metrics"]["closed"])
-            self.dirty.add(partition)
+            # Right after the batch, in the agent: a worker never sends one for a partition it has
+            # already handed over, so the newest heartbeat of a partition is always its newest state.
+            await self.send_heartbeat(partition)
         self.events_processed += len(batch)
 
     async def send_finals(self, partition: int, closed: list[dict[str, Any]]) -> None:
@@ -106,16 +105,14 @@ class JoinWorker:
             await self.partials.send(key=f"w/{partition}/{sid}".encode(),
                                      value=orjson.dumps({"partition": partition, **window}))
 
-    async def send_heartbeats(self) -> None:
-        dirty, self.dirty = self.dirty, set()
-        for partition in sorted(dirty):
-            state = self.joins[partition].last_state
-            acc = state["acc"]
-            await self.partials.send(key=f"h/{partition}".encode(), value=orjson.dumps({
-                "partition": partition, "seq": state["seq"], "wm": state["wm"], "src": state["src"],
-                "fence": state["fence"], "run": self.run_id, "counts": acc["counts"],
-                "cum": running_totals(acc["metrics"]),
-                "q": {model: entry["cum"] for model, entry in acc["metrics"]["q"].items()}}))
+    async def send_heartbeat(self, partition: int) -> None:
+        state = self.joins[partition].last_state
+        acc = state["acc"]
+        await self.partials.send(key=f"h/{partition}".encode(), value=orjson.dumps({
+            "partition": partition, "seq": state["seq"], "wm": state["wm"], "src": state["src"],
+            "fence": state["fence"], "run": self.run_id, "counts": acc["counts"],
+            "cum": running_totals(acc["metrics"]),
+            "q": {model: entry["cum"] for model, entry in acc["metrics"]["q"].items()}}))
 
     def join_for(self, partition: int) -> JoinPartition:
         if partition not in self.joins:
