@@ -37,11 +37,10 @@ def measure(pending: int, folder: str) -> dict[str, float]:
     from evaluators.metrics import MetricsConfig
     from evaluators.store import RocksStore
     from schemas import InferenceRequest, InferenceResponse
-    from streams.join_worker import settle_ms
 
     config = JoinConfig()
     join = JoinPartition(RocksStore(folder), config, "bench",
-                         evaluator_accumulator(MetricsConfig(tasks={"m": "binary"}), settle_ms(config)))
+                         evaluator_accumulator(MetricsConfig(tasks={"m": "binary"}), config.settle_ms))
     t0 = datetime(2026, 11, 1, tzinfo=timezone.utc)
     readings: dict[str, float] = {"start": _rss_mib()}
     started = time.perf_counter()

@@ -64,6 +64,9 @@ class JoinCounts:
         elif kind is Duplicate:
             self.models[fact.model][f"duplicate_{fact.kind}s"] += 1
 
+    def advance(self, watermark: int) -> None:
+        """Counts do not depend on time."""
+
     def merge(self, other: "JoinCounts") -> "JoinCounts":
         for key, counts in other.versions.items():
             mine = self.versions[key]

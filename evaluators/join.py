@@ -71,6 +71,10 @@ class JoinConfig:
     def timeout_for(self, model: str) -> int:
         return self.model_label_timeout_ms.get(model, self.label_timeout_ms)
 
+    def settle_ms(self, model: str) -> int:
+        """How long after an event time every response up to it has joined or expired."""
+        return self.timeout_for(model) + self.expiry_grace_ms + 1
+
     def tombstone_for(self, model: str) -> int:
         return self.tombstone_ttl_ms if self.tombstone_ttl_ms is not None else self.timeout_for(model)
 
@@ -513,8 +517,7 @@ class _Batch:
         accumulator = self.join._accumulator_from_state(self.part["acc"])
         for fact in self.facts:
             accumulator.add(fact)
-        if hasattr(accumulator, "advance"):
-            accumulator.advance(self.watermark)
+        accumulator.advance(self.watermark)
         runs = dict(self.ledger)
         runs[self.join.run_id] = self.seq
         if len(runs) > MAX_LEDGER_RUNS:

@@ -2,8 +2,8 @@
 
 Pure (no Kafka). Each input partition reports two kinds of partial (see ``streams.metrics_worker``):
 
-- a **heartbeat** (latest wins): the partition's stream time ``wm`` and its running total per
-  version (``cum``), plus the model request counts (``q``);
+- a **heartbeat** (latest wins): the partition's stream time ``wm`` and its metric state per
+  version (``v``, as :mod:`evaluators.windows` keeps it), plus the model request counts (``q``);
 - a **final window** (idempotent, keyed): the partition's part of one window, sent once the window
   closed on that partition, before any heartbeat that shows the window closed.
 
@@ -18,23 +18,22 @@ not publish it again.
 >>> part = vm.new_state(); part["n"] = 3
 >>> merger.final(0, {"model": "m", "version": "v1", "role": "primary", "start": 0, "end": 1000,
 ...                  "requests": 3, "state": part})
->>> merger.heartbeat(0, {"wm": 1500, "cum": {}, "q": {}}); merger.ready()
+>>> merger.heartbeat(0, {"wm": 1500, "v": {}, "q": {}}); merger.ready()
 []
->>> merger.heartbeat(1, {"wm": 1200, "cum": {}, "q": {}})
+>>> merger.heartbeat(1, {"wm": 1200, "v": {}, "q": {}})
 >>> [(s.version, s.responses, s.requests) for s in merger.ready()]
 [('v1', 3, 3)]
 """
 
 from __future__ import annotations
 
-import copy
 import uuid
 from datetime import datetime, timezone
 from typing import Any, Callable
 
 from evaluators.metrics import version as version_metrics
 from evaluators.metrics.version import MetricsConfig
-from evaluators.windows import split_key, version_key
+from evaluators.windows import running_totals, split_key
 from schemas.monitoring import LatencyQuantiles, MetricsSnapshot, Window
 
 SNAPSHOT_NAMESPACE = uuid.UUID("6f1d9a52-4a0e-4f43-9a57-0d8c3f1b2e11")
@@ -109,7 +108,7 @@ class PartialsMerger:
             merged = version_metrics.new_state()
             requests = 0
             for part_requests, state in entry["parts"].values():
-                version_metrics.merge(merged, copy.deepcopy(state))
+                version_metrics.merge(merged, state)  # merge copies what it takes; b is not kept
                 requests += part_requests
             out.append(build_snapshot(entry["model"], entry["version"], entry["role"], entry["start"],
                                       entry["end"], requests, merged, self.config))
@@ -122,10 +121,10 @@ class PartialsMerger:
         """Each version's running total, merged over partitions (for live metrics and the policy)."""
         merged: dict[str, dict] = {}
         for heartbeat in self.heartbeats.values():
-            for key, state in heartbeat.get("cum", {}).items():
+            for key, state in running_totals(heartbeat.get("v", {})).items():
                 if key not in merged:
                     merged[key] = version_metrics.new_state()
-                version_metrics.merge(merged[key], copy.deepcopy(state))
+                version_metrics.merge(merged[key], state)
         return {split_key(key): state for key, state in merged.items()}
 
     def model_requests(self) -> dict[str, int]:
@@ -136,4 +135,4 @@ class PartialsMerger:
         return totals
 
 
-__all__ = ["PartialsMerger", "build_snapshot", "snapshot_id", "version_key"]
+__all__ = ["PartialsMerger", "build_snapshot", "snapshot_id"]

@@ -70,7 +70,32 @@ class DictStore:
         return iter(self.data)
 
 
-class RocksStore:
+class EncodedStore:
+    """A :class:`KeyValueStore` over any mutable mapping of bytes to bytes (a faust table, a RocksDB
+    database): keys as UTF-8, values as orjson.
+
+    >>> store = EncodedStore({}); store.set("k", {"a": 1}); store.delete("missing"); store.get("k")
+    {'a': 1}
+    """
+
+    def __init__(self, mapping: Any) -> None:
+        self.mapping = mapping
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        value = self.mapping.get(key.encode())
+        return None if value is None else orjson.loads(value)
+
+    def set(self, key: str, value: dict[str, Any]) -> None:
+        self.mapping[key.encode()] = orjson.dumps(value)
+
+    def delete(self, key: str) -> None:
+        try:
+            del self.mapping[key.encode()]
+        except KeyError:
+            pass
+
+
+class RocksStore(EncodedStore):
     """A store on disk (RocksDB through rocksdict, as the worker's tables use): for replays and
     benchmarks whose state is larger than memory.
 
@@ -84,17 +109,7 @@ class RocksStore:
     def __init__(self, path: str) -> None:
         from rocksdict import Rdict
 
-        self._db = Rdict(path)
-
-    def get(self, key: str) -> dict[str, Any] | None:
-        value = self._db.get(key.encode())
-        return None if value is None else orjson.loads(value)
-
-    def set(self, key: str, value: dict[str, Any]) -> None:
-        self._db[key.encode()] = orjson.dumps(value)
-
-    def delete(self, key: str) -> None:
-        del self._db[key.encode()]
+        super().__init__(Rdict(path))
 
     def close(self) -> None:
-        self._db.close()
+        self.mapping.close()

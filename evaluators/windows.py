@@ -89,14 +89,14 @@ class MetricsAccumulator:
             entry = self.versions[key] = {"base": version_metrics.new_state(), "w": {}}
         if self._is_closed(fact.model, start):
             self.late += 1
-            version_metrics.add_fact((entry["base"],), fact, self.config)
+            version_metrics.add_fact(entry["base"], fact, self.config)
             return
         window = entry["w"].get(str(start))
         if window is None:
             window = entry["w"][str(start)] = version_metrics.new_state()
         # Facts come in runs of one version and window; whether a window is closed changes only in advance().
-        self._last = ((fact.model, fact.version, role, start), (window,))
-        version_metrics.add_fact((window,), fact, self.config)
+        self._last = ((fact.model, fact.version, role, start), window)
+        version_metrics.add_fact(window, fact, self.config)
 
     def advance(self, watermark: int) -> None:
         """Stream time is now ``watermark``: the last batch's closed windows go, newly final ones close."""
@@ -119,18 +119,19 @@ class MetricsAccumulator:
                 del per_model["w"][start]
 
     def running_totals(self) -> dict[str, dict]:
-        return running_totals(self.to_state())
+        return running_totals(self.versions)
 
     def to_state(self) -> dict[str, Any]:
         return {"v": self.versions, "q": self.requests, "closed": self.closed, "late": self.late,
                 "wm": self.watermark}
 
 
-def running_totals(state: dict[str, Any]) -> dict[str, dict]:
+def running_totals(versions: dict[str, Any]) -> dict[str, dict]:
     """Each version's state since it was first seen: its closed windows and late facts (``base``)
-    merged with its open windows. A new dict: the partition state is not changed."""
+    merged with its open windows (``versions`` is the accumulator state's ``v``). New dicts: the
+    partition state is not changed."""
     totals = {}
-    for key, entry in state["v"].items():
+    for key, entry in versions.items():
         total = version_metrics.merge(version_metrics.new_state(), entry["base"])
         for window in entry["w"].values():
             version_metrics.merge(total, window)

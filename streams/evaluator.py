@@ -25,7 +25,7 @@ from streams.app import AppOptions, create_app
 from streams.config import KafkaSettings
 from streams.errors import TopicLayoutError
 from streams.exporter import EvaluatorCollector, serve
-from streams.join_worker import JoinWorker, partials_topic_name, settle_ms
+from streams.join_worker import JoinWorker, partials_topic_name
 from streams.merger import MergerService
 
 log = logging.getLogger("shadowcanary.evaluator")
@@ -84,6 +84,6 @@ def build_evaluator(settings: KafkaSettings, options: AppOptions, join_config: J
     app.conf.topic_partitions = partitions
     join = JoinWorker(app, topics, join_config, partitions, options, metrics=metrics_config)
     merger = MergerService(settings, topics, partials_topic_name(topics), options.app_id, metrics_config,
-                           settle_ms(join_config), partitions)
+                           join_config.settle_ms, partitions)
     collector = EvaluatorCollector(merger.totals, join.lag, lambda: merger.owner, metrics_config)
     return Evaluator(app, join, merger, collector, state_dir, notes)

@@ -7,8 +7,8 @@ partial state goes to an internal compacted topic for the one owner that merges 
 
 - ``w/<partition>/<snapshot id>``: the partition's part of a window that just closed, sent right
   after the batch that closed it is stored (and again after a restart: the key makes it idempotent);
-- ``h/<partition>``: a heartbeat with the partition's stream time, exact counts and running metric
-  totals per version, at most every ``HEARTBEAT_S`` and always after the finals it covers.
+- ``h/<partition>``: a heartbeat with the partition's stream time, exact counts and metric state
+  per version (closed part and open windows, as stored: the owner merges them when it needs totals), at most every ``HEARTBEAT_S`` and always after the finals it covers.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import logging
 import time
 import uuid
 from collections import defaultdict
-from typing import Any, Callable
+from typing import Any
 
 import faust
 import orjson
@@ -29,7 +29,6 @@ from evaluators.accumulators import evaluator_accumulator
 from evaluators.join import Incoming, JoinConfig, JoinPartition
 from evaluators.merging import snapshot_id
 from evaluators.metrics import MetricsConfig
-from evaluators.windows import running_totals
 from schemas.topics import Topics
 from streams.app import INPUT_TOPICS, AppOptions, IngestAgent, raw_topic
 from streams.state import TableStore, partition_context
@@ -39,11 +38,6 @@ log = logging.getLogger("shadowcanary.join")
 #: Short source codes kept in the join state with each element's origin (topic code + partition).
 SOURCE_CODES = {"inference.requests": "q", "inference.responses": "s", "inference.labels": "l"}
 STATE_TABLE = "join-state"
-
-
-def settle_ms(config: JoinConfig) -> Callable[[str], int]:
-    """How long after a window's end its responses are all joined or expired, per model."""
-    return lambda model: config.timeout_for(model) + config.expiry_grace_ms + 1
 
 
 def partials_topic_name(topics: Topics) -> str:
@@ -65,7 +59,7 @@ class JoinWorker:
                                default=None)
         self.store = TableStore(self.table)
         self.partials = raw_topic(app, partials_topic_name(topics))
-        self.accumulator_from_state = evaluator_accumulator(metrics, settle_ms(config))
+        self.accumulator_from_state = evaluator_accumulator(metrics, config.settle_ms)
         self.joins: dict[int, JoinPartition] = {}
         self.sources: dict[int, list[str]] = {}
         self.end_offsets: dict[TP, int] = {}
@@ -111,7 +105,7 @@ class JoinWorker:
         await self.partials.send(key=f"h/{partition}".encode(), value=orjson.dumps({
             "partition": partition, "seq": state["seq"], "wm": state["wm"], "src": state["src"],
             "fence": state["fence"], "run": self.run_id, "counts": acc["counts"],
-            "cum": running_totals(acc["metrics"]),
+            "v": acc["metrics"]["v"],
             "q": {model: entry["cum"] for model, entry in acc["metrics"]["q"].items()}}))
 
     def join_for(self, partition: int) -> JoinPartition:

@@ -10,32 +10,20 @@ from __future__ import annotations
 
 import contextlib
 import weakref
-from typing import Any, Iterator
+from typing import Iterator
 
 import faust
-import orjson
 from faust.streams import _current_event
 
+from evaluators.store import EncodedStore
 
-class TableStore:
+
+class TableStore(EncodedStore):
     """:class:`evaluators.store.KeyValueStore` over a faust table of raw bytes (keys UTF-8 bytes, as
     they come back from the changelog on recovery)."""
 
     def __init__(self, table: faust.Table) -> None:
-        self.table = table
-
-    def get(self, key: str) -> dict[str, Any] | None:
-        value = self.table.get(key.encode())
-        return None if value is None else orjson.loads(value)
-
-    def set(self, key: str, value: dict[str, Any]) -> None:
-        self.table[key.encode()] = orjson.dumps(value)
-
-    def delete(self, key: str) -> None:
-        try:
-            del self.table[key.encode()]
-        except KeyError:
-            pass
+        super().__init__(table)
 
 
 @contextlib.contextmanager

@@ -31,7 +31,7 @@ def test_metrics_equal_sklearn_on_the_same_pairs(task, version):
     config = MetricsConfig(tasks={"m": task})
     state = vm.new_state()
     for record in joined(task, version):
-        vm.add_fact([state], record, config)
+        vm.add_fact(state, record, config)
     ours = vm.compute(state, "m", config)
     data = served(task)
     theirs = sklearn_metrics(task, data.labels, data.predictions[version], data.scores[version])
@@ -47,7 +47,7 @@ def test_the_weaker_model_is_measurably_weaker():
     for version in ("v1", "v2"):
         state = vm.new_state()
         for record in joined("binary", version):
-            vm.add_fact([state], record, config)
+            vm.add_fact(state, record, config)
         values[version] = vm.compute(state, "m", config)
     assert values["v1"]["accuracy"] > values["v2"]["accuracy"] + 0.02
 
@@ -61,8 +61,8 @@ def test_four_partitions_merged_equal_one_pass(task):
         response = ResponseFact("m", "v1", "primary", record.ts_ms, rng.uniform(1, 300), None, record.prediction)
         target = rng.choice(parts)
         for fact in (response, record):
-            vm.add_fact([whole], fact, config)
-            vm.add_fact([target], fact, config)
+            vm.add_fact(whole, fact, config)
+            vm.add_fact(target, fact, config)
     merged = vm.new_state()
     for part in parts:
         vm.merge(merged, part)
@@ -79,7 +79,7 @@ def test_latency_quantiles_within_the_sketch_error():
     values = [rng.lognormvariate(3, 1) for _ in range(20_000)]
     state = vm.new_state()
     for v in values:
-        vm.add_fact([state], ResponseFact("m", "v1", "primary", 0, v, None, 1), MetricsConfig())
+        vm.add_fact(state, ResponseFact("m", "v1", "primary", 0, v, None, 1), MetricsConfig())
     ordered = sorted(values)
     for q in (0.5, 0.95, 0.99):
         exact = ordered[int(q * (len(values) - 1))]
@@ -94,7 +94,7 @@ def test_exact_auc_survives_coarsening_with_a_reported_bound(monkeypatch):
     state = classification.new_state()
     pairs = [(y, rng.random() * 0.6 + 0.4 * y) for y in (rng.randint(0, 1) for _ in range(2000))]
     for y, s in pairs:
-        classification.add([state], y, int(s >= 0.5), s)
+        classification.add(state, y, int(s >= 0.5), s)
     from sklearn.metrics import roc_auc_score
 
     exact = roc_auc_score([y for y, _ in pairs], [s for _, s in pairs])
@@ -123,7 +123,7 @@ def test_merger_publishes_a_window_once_when_every_partition_has_closed_it():
     merger = PartialsMerger(config, settle_ms=lambda model: 100, partitions=3)
     for partition in range(3):
         state = vm.new_state()
-        vm.add_fact([state], ResponseFact("m", "v1", "primary", 10, 5.0, None, 1), config)
+        vm.add_fact(state, ResponseFact("m", "v1", "primary", 10, 5.0, None, 1), config)
         merger.final(partition, {"model": "m", "version": "v1", "role": "primary", "start": 0, "end": 1000,
                                  "requests": 1, "state": state})
     merger.heartbeat(0, {"wm": 5000})

@@ -10,7 +10,7 @@ the AUC error that adds is at most half the share of positive-negative pairs tha
 cell, reported as ``roc_auc_max_error`` (0 while exact).
 
 >>> state = new_state()
->>> for y, p, s in [(1, 1, 0.9), (0, 0, 0.2), (1, 0, 0.4), (0, 1, 0.6)]: add([state], y, p, s)
+>>> for y, p, s in [(1, 1, 0.9), (0, 0, 0.2), (1, 0, 0.4), (0, 1, 0.6)]: add(state, y, p, s)
 >>> values = compute(state, "binary"); values["accuracy"], values["roc_auc"]
 (0.5, 0.75)
 """
@@ -18,7 +18,7 @@ cell, reported as ``roc_auc_max_error`` (0 while exact).
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from typing import Any
 
 import orjson
 from river import metrics
@@ -66,7 +66,7 @@ _NEGATIVE = {"0", "false"}
 
 
 def _observe(y: str, p: str, score: Any) -> tuple | None:
-    """What one record adds beyond its confusion-matrix cell, computed once for every state it feeds:
+    """What one record adds beyond its confusion-matrix cell:
     ``(log loss, Brier score, confidence in the predicted class or None, ((class, score, is the true
     class), ...))``."""
     if isinstance(score, (int, float)) and not isinstance(score, bool):
@@ -94,41 +94,40 @@ def _observe(y: str, p: str, score: Any) -> tuple | None:
             tuple((cls, q, cls == y) for cls, q in probabilities.items()))
 
 
-def add(states: Sequence[dict], label: Any, prediction: Any, score: Any) -> None:
-    """Add one labelled prediction to each of ``states`` (e.g. a running total and its window)."""
+def add(state: dict, label: Any, prediction: Any, score: Any) -> None:
+    """Add one labelled prediction."""
     y, p = class_key(label), class_key(prediction)
     cell = f"{y}\x1f{p}"
+    cm = state["cm"]
+    cm[cell] = cm.get(cell, 0) + 1
     observation = _observe(y, p, score)
-    for state in states:
-        cm = state["cm"]
-        cm[cell] = cm.get(cell, 0) + 1
-        if observation is None:
-            continue
-        loss, brier, confidence, auc_scores = observation
-        state["ll"][0] += 1
-        state["ll"][1] += loss
-        state["br"][0] += 1
-        state["br"][1] += brier
-        if confidence is not None:
-            cell_bin = state["ece"][min(int(confidence * ECE_BINS), ECE_BINS - 1)]
-            cell_bin[0] += 1
-            cell_bin[1] += confidence
-            cell_bin[2] += y == p
-        auc = state["auc"]
-        coarse = state["coarse"]
-        too_many = False
-        for cls, q, is_true in auc_scores:
-            scores = auc.get(cls)
-            if scores is None:
-                scores = auc[cls] = {}
-            key = _grid(q) if coarse else repr(q)
-            counts = scores.get(key)
-            if counts is None:
-                counts = scores[key] = [0, 0]
-                too_many = too_many or len(scores) > MAX_DISTINCT_SCORES
-            counts[0 if is_true else 1] += 1
-        if too_many and not coarse:
-            _coarsen(state)
+    if observation is None:
+        return
+    loss, brier, confidence, auc_scores = observation
+    state["ll"][0] += 1
+    state["ll"][1] += loss
+    state["br"][0] += 1
+    state["br"][1] += brier
+    if confidence is not None:
+        cell_bin = state["ece"][min(int(confidence * ECE_BINS), ECE_BINS - 1)]
+        cell_bin[0] += 1
+        cell_bin[1] += confidence
+        cell_bin[2] += y == p
+    auc = state["auc"]
+    coarse = state["coarse"]
+    too_many = False
+    for cls, q, is_true in auc_scores:
+        scores = auc.get(cls)
+        if scores is None:
+            scores = auc[cls] = {}
+        key = _grid(q) if coarse else repr(q)
+        counts = scores.get(key)
+        if counts is None:
+            counts = scores[key] = [0, 0]
+            too_many = too_many or len(scores) > MAX_DISTINCT_SCORES
+        counts[0 if is_true else 1] += 1
+    if too_many and not coarse:
+        _coarsen(state)
 
 
 def _grid(score: float) -> str:

@@ -5,7 +5,7 @@ label names no relevant item counts as 0 in precision@k and is left out of recal
 (undefined for it).
 
 >>> state = new_state()
->>> add([state], ["a", "c"], ["a", "b", "c"], ks=(1, 3))
+>>> add(state, ["a", "c"], ["a", "b", "c"], ks=(1, 3))
 >>> values = compute(state); values["precision@1"], values["recall@3"], values["mrr"]
 (1.0, 1.0, 1.0)
 """
@@ -29,39 +29,31 @@ def _hashable(item: Any) -> Any:
     return item if isinstance(item, (str, int, float, bool)) or item is None else repr(item)
 
 
-def add(states: Sequence[dict], relevant: Any, ranked: Any, ks: Sequence[int] = DEFAULT_KS) -> None:
-    """Add one ranked prediction and its relevant items to each of ``states``."""
+def add(state: dict, relevant: Any, ranked: Any, ks: Sequence[int] = DEFAULT_KS) -> None:
+    """Add one ranked prediction and its relevant items."""
     ranked = list(ranked) if isinstance(ranked, list) else []
     wanted = {_hashable(i) for i in relevant} if isinstance(relevant, list) else set()
     hits = [_hashable(item) in wanted for item in ranked]
-    per_k = []
+    at = state["at"]
     for k in ks:
+        sums = at.get(str(k))
+        if sums is None:
+            sums = at[str(k)] = {"p": [0, 0.0], "r": [0, 0.0], "ndcg": [0, 0.0]}
         top = hits[:k]
         found = sum(top)
+        sums["p"][0] += 1
+        sums["p"][1] += found / k
         if wanted:
+            sums["r"][0] += 1
+            sums["r"][1] += found / len(wanted)
             dcg = sum(_DISCOUNT[i] for i, hit in enumerate(top) if hit)
             ideal = sum(_DISCOUNT[i] for i in range(min(k, len(wanted))))
-            per_k.append((str(k), found / k, found / len(wanted), dcg / ideal))
-        else:
-            per_k.append((str(k), found / k, None, None))
-    first = next((i for i, hit in enumerate(hits) if hit), None)
-    reciprocal = 0.0 if first is None else 1.0 / (first + 1)
-    for state in states:
-        at = state["at"]
-        for k, precision, recall, ndcg in per_k:
-            sums = at.get(k)
-            if sums is None:
-                sums = at[k] = {"p": [0, 0.0], "r": [0, 0.0], "ndcg": [0, 0.0]}
-            sums["p"][0] += 1
-            sums["p"][1] += precision
-            if recall is not None:
-                sums["r"][0] += 1
-                sums["r"][1] += recall
-                sums["ndcg"][0] += 1
-                sums["ndcg"][1] += ndcg
-        if wanted:
-            state["mrr"][0] += 1
-            state["mrr"][1] += reciprocal
+            sums["ndcg"][0] += 1
+            sums["ndcg"][1] += dcg / ideal
+    if wanted:
+        first = next((i for i, hit in enumerate(hits) if hit), None)
+        state["mrr"][0] += 1
+        state["mrr"][1] += 0.0 if first is None else 1.0 / (first + 1)
 
 
 def merge(a: dict, b: dict) -> dict:

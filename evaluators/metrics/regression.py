@@ -5,7 +5,7 @@ river's parallel formula (``Var.__iadd__``). MAPE is a fraction (0.05 = 5%), as 
 with the same guard against zero labels.
 
 >>> state = new_state()
->>> for y, p in [(3.0, 2.5), (-0.5, 0.0), (2.0, 2.0), (7.0, 8.0)]: add([state], y, p)
+>>> for y, p in [(3.0, 2.5), (-0.5, 0.0), (2.0, 2.0), (7.0, 8.0)]: add(state, y, p)
 >>> values = compute(state); values["mae"], round(values["r2"], 4)
 (0.5, 0.9486)
 """
@@ -13,7 +13,6 @@ with the same guard against zero labels.
 from __future__ import annotations
 
 import math
-from typing import Sequence
 
 from river import metrics, stats
 
@@ -26,25 +25,21 @@ def new_state() -> dict:
     return {"ae": [0, 0.0], "se": [0, 0.0], "ape": [0, 0.0], "y": [0, 0.0, 0.0]}
 
 
-def add(states: Sequence[dict], label: float, prediction: float) -> None:
-    """Add one labelled prediction to each of ``states``."""
+def add(state: dict, label: float, prediction: float) -> None:
+    """Add one labelled prediction."""
     error = label - prediction
-    absolute = abs(error)
-    squared = error * error
-    percentage = absolute / max(abs(label), _EPS)
-    for state in states:
-        state["ae"][0] += 1
-        state["ae"][1] += absolute
-        state["se"][0] += 1
-        state["se"][1] += squared
-        state["ape"][0] += 1
-        state["ape"][1] += percentage
-        # Welford's update of [n, mean, sum of squared deviations], as river's stats.Var does.
-        y = state["y"]
-        y[0] += 1
-        delta = label - y[1]
-        y[1] += delta / y[0]
-        y[2] += delta * (label - y[1])
+    state["ae"][0] += 1
+    state["ae"][1] += abs(error)
+    state["se"][0] += 1
+    state["se"][1] += error * error
+    state["ape"][0] += 1
+    state["ape"][1] += abs(error) / max(abs(label), _EPS)
+    # Welford's update of [n, mean, sum of squared deviations], as river's stats.Var does.
+    y = state["y"]
+    y[0] += 1
+    delta = label - y[1]
+    y[1] += delta / y[0]
+    y[2] += delta * (label - y[1])
 
 
 def _variance(y: list) -> stats.Var:

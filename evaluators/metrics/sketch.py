@@ -12,8 +12,6 @@ need. Latency and label delay use it.
 
 from __future__ import annotations
 
-from typing import Sequence
-
 from ddsketch import DDSketch
 from ddsketch.mapping import LogarithmicMapping
 
@@ -27,25 +25,16 @@ def new_sketch() -> dict:
 
 
 def add(sketch: dict, value: float) -> None:
-    add_all((sketch,), value)
-
-
-def add_all(sketches: Sequence[dict], value: float) -> None:
-    """Add one value to each of ``sketches`` (its bin is found once)."""
+    sketch["n"] += 1
+    sketch["sum"] += value
     if value > _MIN_POSITIVE:
-        side, key = "pos", str(_MAPPING.key(value))  # string keys: the state is JSON
+        bins, key = sketch["pos"], str(_MAPPING.key(value))  # string keys: the state is JSON
     elif value < -_MIN_POSITIVE:
-        side, key = "neg", str(_MAPPING.key(-value))
+        bins, key = sketch["neg"], str(_MAPPING.key(-value))
     else:
-        side = key = None
-    for sketch in sketches:
-        sketch["n"] += 1
-        sketch["sum"] += value
-        if side is None:
-            sketch["zero"] += 1
-        else:
-            bins = sketch[side]
-            bins[key] = bins.get(key, 0) + 1
+        sketch["zero"] += 1
+        return
+    bins[key] = bins.get(key, 0) + 1
 
 
 def merge(a: dict, b: dict) -> dict:

@@ -8,7 +8,7 @@ with business outcomes (count, sum and mean per labelled request of each KPI) an
 >>> from evaluators.facts import ResponseFact
 >>> config = MetricsConfig(tasks={"m": "binary"})
 >>> state = new_state()
->>> add_fact([state], ResponseFact("m", "v2", "canary", 0, 12.0, None, 1), config)
+>>> add_fact(state, ResponseFact("m", "v2", "canary", 0, 12.0, None, 1), config)
 >>> compute(state, "m", config)["error_rate"]
 0.0
 """
@@ -16,7 +16,7 @@ with business outcomes (count, sum and mean per labelled request of each KPI) an
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
 from evaluators.facts import AgreementFact, Expired, Fact, JoinedRecord, ResponseFact
 from evaluators.metrics import classification, ranking, regression, sketch
@@ -55,102 +55,80 @@ def new_state() -> dict:
             "oc": {}, "cls": None, "reg": None, "rk": None}
 
 
-def add_fact(states: Sequence[dict], fact: Fact, config: MetricsConfig) -> None:
-    """Add one fact to each of ``states`` (a running total and its window: the work is done once)."""
+def add_fact(state: dict, fact: Fact, config: MetricsConfig) -> None:
+    """Add one fact to ``state``."""
     kind = type(fact)
     if kind is ResponseFact:
-        _add_response(states, fact)
+        _add_response(state, fact)
     elif kind is JoinedRecord:
-        _add_joined(states, fact, config)
+        _add_joined(state, fact, config)
     elif kind is Expired:
-        for state in states:
-            state["exp"] += 1
+        state["exp"] += 1
     elif kind is AgreementFact:
-        _add_agreement(states, fact)
+        _add_agreement(state, fact)
 
 
-def _add_response(states: Sequence[dict], fact: ResponseFact) -> None:
-    failed = fact.error is not None
-    for state in states:
-        state["n"] += 1
-        state["err"] += failed
-    if failed:
+def _add_response(state: dict, fact: ResponseFact) -> None:
+    state["n"] += 1
+    if fact.error is not None:
+        state["err"] += 1
         return
     if fact.latency_ms is not None:
-        sketch.add_all([s["lat"] for s in states], fact.latency_ms)
+        sketch.add(state["lat"], fact.latency_ms)
     prediction = fact.prediction
     if isinstance(prediction, float):
-        for state in states:
-            state["pm"][0] += 1
-            state["pm"][1] += prediction
+        state["pm"][0] += 1
+        state["pm"][1] += prediction
     elif prediction is not None and not isinstance(prediction, (list, dict)):
         key = classification.class_key(prediction)
-        for state in states:
-            state["pc"][key] = state["pc"].get(key, 0) + 1
+        state["pc"][key] = state["pc"].get(key, 0) + 1
 
 
-def _add_joined(states: Sequence[dict], fact: JoinedRecord, config: MetricsConfig) -> None:
+def _add_joined(state: dict, fact: JoinedRecord, config: MetricsConfig) -> None:
+    state["lab"] += 1
+    for kpi, value in fact.outcomes.items():
+        merge_sum(state["oc"].setdefault(kpi, [0, 0.0]), [1, float(value)])
     delay = fact.label_ts_ms - fact.ts_ms
-    delay_s = delay / 1000.0 if delay > 0 else 0.0
-    outcomes = fact.outcomes
-    for state in states:
-        state["lab"] += 1
-        for kpi, value in outcomes.items():
-            merge_sum(state["oc"].setdefault(kpi, [0, 0.0]), [1, float(value)])
-    sketch.add_all([s["delay"] for s in states] if len(states) > 1 else (states[0]["delay"],), delay_s)
+    sketch.add(state["delay"], delay / 1000.0 if delay > 0 else 0.0)
     prediction = fact.prediction
     if fact.error is not None or prediction is None or fact.label is None:
         return  # a failed response has no prediction to judge; it counts in error_rate
     task = config.task_of(fact.model, prediction)
     if task == "classification":
-        classification.add(_parts(states, "cls", classification.new_state), fact.label, prediction, fact.score)
+        classification.add(_part(state, "cls", classification.new_state), fact.label, prediction, fact.score)
     elif task == "regression":
         if isinstance(fact.label, (int, float)) and isinstance(prediction, (int, float)):
-            regression.add(_parts(states, "reg", regression.new_state), float(fact.label), float(prediction))
+            regression.add(_part(state, "reg", regression.new_state), float(fact.label), float(prediction))
     else:
-        ranking.add(_parts(states, "rk", ranking.new_state), fact.label, prediction, config.ks)
+        ranking.add(_part(state, "rk", ranking.new_state), fact.label, prediction, config.ks)
 
 
-def _parts(states: Sequence[dict], name: str, new: Callable[[], dict]) -> Sequence[dict]:
-    if len(states) == 1:
-        part = states[0][name]
-        if part is None:
-            part = states[0][name] = new()
-        return (part,)
-    out = []
-    for state in states:
-        part = state[name]
-        if part is None:
-            part = state[name] = new()
-        out.append(part)
-    return out
+def _part(state: dict, name: str, new: Callable[[], dict]) -> dict:
+    part = state[name]
+    if part is None:
+        part = state[name] = new()
+    return part
 
 
-def _add_agreement(states: Sequence[dict], fact: AgreementFact) -> None:
+def _add_agreement(state: dict, fact: AgreementFact) -> None:
     mine, theirs = fact.prediction, fact.primary_prediction
     if mine is None or theirs is None:
         return
-    same = mine == theirs
+    ag = state["ag"]
+    ag["n"] += 1
+    ag["eq"] += mine == theirs
     numeric = (isinstance(mine, (int, float)) and isinstance(theirs, (int, float))
                and not isinstance(mine, bool) and not isinstance(theirs, bool))
-    difference = overlap = None
     if isinstance(fact.score, (int, float)) and isinstance(fact.primary_score, (int, float)):
-        difference = abs(float(fact.score) - float(fact.primary_score))
+        merge_sum(ag["mad"], [1, abs(float(fact.score) - float(fact.primary_score))])
     elif numeric:
-        difference = abs(float(mine) - float(theirs))
+        merge_sum(ag["mad"], [1, abs(float(mine) - float(theirs))])
     if isinstance(mine, list) and isinstance(theirs, list):
         top_mine, top_theirs = mine[:RANK_OVERLAP_K], theirs[:RANK_OVERLAP_K]
         size = max(len(top_mine), len(top_theirs))
         if size:
-            overlap = len({repr(i) for i in top_mine} & {repr(i) for i in top_theirs}) / size
-    for state in states:
-        ag = state["ag"]
-        ag["n"] += 1
-        ag["eq"] += same
-        if difference is not None:
-            merge_sum(ag["mad"], [1, difference])
-        if overlap is not None:
-            merge_sum(ag["ro"], [1, overlap])
+            shared = len({repr(i) for i in top_mine} & {repr(i) for i in top_theirs})
+            merge_sum(ag["ro"], [1, shared / size])
 
 
 def merge(a: dict, b: dict) -> dict:
