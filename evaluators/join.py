@@ -67,6 +67,9 @@ class JoinConfig:
     tombstone_ttl_ms: int | None = None
     #: Per-model label timeouts (from rollout specs); others use ``label_timeout_ms``.
     model_label_timeout_ms: dict[str, int] = field(default_factory=dict)
+    #: Processing time a source read to its end must stay silent before it stops holding stream
+    #: time back (see :mod:`evaluators.idleness`).
+    idle_after_ms: int = 5_000
 
     def timeout_for(self, model: str) -> int:
         return self.model_label_timeout_ms.get(model, self.label_timeout_ms)
@@ -109,6 +112,29 @@ class Accumulator:
         return cls()
 
 
+def caught_up_sources(fence: dict[str, int], end_offsets: dict[str, int],
+                      sources: Iterable[str] | None = None) -> set[str]:
+    """The sources read to their end, by one observation of every source's end offset.
+
+    ``end_offsets`` must be taken at one moment for all the partition's ``sources`` (default: those
+    in ``fence``, the last applied offset per source). It is *current* only if every applied record
+    is below its source's end: then the observation was made after all of them were written, so a
+    source whose every record below its end is applied holds nothing older than what was read. An
+    older observation proves nothing (records may have been written to one source after it and
+    before the newer records read from another), so it makes no source caught up.
+
+    >>> caught_up_sources({"q0": 9, "l0": 4}, {"q0": 12, "l0": 5})
+    {'l0'}
+    >>> caught_up_sources({"q0": 9, "l0": 4}, {"q0": 9, "l0": 5})  # q0 offset 9 is newer: stale
+    set()
+    """
+    names = set(fence) | set(sources or ())
+    if not names or any(name not in end_offsets or fence.get(name, -1) >= end_offsets[name]
+                        for name in names):
+        return set()
+    return {name for name in names if fence.get(name, -1) + 1 >= end_offsets[name]}
+
+
 class JoinPartition:
     """The join of one partition: ``process(batch)`` returns the facts that batch counted."""
 
@@ -145,7 +171,7 @@ class JoinPartition:
         ``sources``: every source of the partition, seen or not (default: those seen so far). A
         source with no event yet that is not idle holds time where it is: its first events may be
         old. A source is idle (caught up: nothing older waits) when it is in ``idle_sources``, or
-        when everything before its end offset in ``end_offsets`` has been applied.
+        when ``end_offsets`` shows it read to its end (see :func:`caught_up_sources`).
         """
         part = self.partition_state()
         # Deletions the previous batch made after its partition state may have been lost: redo them.
@@ -163,9 +189,7 @@ class JoinPartition:
             if incoming.offset > batch_ctx.new_fence.get(incoming.source, -1):
                 batch_ctx.new_fence[incoming.source] = incoming.offset
         # "Caught up" describes the sources after this batch: only now may they stop holding time back.
-        fence_after = batch_ctx.new_fence
-        caught_up = {source for source, end in (end_offsets or {}).items()
-                     if fence_after.get(source, -1) + 1 >= end}
+        caught_up = caught_up_sources(batch_ctx.new_fence, end_offsets or {}, batch_ctx.expected)
         batch_ctx.idle = frozenset(idle_sources) | caught_up
         batch_ctx._advance()
         return batch_ctx.commit()

@@ -49,6 +49,8 @@ def _tasks(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) 
               help="Labels later than this after the response are late; unlabelled responses expire.")
 @click.option("--expiry-grace", default="10m", show_default=True, callback=_duration,
               help="Extra event time before a response expires (tolerated disorder between topics).")
+@click.option("--idle-after", default="5s", show_default=True, callback=_duration,
+              help="Silence after which an input partition read to its end stops holding time back.")
 @click.option("--window", default="60s", show_default=True, callback=_duration,
               help="Size of the event-time tumbling windows published on evaluator.metrics.")
 @click.option("--task", "tasks", multiple=True, callback=_tasks, metavar="MODEL=TASK",
@@ -64,7 +66,7 @@ def _tasks(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) 
               show_default=True)
 @pass_context
 def evaluate(ctx: Context, app_id: str, store: str, state_dir: Path | None, label_timeout: float,
-             expiry_grace: float, window: float, tasks: dict[str, str], ks: tuple[int, ...],
+             expiry_grace: float, idle_after: float, window: float, tasks: dict[str, str], ks: tuple[int, ...],
              metrics_port: int, metrics_host: str, batch_size: int, loglevel: str) -> None:
     """Run an evaluator worker until Ctrl-C (or SIGTERM) stops it cleanly."""
     from faust import Worker
@@ -79,7 +81,8 @@ def evaluate(ctx: Context, app_id: str, store: str, state_dir: Path | None, labe
                                    "or use --store memory") from None
     state_dir = state_dir or PROJECT_ROOT / ".shadowcanary" / "evaluator" / app_id
     options = AppOptions(app_id=app_id, store=f"{store}://", batch_size=batch_size)
-    config = JoinConfig(label_timeout_ms=int(label_timeout * 1000), expiry_grace_ms=int(expiry_grace * 1000))
+    config = JoinConfig(label_timeout_ms=int(label_timeout * 1000), expiry_grace_ms=int(expiry_grace * 1000),
+                        idle_after_ms=int(idle_after * 1000))
     if window < 1:
         raise click.BadParameter("must be at least 1s", param_hint="'--window'")
     metrics = MetricsConfig(tasks=tasks, ks=tuple(sorted(set(ks))), window_ms=int(window * 1000))

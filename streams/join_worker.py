@@ -13,6 +13,7 @@ partial state goes to an internal compacted topic for the one owner that merges 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
@@ -26,7 +27,8 @@ from pydantic import BaseModel
 from faust.types import TP
 
 from evaluators.accumulators import evaluator_accumulator
-from evaluators.join import Incoming, JoinConfig, JoinPartition
+from evaluators.idleness import SourceIdleness
+from evaluators.join import Incoming, JoinConfig, JoinPartition, caught_up_sources
 from evaluators.merging import snapshot_id
 from evaluators.metrics import MetricsConfig
 from schemas.topics import Topics
@@ -63,7 +65,13 @@ class JoinWorker:
         self.joins: dict[int, JoinPartition] = {}
         self.sources: dict[int, list[str]] = {}
         self.end_offsets: dict[TP, int] = {}
+        self.observed: dict[int, dict[str, int]] = {}
+        self.idleness: dict[int, SourceIdleness] = {}
+        self.idle_used: dict[int, set[str]] = {}
+        self.last_event: dict[int, faust.EventT] = {}
+        self.lock = asyncio.Lock()
         app.timer(1.0, name="join-end-offsets")(self.refresh_end_offsets)
+        app.on_partitions_revoked.connect(self.forget_revoked)
         self.events_processed = 0
         self.first_batch_at: float | None = None
         IngestAgent(app, topics, INPUT_TOPICS, self.handle, options, name="join")
@@ -74,24 +82,52 @@ class JoinWorker:
         by_partition: dict[int, list[tuple[faust.EventT, BaseModel]]] = defaultdict(list)
         for event, message in batch:
             by_partition[event.message.partition].append((event, message))
-        for partition, items in by_partition.items():
-            incoming = [Incoming(message, f"{self.codes[event.message.topic]}{partition}", event.message.offset)
-                        for event, message in items]
-            join = self.join_for(partition)
-            if join.last_state is None:
-                # First batch since start: a crash may have come between storing the last batch and
-                # publishing the windows it closed. Publish them again (same keys, same content).
-                with partition_context(items[-1][0]):
-                    stored = join.partition_state()
-                if stored.get("acc"):
-                    await self.send_finals(partition, stored["acc"]["metrics"]["closed"])
-            with partition_context(items[-1][0]):
-                join.process(incoming, sources=self.sources[partition], end_offsets=self.end_offsets_of(partition))
-            await self.send_finals(partition, join.last_state["acc"]["metrics"]["closed"])
-            # Right after the batch, in the agent: a worker never sends one for a partition it has
-            # already handed over, so the newest heartbeat of a partition is always its newest state.
-            await self.send_heartbeat(partition)
+        async with self.lock:
+            for partition, items in by_partition.items():
+                incoming = [Incoming(message, f"{self.codes[event.message.topic]}{partition}", event.message.offset)
+                            for event, message in items]
+                self.last_event[partition] = items[-1][0]
+                join = self.join_for(partition)
+                self.idleness[partition].arrived({item.source for item in incoming}, now_ms())
+                await self.process(partition, join, incoming)
         self.events_processed += len(batch)
+
+    async def process(self, partition: int, join: JoinPartition, incoming: list[Incoming]) -> None:
+        """Apply one partition's events (none: time moves on idle sources), then publish the
+        windows this closed and the partition's heartbeat."""
+        event = self.last_event[partition]
+        if join.last_state is None:
+            # First batch since start: a crash may have come between storing the last batch and
+            # publishing the windows it closed. Publish them again (same keys, same content).
+            with partition_context(event):
+                join.last_state = join.partition_state()
+            if join.last_state.get("acc"):
+                await self.send_finals(partition, join.last_state["acc"]["metrics"]["closed"])
+        fence = fence_after(join.last_state["fence"], incoming)
+        idleness = self.idleness[partition]
+        silent = idleness.silent(now_ms())
+        ends = await self.end_offsets_for(partition, fence, silent) if silent else {}
+        idle = idleness.idle(fence, ends, now_ms())
+        with partition_context(event):
+            join.process(incoming, idle_sources=idle, sources=self.sources[partition])
+        self.idle_used[partition] = idle
+        await self.send_finals(partition, join.last_state["acc"]["metrics"]["closed"])
+        # Right after the batch, in the agent's turn: a worker never sends one for a partition it has
+        # already handed over, so the newest heartbeat of a partition is always its newest state.
+        await self.send_heartbeat(partition)
+
+    async def move_idle_partitions(self) -> None:
+        """Let time move on partitions whose sources fell silent since their last batch (else the
+        last events before a pause would wait for the next one to expire anything)."""
+        assigned = {tp.partition for tp in self.app.consumer.assignment() if tp.topic in self.codes}
+        async with self.lock:
+            for partition, join in list(self.joins.items()):
+                if self.app.rebalancing or partition not in assigned or join.last_state is None:
+                    continue
+                fence = join.last_state["fence"]
+                idle = self.idleness[partition].idle(fence, self.observed.get(partition, {}), now_ms())
+                if idle - self.idle_used.get(partition, set()):
+                    await self.process(partition, join, [])
 
     async def send_finals(self, partition: int, closed: list[dict[str, Any]]) -> None:
         for window in closed:
@@ -108,32 +144,59 @@ class JoinWorker:
             "v": acc["metrics"]["v"],
             "q": {model: entry["cum"] for model, entry in acc["metrics"]["q"].items()}}))
 
+    async def forget_revoked(self, app: faust.App, revoked: set[TP], **kwargs: Any) -> None:
+        """A partition handed over may come back after another worker moved it on: start it afresh
+        (state from the table, windows re-published) rather than from what this worker last knew."""
+        for tp in revoked:
+            if tp.topic in self.codes:
+                for known in (self.joins, self.observed, self.idleness, self.idle_used, self.last_event):
+                    known.pop(tp.partition, None)
+
     def join_for(self, partition: int) -> JoinPartition:
         if partition not in self.joins:
             self.sources[partition] = [f"{code}{partition}" for code in self.codes.values()]
+            self.idleness[partition] = SourceIdleness(self.sources[partition], self.config.idle_after_ms, now_ms())
             # Own key space per partition: faust's RocksDB store deletes a key in the partition that
             # last wrote it, so keys must never be shared between partitions.
             self.joins[partition] = JoinPartition(self.store, self.config, self.run_id,
                                                   self.accumulator_from_state, key_space=str(partition))
         return self.joins[partition]
 
-    def end_offsets_of(self, partition: int) -> dict[str, int]:
-        """The newest known end offset of each of the partition's sources, for the join to tell which
-        it has read to the end (see :mod:`evaluators.join`).
+    async def end_offsets_for(self, partition: int, fence: dict[str, int], silent: set[str]) -> dict[str, int]:
+        """One observation of the end offsets of the partition's sources that is current for
+        ``fence`` (the offsets applied once this batch is), for the join to tell which of the
+        ``silent`` sources are read to their end (:func:`evaluators.join.caught_up_sources`).
 
-        "Newest known" is the larger of the consumer's cached high watermark (from its last fetch) and
-        the end offset :meth:`refresh_end_offsets` last got from the broker (at most a second old).
-        Asking the broker on every batch would stall the agent on the consumer thread. The cost: a
-        record written within that second may be missed, so a source can count as caught up up to a
-        second early; its records are then current ones, well within the expiry grace.
+        The last periodic observation serves if it is current. If not, and a silent source may be
+        at its end (the consumer has fetched nothing past it), the broker is asked now: after the
+        batch was fetched, so the answer covers every record in it. A stream with no silent source
+        never pays that round trip.
         """
-        ends = {}
+        sources = self.sources[partition]
+        observed = self.observed.get(partition, {})
+        if caught_up_sources(fence, observed, sources) or not self.may_be_at_end(partition, fence, silent):
+            return observed
+        names = {code: topic for topic, code in self.codes.items()}
+        tps = [TP(names[source[0]], partition) for source in sources]
+        try:
+            ends = await self.app.consumer.highwaters(*tps)
+        except Exception as exc:  # rebalancing or broker away: no source counts as caught up
+            log.debug("end offsets of partition %d not observed: %r", partition, exc)
+            return {}
+        self.end_offsets.update(ends)
+        self.observed[partition] = {f"{self.codes[tp.topic]}{partition}": end for tp, end in ends.items()}
+        return self.observed[partition]
+
+    def may_be_at_end(self, partition: int, fence: dict[str, int], sources: set[str]) -> bool:
+        """Whether one of ``sources`` has nothing fetched past ``fence`` (its consumer high
+        watermark, from the last fetch, is not ahead of it)."""
         for topic, code in self.codes.items():
-            tp = TP(topic, partition)
-            known = [e for e in (self.app.consumer.highwater(tp), self.end_offsets.get(tp)) if e is not None]
-            if known:
-                ends[f"{code}{partition}"] = max(known)
-        return ends
+            source = f"{code}{partition}"
+            if source in sources:
+                highwater = self.app.consumer.highwater(TP(topic, partition))
+                if highwater is None or fence.get(source, -1) + 1 >= highwater:
+                    return True
+        return False
 
     def lag(self) -> dict[tuple[str, int], int]:
         """Records not yet applied per input topic partition this worker has worked on."""
@@ -149,10 +212,33 @@ class JoinWorker:
         return out
 
     async def refresh_end_offsets(self) -> None:
-        """Ask the broker for the end offsets of the input partitions this worker owns."""
+        """Observe the end offsets of the input partitions this worker owns (for lag, and as the
+        partitions' periodic observation: one request for all, so one moment per partition, up to
+        the spread between brokers)."""
         try:
             assigned = [tp for tp in self.app.consumer.assignment() if tp.topic in self.codes]
             if assigned:
-                self.end_offsets.update(await self.app.consumer.highwaters(*assigned))
+                ends = await self.app.consumer.highwaters(*assigned)
+                self.end_offsets.update(ends)
+                observed: dict[int, dict[str, int]] = defaultdict(dict)
+                for tp, end in ends.items():
+                    observed[tp.partition][f"{self.codes[tp.topic]}{tp.partition}"] = end
+                self.observed.update(observed)
         except Exception as exc:  # not started yet, rebalancing, broker away: try again next second
             log.debug("end offsets not refreshed: %r", exc)
+            return
+        await self.move_idle_partitions()
+
+
+def now_ms() -> int:
+    """Processing time for idleness (monotonic: wall-clock steps must not make sources idle)."""
+    return time.monotonic_ns() // 1_000_000
+
+
+def fence_after(fence: dict[str, int], incoming: list[Incoming]) -> dict[str, int]:
+    """The last applied offset per source once ``incoming`` is applied over ``fence``."""
+    after = dict(fence)
+    for item in incoming:
+        if item.offset > after.get(item.source, -1):
+            after[item.source] = item.offset
+    return after

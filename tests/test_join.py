@@ -252,7 +252,25 @@ def test_a_source_read_to_its_end_offset_is_idle():
     join.process(feed(label("r1", 0)))
     # The labels source's only record (offset 0) is applied: with end offset 1 it is caught up, so
     # responses move time alone; with end offset 5 it still holds time back.
-    facts = join.process(feed(resp("r2", "v1", "primary", 20 * MIN)), end_offsets={"GroundTruth": 5})
+    facts = join.process(feed(resp("r2", "v1", "primary", 20 * MIN)),
+                         end_offsets={"GroundTruth": 5, "InferenceResponse": 1})
     assert not any(isinstance(f, UnmatchedLabel) for f in facts)
-    facts = join.process(feed(resp("r3", "v1", "primary", 21 * MIN)), end_offsets={"GroundTruth": 1})
+    facts = join.process(feed(resp("r3", "v1", "primary", 21 * MIN)),
+                         end_offsets={"GroundTruth": 1, "InferenceResponse": 2})
     assert [type(f) for f in facts if isinstance(f, UnmatchedLabel)] == [UnmatchedLabel]
+
+
+def test_end_offsets_observed_before_the_newest_record_read_prove_nothing():
+    # The regression behind a two-worker test that expired everything: the end of the responses
+    # was known from before the producer finished, and a far-future request arrived. An observation
+    # that predates an applied record (requests end 1, but offset 1 is applied) is stale.
+    feed, join = Feed(), new_join()
+    sources = ["InferenceRequest", "InferenceResponse", "GroundTruth"]
+    join.process(feed(req("r1", 0), resp("r1", "v1", "primary", 0), label("r0", 0)), sources=sources)
+    facts = join.process(feed(req("r9", 500 * MIN)), sources=sources,
+                         end_offsets={"InferenceRequest": 1, "InferenceResponse": 1, "GroundTruth": 1})
+    assert not any(isinstance(f, Expired) for f in facts)
+    # Observed after it: everything is read, time may jump to the far-future request.
+    facts = join.process([], sources=sources,
+                         end_offsets={"InferenceRequest": 2, "InferenceResponse": 1, "GroundTruth": 1})
+    assert any(isinstance(f, Expired) for f in facts)
