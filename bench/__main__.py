@@ -7,7 +7,7 @@ import sys
 
 from bench.report import write
 
-BENCHMARKS = ["codec", "join", "join_memory", "metrics"]
+BENCHMARKS = ["codec", "join", "join_memory", "metrics", "policy"]
 
 
 def main(argv: list[str]) -> int:

@@ -1,0 +1,278 @@
+"""The rollout state machine: specs, merged metric states and a clock in; commands, decisions and
+alerts out. Pure: the stream (:mod:`streams.policy`), the benchmark and the tests drive it alike.
+
+**Stages per mode** (each a traffic split the routers apply, with a bake):
+
+- ``canary``: one stage per step, the candidate at ``p`` percent; then the candidate takes 100%.
+- ``ab``: the first step's split, held until every guardrail *passes*; then the candidate takes 100%.
+- ``bluegreen``: the candidate mirrored (shadow) for a bake, then one switch to 100% and a second
+  bake; a failure switches straight back.
+- ``shadow``: the candidate mirrored only; after the bake the rollout completes ("fit for canary")
+  or is stopped.
+
+**Moving on.** A stage moves on when its bake is over (``min_duration`` at the stage and
+``min_samples`` labelled candidate samples at the stage), no guardrail fails and every guardrail has
+data. A guardrail with no data never passes: the rollout holds and alerts once per stage. In the
+other modes an *undecided* guardrail does not block a baked stage (the bake is the evidence budget
+the spec asked for; every decision shows each verdict and its bounds); ``ab`` needs each to pass.
+
+**Failing.** A critical guardrail that fails rolls back at once, whatever the stage; a non-critical
+one rolls back, or with ``on_failure: hold`` holds the rollout (no more steps) and alerts.
+
+**Epochs.** Every command has an epoch one above the highest seen for the model, from this engine or
+anyone else on ``rollout.control`` (:meth:`RolloutEngine.observe_command`), so they never go back.
+Commands people issue through the CLI are obeyed: rollback, pause, resume and promote.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from evaluators.metrics.version import new_state
+from evaluators.policy import guardrails as judging
+from evaluators.policy.sequential import new_test
+from schemas.control import Decision, GuardrailEvidence, RoutingCommand
+from schemas.monitoring import Alert
+from schemas.rollout import RolloutSpec
+
+ISSUER = "evaluator"
+ACTIVE = ("running", "paused", "held")
+_NAMESPACE = uuid.UUID("4b1c3f0e-2a55-4d6e-9a53-5c0ab1e1d001")
+
+
+@dataclass(frozen=True)
+class Output:
+    """A message to publish: ``topic`` is ``control``, ``decisions`` or ``alerts``; keyed by model."""
+
+    topic: str
+    key: str
+    message: Any
+
+
+def slim(state: dict | None) -> dict:
+    """The part of a version's metric state the guardrails read (the rest can be large)."""
+    state = state or new_state()
+    cls, lat = state.get("cls"), state["lat"]
+    return {"n": state["n"], "err": state["err"], "lab": state["lab"],
+            "lat": {**lat, "pos": dict(lat["pos"]), "neg": dict(lat["neg"])},
+            "cls": {"cm": dict(cls["cm"])} if cls else None}
+
+
+def stages(spec: RolloutSpec) -> list[tuple[dict[str, float], list[str]]]:
+    """(routes, shadow versions) of each stage."""
+    b, c = spec.baseline, spec.candidate
+    if spec.mode == "shadow":
+        return [({b: 100.0}, [c])]
+    if spec.mode == "bluegreen":
+        return [({b: 100.0}, [c]), ({c: 100.0}, [])]
+    steps = spec.steps[:1] if spec.mode == "ab" else spec.steps
+    return [({k: v for k, v in ((b, 100.0 - s.percent), (c, s.percent)) if v > 0}, []) for s in steps]
+
+
+def rollout_id_for(model: str, spec: RolloutSpec, started_ms: int) -> str:
+    return str(uuid.uuid5(_NAMESPACE, f"{model}\x1f{spec.model_dump_json()}\x1f{started_ms}"))
+
+
+class RolloutEngine:
+    """Every model's rollout. ``to_state``/``from_state`` carry it across restarts.
+
+    >>> engine = RolloutEngine()
+    >>> spec = RolloutSpec(model="m", baseline="v1", candidate="v2", mode="canary", task="binary",
+    ...                    steps=[10, 100], guardrails=[{"metric": "error_rate", "max": 0.05}])
+    >>> [o.message.routes for o in engine.start(spec, now_ms=0, totals={}) if o.topic == "control"]
+    [{'v1': 90.0, 'v2': 10.0}]
+    """
+
+    def __init__(self, state: dict | None = None) -> None:
+        state = state or {}
+        self.rollouts: dict[str, dict] = state.get("rollouts", {})
+        self.epochs: dict[str, int] = state.get("epochs", {})
+
+    def to_state(self) -> dict:
+        return {"rollouts": self.rollouts, "epochs": self.epochs}
+
+    # -- inputs ------------------------------------------------------------------------------------
+    def start(self, spec: RolloutSpec, now_ms: int, totals: dict, rollout_id: str | None = None) -> list[Output]:
+        """Start a rollout for ``spec`` (replacing an ended one). A spec already running is kept."""
+        current = self.rollouts.get(spec.model)
+        spec_json = spec.model_dump(mode="json")
+        if current and ((current["status"] in ACTIVE and current["spec"] == spec_json)
+                        or (rollout_id is not None and current["id"] == rollout_id)):
+            return []  # already running, or this very spec record was already acted on
+        out: list[Output] = []
+        if current and current["status"] in ACTIVE:
+            out += self._finish(current, now_ms, "rollback", "aborted",
+                                "replaced by a new spec", alert=False)
+        b, c = self._versions(totals, spec)
+        rollout = {"id": rollout_id or rollout_id_for(spec.model, spec, now_ms), "spec": spec_json,
+                   "status": "running", "stage": 0, "stage_started": now_ms, "started": now_ms,
+                   "start": {"b": b, "c": c}, "last": {"b": b, "c": c}, "stage_c": c,
+                   "tests": {g.label: new_test() for g in spec.guardrails}, "no_data_alerted": -1}
+        self.rollouts[spec.model] = rollout
+        routes, shadow = stages(spec)[0]
+        out.append(self._command(rollout, "set_routes", routes, shadow, now_ms,
+                                 f"rollout started ({spec.mode}): stage 1 of {len(stages(spec))}"))
+        return out
+
+    def stop(self, model: str, now_ms: int, reason: str = "rollout spec deleted") -> list[Output]:
+        """The spec's tombstone: end the rollout, traffic back to the baseline."""
+        rollout = self.rollouts.get(model)
+        if not rollout or rollout["status"] not in ACTIVE:
+            return []
+        return self._finish(rollout, now_ms, "rollback", "aborted", reason, alert=False)
+
+    def observe_command(self, command: RoutingCommand) -> None:
+        """A command on ``rollout.control``: keep epochs monotonic; obey people's commands."""
+        self.epochs[command.model] = max(self.epochs.get(command.model, -1), command.epoch)
+        rollout = self.rollouts.get(command.model)
+        if command.issuer == ISSUER or not rollout or rollout["id"] != command.rollout_id:
+            return
+        spec = RolloutSpec.model_validate(rollout["spec"])
+        if command.action == "rollback":
+            rollout["status"] = "rolled_back"
+        elif command.action == "pause":
+            rollout["status"] = "paused" if rollout["status"] in ACTIVE else rollout["status"]
+        elif command.action == "promote":
+            rollout["status"] = "completed"
+        elif command.action == "set_routes" and rollout["status"] in ACTIVE:
+            rollout["status"] = "running"  # resume, or a manual step
+            for i, (routes, shadow) in enumerate(stages(spec)):
+                if routes == command.routes and shadow == list(command.shadow) and i != rollout["stage"]:
+                    rollout["stage"], rollout["stage_started"] = i, command.issued_at
+                    rollout["stage_c"] = rollout["last"]["c"]
+                    rollout["no_data_alerted"] = -1
+
+    # -- the clock ---------------------------------------------------------------------------------
+    def tick(self, now_ms: int, totals: dict) -> list[Output]:
+        """Judge every active rollout on the merged metric states ``totals`` ((model, version,
+        role) or (model, version) to state)."""
+        out: list[Output] = []
+        for rollout in list(self.rollouts.values()):
+            if rollout["status"] in ACTIVE:
+                out += self._judge(rollout, now_ms, totals)
+        return out
+
+    def evidence(self, model: str, totals: dict) -> list[GuardrailEvidence]:
+        """Each guardrail's current evidence, without moving the rollout (for ``status``)."""
+        rollout = self.rollouts[model]
+        spec = RolloutSpec.model_validate(rollout["spec"])
+        b, c = self._versions(totals, spec)
+        return [judging.judge(g, dict(rollout["tests"][g.label], llr=list(rollout["tests"][g.label]["llr"])),
+                              (rollout["start"]["b"], rollout["last"]["b"], b),
+                              (rollout["start"]["c"], rollout["last"]["c"], c)) for g in spec.guardrails]
+
+    # -- inside ------------------------------------------------------------------------------------
+    @staticmethod
+    def _versions(totals: dict, spec: RolloutSpec) -> tuple[dict, dict]:
+        found: dict[str, dict] = {}
+        for key, state in totals.items():
+            model, version = key[0], key[1]
+            if model == spec.model and version in (spec.baseline, spec.candidate):
+                found[version] = state  # one role per version in practice
+        return slim(found.get(spec.baseline)), slim(found.get(spec.candidate))
+
+    def _judge(self, rollout: dict, now_ms: int, totals: dict) -> list[Output]:
+        spec = RolloutSpec.model_validate(rollout["spec"])
+        b, c = self._versions(totals, spec)
+        evidence = [judging.judge(g, rollout["tests"][g.label],
+                                  (rollout["start"]["b"], rollout["last"]["b"], b),
+                                  (rollout["start"]["c"], rollout["last"]["c"], c)) for g in spec.guardrails]
+        rollout["last"] = {"b": b, "c": c}
+        failed = [e for e in evidence if e.verdict == "fail"]
+        if failed:
+            critical = [e for e in failed if e.critical]
+            names = ", ".join(e.guardrail for e in (critical or failed))
+            if critical or spec.on_failure == "rollback":
+                return self._finish(rollout, now_ms, "rollback", "rolled_back",
+                                    f"guardrail failed: {names}", evidence)
+            if rollout["status"] != "held":
+                rollout["status"] = "held"
+                return [self._decision(rollout, "hold", now_ms, f"guardrail failed: {names} (on_failure: hold)",
+                                       evidence),
+                        self._alert(rollout, "warning", "regression", now_ms,
+                                    f"{spec.model}/{spec.candidate} held: guardrail failed: {names}")]
+            return []
+        if rollout["status"] != "running":
+            return []
+        bake = spec.bake_at(min(rollout["stage"], len(spec.steps) - 1))
+        labelled = c["lab"] - rollout["stage_c"]["lab"]
+        if now_ms - rollout["stage_started"] < bake.min_duration * 1000 or labelled < bake.min_samples:
+            return []
+        missing = [e.guardrail for e in evidence
+                   if e.candidate.samples == 0 or (e.baseline is not None and e.baseline.samples == 0)]
+        if missing:
+            if rollout["no_data_alerted"] == rollout["stage"]:
+                return []
+            rollout["no_data_alerted"] = rollout["stage"]
+            reason = f"no data for {', '.join(missing)}: holding (no data never passes)"
+            return [self._decision(rollout, "hold", now_ms, reason, evidence),
+                    self._alert(rollout, "warning", "labels", now_ms, f"{spec.model}/{spec.candidate}: {reason}")]
+        if spec.mode == "ab" and any(e.verdict != "pass" for e in evidence):
+            return []
+        return self._advance(rollout, spec, now_ms, evidence)
+
+    def _advance(self, rollout: dict, spec: RolloutSpec, now_ms: int,
+                 evidence: list[GuardrailEvidence]) -> list[Output]:
+        plan = stages(spec)
+        nxt = rollout["stage"] + 1
+        if nxt < len(plan):
+            decision = self._decision(rollout, "promote", now_ms, f"stage {nxt} of {len(plan)} baked: "
+                                      f"moving to stage {nxt + 1}", evidence)
+            rollout["stage"], rollout["stage_started"], rollout["stage_c"] = nxt, now_ms, rollout["last"]["c"]
+            routes, shadow = plan[nxt]
+            return [decision, self._command(rollout, "set_routes", routes, shadow, now_ms,
+                                            f"stage {nxt + 1} of {len(plan)}: {_describe(routes, shadow)}")]
+        rollout["status"] = "completed"
+        if spec.mode == "shadow":
+            return [self._decision(rollout, "complete", now_ms, "shadow evaluation passed: fit for canary",
+                                   evidence)]
+        return [self._decision(rollout, "complete", now_ms, "every stage baked: candidate takes all traffic",
+                               evidence),
+                self._command(rollout, "promote", {spec.candidate: 100.0}, [], now_ms,
+                              f"{spec.candidate} promoted to 100%")]
+
+    def _finish(self, rollout: dict, now_ms: int, action: str, status: str, reason: str,
+                evidence: list[GuardrailEvidence] | None = None, alert: bool = True) -> list[Output]:
+        spec = RolloutSpec.model_validate(rollout["spec"])
+        rollout["status"] = status
+        out = [self._decision(rollout, "rollback", now_ms, reason, evidence or []),
+               self._command(rollout, action, {spec.baseline: 100.0}, [], now_ms, f"rollback: {reason}")]
+        if alert:
+            out.append(self._alert(rollout, "critical", "rollback", now_ms,
+                                   f"{spec.model}/{spec.candidate} rolled back: {reason}"))
+        return out
+
+    def _command(self, rollout: dict, action: str, routes: dict[str, float], shadow: list[str], now_ms: int,
+                 reason: str) -> Output:
+        model = rollout["spec"]["model"]
+        epoch = self.epochs.get(model, -1) + 1
+        self.epochs[model] = epoch
+        rollout["routes"], rollout["shadow"] = routes, shadow
+        command = RoutingCommand(
+            command_id=uuid.uuid5(_NAMESPACE, f"{rollout['id']}\x1f{epoch}"), model=model, epoch=epoch,
+            issued_at=now_ms, issuer=ISSUER, action=action, routes=routes, shadow=shadow, reason=reason,
+            rollout_id=rollout["id"])
+        return Output("control", model, command)
+
+    @staticmethod
+    def _decision(rollout: dict, action: str, now_ms: int, reason: str,
+                  evidence: list[GuardrailEvidence]) -> Output:
+        model = rollout["spec"]["model"]
+        return Output("decisions", model, Decision(rollout_id=rollout["id"], model=model, step=rollout["stage"],
+                                                   action=action, ts=now_ms, reason=reason, evidence=evidence))
+
+    @staticmethod
+    def _alert(rollout: dict, severity: str, kind: str, now_ms: int, message: str) -> Output:
+        spec = rollout["spec"]
+        return Output("alerts", spec["model"], Alert(model=spec["model"], version=spec["candidate"],
+                                                     severity=severity, kind=kind, message=message, ts=now_ms))
+
+
+def _describe(routes: dict[str, float], shadow: list[str]) -> str:
+    text = ", ".join(f"{v} {p:g}%" for v, p in routes.items())
+    return text + (f"; shadow {', '.join(shadow)}" if shadow else "")
+
+
+__all__ = ["ACTIVE", "ISSUER", "Output", "RolloutEngine", "stages", "slim"]

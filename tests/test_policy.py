@@ -1,0 +1,162 @@
+"""The rollout engine and its sequential guardrails, driven by simulated metric states."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from evaluators.metrics import sketch
+from evaluators.metrics.version import new_state
+from evaluators.policy import sequential
+from evaluators.policy.engine import RolloutEngine
+from evaluators.policy.guardrails import unsupported_reason
+from schemas.control import RoutingCommand
+from schemas.rollout import Guardrail, RolloutSpec
+
+MIN = 60_000
+
+
+class Version:
+    """A version's running metric state, fed with simulated labelled responses."""
+
+    def __init__(self, accuracy: float = 0.9, error_rate: float = 0.0, latency_ms: float = 20.0) -> None:
+        self.accuracy, self.error_rate, self.latency_ms = accuracy, error_rate, latency_ms
+        self.state = new_state()
+        self.state["cls"] = {"cm": {}}
+
+    def serve(self, rng: random.Random, n: int, labelled: bool = True) -> None:
+        s = self.state
+        for _ in range(n):
+            s["n"] += 1
+            if rng.random() < self.error_rate:
+                s["err"] += 1
+                continue
+            sketch.add(s["lat"], self.latency_ms * (0.5 + rng.random()))
+            if labelled:
+                s["lab"] += 1
+                cell = "1\x1f1" if rng.random() < self.accuracy else "1\x1f0"
+                s["cls"]["cm"][cell] = s["cls"]["cm"].get(cell, 0) + 1
+
+
+def spec(**overrides) -> RolloutSpec:
+    base = dict(model="m", baseline="v1", candidate="v2", mode="canary", task="binary", steps=[10, 50, 100],
+                bake={"min_duration": "1m", "min_samples": 1000},
+                guardrails=[{"metric": "accuracy", "max_degradation": 0.0},
+                            {"metric": "error_rate", "max": 0.05, "critical": True}])
+    return RolloutSpec.model_validate({**base, **overrides})
+
+
+def run(engine: RolloutEngine, baseline: Version, candidate: Version, minutes: int, per_minute: int = 2000,
+        labelled: bool = True, seed: int = 1) -> list:
+    rng = random.Random(seed)
+    outputs = []
+    for minute in range(1, minutes + 1):
+        rollout = engine.rollouts["m"]
+        share = rollout["routes"].get("v2", 0.0) / 100
+        candidate.serve(rng, int(per_minute * share), labelled)
+        baseline.serve(rng, int(per_minute * (1 - share)), labelled)
+        outputs += engine.tick(minute * MIN, {("m", "v1", "primary"): baseline.state,
+                                              ("m", "v2", "canary"): candidate.state})
+        if rollout["status"] not in ("running", "held", "paused"):
+            break
+    return outputs
+
+
+def commands(outputs) -> list[RoutingCommand]:
+    return [o.message for o in outputs if o.topic == "control"]
+
+
+def test_a_worse_candidate_is_rolled_back_with_evidence_and_an_alert():
+    engine, b, c = RolloutEngine(), Version(0.9), Version(0.85)
+    start = engine.start(spec(), 0, {})
+    out = run(engine, b, c, 60)
+    assert engine.rollouts["m"]["status"] == "rolled_back"
+    last = commands(out)[-1]
+    assert last.action == "rollback" and last.routes == {"v1": 100.0}
+    decision = [o.message for o in out if o.topic == "decisions"][-1]
+    accuracy = next(e for e in decision.evidence if e.metric == "accuracy")
+    assert accuracy.verdict == "fail" and accuracy.candidate.value < accuracy.baseline.value
+    assert any(o.topic == "alerts" and o.message.kind == "rollback" for o in out)
+    epochs = [cmd.epoch for cmd in commands(start + out)]
+    assert epochs == sorted(set(epochs))
+
+
+def test_an_equal_candidate_walks_every_step_and_completes():
+    engine, b, c = RolloutEngine(), Version(0.9), Version(0.9)
+    engine.start(spec(), 0, {})
+    out = run(engine, b, c, 60)
+    assert engine.rollouts["m"]["status"] == "completed"
+    shares = [cmd.routes.get("v2") for cmd in commands(out)]
+    assert shares == [50.0, 100.0, 100.0]
+    assert commands(out)[-1].action == "promote"
+
+
+def test_errors_roll_back_before_any_label():
+    engine, b, c = RolloutEngine(), Version(0.9), Version(0.9, error_rate=0.2)
+    engine.start(spec(), 0, {})
+    out = run(engine, b, c, 3, labelled=False)
+    assert engine.rollouts["m"]["status"] == "rolled_back"
+    assert "error_rate" in commands(out)[-1].reason
+
+
+def test_a_latency_regression_is_rolled_back():
+    guardrails = [{"metric": "latency_p99_ms", "max": 40}]
+    engine, b, c = RolloutEngine(), Version(latency_ms=20), Version(latency_ms=60)
+    engine.start(spec(guardrails=guardrails), 0, {})
+    run(engine, b, c, 5)
+    assert engine.rollouts["m"]["status"] == "rolled_back"
+
+
+def test_no_labels_holds_and_alerts_once():
+    engine, b, c = RolloutEngine(), Version(), Version()
+    engine.start(spec(bake={"min_duration": "1m", "min_samples": 0}), 0, {})
+    out = run(engine, b, c, 10, labelled=False)
+    assert engine.rollouts["m"]["status"] == "running" and engine.rollouts["m"]["stage"] == 0
+    alerts = [o.message for o in out if o.topic == "alerts"]
+    assert [a.kind for a in alerts] == ["labels"]
+    assert [o.message.action for o in out if o.topic == "decisions"] == ["hold"]
+
+
+def test_state_survives_a_restart_without_repeating_commands():
+    engine, b, c = RolloutEngine(), Version(0.9), Version(0.9)
+    first = commands(engine.start(spec(), 0, {}, rollout_id="r-1") + run(engine, b, c, 3))
+    restored = RolloutEngine(engine.to_state())
+    assert restored.start(spec(), 3 * MIN, {}) == []  # the same spec while it runs: the same rollout
+    again = commands(run(restored, b, c, 60, seed=2))
+    epochs = [cmd.epoch for cmd in first + again]
+    assert epochs == list(range(len(epochs)))
+    assert restored.start(spec(), 99 * MIN, {}, rollout_id="r-1") == []  # the same spec record, re-read
+
+
+def test_a_manual_rollback_and_epochs_from_others_are_obeyed():
+    engine = RolloutEngine()
+    engine.start(spec(), 0, {})
+    rollout_id = engine.rollouts["m"]["id"]
+    engine.observe_command(RoutingCommand(model="m", epoch=7, issued_at=1, issuer="cli:ana", action="rollback",
+                                          routes={"v1": 100}, reason="bad dashboards", rollout_id=rollout_id))
+    assert engine.rollouts["m"]["status"] == "rolled_back"
+    out = engine.start(spec(steps=[20, 100]), 2 * MIN, {})
+    assert commands(out)[0].epoch == 8
+
+
+@pytest.mark.parametrize("guardrail, fragment", [
+    ({"metric": "f1", "max_degradation": 0.01}, "no anytime-valid test"),
+    ({"metric": "error_rate", "min": 0.01}, "give max"),
+])
+def test_guardrails_without_a_test_are_named(guardrail, fragment):
+    assert fragment in unsupported_reason(Guardrail.model_validate(guardrail))
+
+
+def test_the_mixture_test_keeps_its_level_under_repeated_looks():
+    rng = random.Random(5)
+    rejections = 0
+    for _ in range(300):
+        state = sequential.new_test()
+        for _ in range(100):
+            bad = sum(rng.random() < 0.1 for _ in range(20))
+            sequential.update(state, bad, 20, p0=0.1)
+            if sequential.rejects(state, 0.05):
+                rejections += 1
+                break
+    assert rejections / 300 <= 0.05
