@@ -15,6 +15,7 @@ from streams.cli_broker import broker
 from streams.cli_context import Context
 from streams.cli_demo import demo
 from streams.cli_evaluate import evaluate
+from streams.cli_rollout import rollout
 from streams.cli_schemas import schemas
 from streams.cli_topics import topics
 from streams.errors import ShadowCanaryError
@@ -34,7 +35,7 @@ def cli(ctx: click.Context, config_file: Path | None, bootstrap_servers: str | N
     ctx.obj = Context({"bootstrap_servers": bootstrap_servers, "topic_prefix": topic_prefix}, config_file)
 
 
-for command in (broker, topics, schemas, evaluate, demo):
+for command in (broker, topics, schemas, evaluate, rollout, demo):
     cli.add_command(command)
 
 

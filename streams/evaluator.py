@@ -27,6 +27,7 @@ from streams.errors import TopicLayoutError
 from streams.exporter import EvaluatorCollector, serve
 from streams.join_worker import JoinWorker, partials_topic_name
 from streams.merger import MergerService
+from streams.policy import PolicyService, rollouts_topic_name
 
 log = logging.getLogger("shadowcanary.evaluator")
 
@@ -39,6 +40,7 @@ class Evaluator:
     join: JoinWorker
     merger: MergerService
     collector: EvaluatorCollector
+    policy: PolicyService
     state_dir: Path
     notes: list[str] = field(default_factory=list)
 
@@ -86,4 +88,6 @@ def build_evaluator(settings: KafkaSettings, options: AppOptions, join_config: J
     merger = MergerService(settings, topics, partials_topic_name(topics), options.app_id, metrics_config,
                            join_config.settle_ms, partitions)
     collector = EvaluatorCollector(merger.totals, join.lag, lambda: merger.owner, metrics_config)
-    return Evaluator(app, join, merger, collector, state_dir, notes)
+    ensure_internal_topic(admin_client(settings), rollouts_topic_name(topics), partitions=1, compacted=True)
+    policy = PolicyService(settings, topics, options.app_id, merger)
+    return Evaluator(app, join, merger, collector, policy, state_dir, notes)

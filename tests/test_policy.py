@@ -160,3 +160,17 @@ def test_the_mixture_test_keeps_its_level_under_repeated_looks():
                 rejections += 1
                 break
     assert rejections / 300 <= 0.05
+
+
+def test_rollout_validate_names_the_field_of_an_unsupported_guardrail(tmp_path):
+    from click.testing import CliRunner
+
+    from streams.cli import cli
+
+    path = tmp_path / "spec.yaml"
+    path.write_text("model: m\nbaseline: v1\ncandidate: v2\nmode: canary\ntask: binary\n"
+                    "guardrails:\n  - {metric: roc_auc, max_degradation: 0.01}\n")
+    result = CliRunner().invoke(cli, ["rollout", "validate", "-f", str(path)])
+    assert result.exit_code == 1 and "guardrails[0].metric" in result.output and "roc_auc" in result.output
+    good = CliRunner().invoke(cli, ["rollout", "validate", "-f", "deploy/examples/canary.yaml"])
+    assert good.exit_code == 0 and "v1 95%, v2 5%" in good.output

@@ -176,6 +176,9 @@ class RolloutEngine:
     def _judge(self, rollout: dict, now_ms: int, totals: dict) -> list[Output]:
         spec = RolloutSpec.model_validate(rollout["spec"])
         b, c = self._versions(totals, spec)
+        last = rollout["last"]
+        if any(now[k] < last[side][k] for side, now in (("b", b), ("c", c)) for k in ("n", "lab")):
+            return []  # a view behind the last look (a new owner still reading partials): wait
         evidence = [judging.judge(g, rollout["tests"][g.label],
                                   (rollout["start"]["b"], rollout["last"]["b"], b),
                                   (rollout["start"]["c"], rollout["last"]["c"], c)) for g in spec.guardrails]

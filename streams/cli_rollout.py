@@ -1,0 +1,180 @@
+"""``shadowcanary rollout ...``: start, inspect and steer rollouts.
+
+A manual action is published like an automatic one: a ``RoutingCommand`` on ``rollout.control``
+(issuer ``cli:<user>``, epoch one above the highest on the topic, a required reason) and a
+``Decision`` on ``rollout.decisions``. The evaluator's engine reads them and obeys.
+"""
+
+from __future__ import annotations
+
+import getpass
+import time
+from pathlib import Path
+
+import click
+import orjson
+
+from evaluators.policy.engine import ACTIVE, stages
+from evaluators.policy.guardrails import unsupported_reason
+from schemas.codec import DecodeError, decode
+from schemas.control import Decision, RoutingCommand
+from schemas.rollout import RolloutSpec
+from schemas.spec_yaml import SpecError, load_spec_file
+from schemas.topics import Topics
+from streams.cli_context import Context, pass_context
+from streams.errors import ShadowCanaryError
+from streams.policy import load_engine_state, read_to_end
+from streams.producer import ContractProducer
+
+
+def checked_spec(path: Path) -> RolloutSpec:
+    """The spec in ``path``, or a message naming the field that is wrong."""
+    try:
+        spec = load_spec_file(path)
+    except SpecError as exc:
+        raise click.ClickException(str(exc)) from None
+    for i, guardrail in enumerate(spec.guardrails):
+        reason = unsupported_reason(guardrail)
+        if reason:
+            raise click.ClickException(f"{path}: guardrails[{i}].metric: {reason}")
+    return spec
+
+
+@click.group()
+def rollout() -> None:
+    """Start, inspect and steer rollouts."""
+
+
+@rollout.command()
+@click.option("-f", "--file", "path", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def validate(path: Path) -> None:
+    """Check a spec without starting it."""
+    spec = checked_spec(path)
+    plan = "; ".join(", ".join(f"{v} {p:g}%" for v, p in routes.items()) + (f" (shadow {', '.join(shadow)})" if shadow else "")
+                     for routes, shadow in stages(spec))
+    click.echo(f"{path}: valid {spec.mode} rollout of {spec.model} {spec.baseline} -> {spec.candidate}: {plan}")
+
+
+@rollout.command()
+@click.option("-f", "--file", "path", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@pass_context
+def start(ctx: Context, path: Path) -> None:
+    """Publish a spec on rollout.specs: the evaluator starts the rollout."""
+    spec = checked_spec(path)
+    producer = ContractProducer(ctx.settings)
+    producer.send(Topics(ctx.settings.topic_prefix).specs, spec.model, spec)
+    producer.flush()
+    click.echo(f"rollout of {spec.model} ({spec.baseline} -> {spec.candidate}, {spec.mode}) submitted")
+
+
+def _rollouts(ctx: Context) -> dict:
+    return (load_engine_state(ctx.settings, Topics(ctx.settings.topic_prefix)) or {}).get("rollouts", {})
+
+
+def _last_decisions(ctx: Context) -> dict[str, Decision]:
+    latest: dict[str, Decision] = {}
+    for message in read_to_end(ctx.settings, Topics(ctx.settings.topic_prefix).decisions):
+        try:
+            decision = decode(Decision, message.value())
+        except DecodeError:
+            continue
+        latest[decision.rollout_id] = decision
+    return latest
+
+
+@rollout.command()
+@click.argument("model", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print the engine's view as JSON.")
+@pass_context
+def status(ctx: Context, model: str | None, as_json: bool) -> None:
+    """Each rollout: status, stage, traffic split and each guardrail's last evidence."""
+    rollouts = {m: r for m, r in _rollouts(ctx).items() if model in (None, m)}
+    decisions = _last_decisions(ctx)
+    if as_json:
+        click.echo(orjson.dumps({m: {k: r[k] for k in ("id", "status", "stage", "routes", "shadow")}
+                                 | {"last_decision": decisions[r["id"]].model_dump(mode="json")
+                                    if r["id"] in decisions else None}
+                                 for m, r in rollouts.items()}, option=orjson.OPT_INDENT_2).decode())
+        return
+    if not rollouts:
+        click.echo("no rollouts")
+        return
+    for name, r in rollouts.items():
+        spec = r["spec"]
+        split = ", ".join(f"{v} {p:g}%" for v, p in r.get("routes", {}).items())
+        click.echo(f"{name}: {spec['baseline']} -> {spec['candidate']} ({spec['mode']}) {r['status']}, "
+                   f"stage {r['stage'] + 1}: {split}" + (f"; shadow {', '.join(r['shadow'])}" if r.get("shadow") else ""))
+        decision = decisions.get(r["id"])
+        if decision is None:
+            continue
+        click.echo(f"  last decision: {decision.action} ({decision.reason})")
+        for e in decision.evidence:
+            c = e.candidate
+            bounds = f"[{c.lower:.4g}, {c.upper:.4g}]" if c.lower is not None else "[-]"
+            base = f" vs baseline {e.baseline.value:.4g}" if e.baseline and e.baseline.value is not None else ""
+            value = f"{c.value:.4g}" if c.value is not None else "no data"
+            click.echo(f"  {e.guardrail}: {e.verdict}: candidate {value} {bounds} n={c.samples}{base}; "
+                       f"statistic {e.statistic:.3g} / {e.threshold:.3g}")
+
+
+def _manual(ctx: Context, model: str, action: str, reason: str, user: str | None) -> None:
+    rollouts = _rollouts(ctx)
+    r = rollouts.get(model)
+    if r is None:
+        raise ShadowCanaryError(f"no rollout for model {model!r}")
+    topics = Topics(ctx.settings.topic_prefix)
+    epoch = -1
+    for message in read_to_end(ctx.settings, topics.control):
+        if message.key() == model.encode():
+            try:
+                epoch = max(epoch, decode(RoutingCommand, message.value()).epoch)
+            except DecodeError:
+                continue
+    spec = RolloutSpec.model_validate(r["spec"])
+    plan = stages(spec)
+    routes, shadow = r.get("routes", plan[0][0]), r.get("shadow", [])
+    command_action, decision_action = action, action
+    if action == "rollback" or action == "abort":
+        routes, shadow, command_action, decision_action = {spec.baseline: 100.0}, [], "rollback", "rollback"
+    elif action == "promote":
+        if r["stage"] + 1 < len(plan):
+            routes, shadow = plan[r["stage"] + 1]
+            command_action, decision_action = "set_routes", "promote"
+        else:
+            routes, shadow, decision_action = {spec.candidate: 100.0}, [], "complete"
+    elif action == "pause":
+        decision_action = "hold"
+    elif action == "resume":
+        command_action, decision_action = "set_routes", "hold"
+    if r["status"] not in ACTIVE and action != "abort":
+        raise ShadowCanaryError(f"the rollout of {model} is {r['status']}: nothing to {action}")
+    issuer = f"cli:{user or getpass.getuser()}"
+    now = int(time.time() * 1000)
+    command = RoutingCommand(model=model, epoch=epoch + 1, issued_at=now, issuer=issuer, action=command_action,
+                             routes=routes, shadow=shadow, reason=f"{action} by {issuer}: {reason}",
+                             rollout_id=r["id"])
+    producer = ContractProducer(ctx.settings)
+    if action == "abort":
+        producer.send(topics.specs, model, None)
+    producer.send(topics.control, model, command)
+    producer.send(topics.decisions, model, Decision(rollout_id=r["id"], model=model, step=r["stage"],
+                                                    action=decision_action, ts=now, reason=command.reason))
+    producer.flush()
+    click.echo(f"{model}: {action} published (epoch {command.epoch})")
+
+
+def _manual_command(action: str, help_text: str) -> click.Command:
+    @click.command(name=action, help=help_text)
+    @click.argument("model")
+    @click.option("--reason", required=True, help="Why (kept on the audit trail).")
+    @click.option("--user", default=None, help="Who (default: the login name).")
+    @pass_context
+    def command(ctx: Context, model: str, reason: str, user: str | None) -> None:
+        _manual(ctx, model, action, reason, user)
+    return command
+
+
+for _action, _help in (("promote", "Move to the next stage now."), ("pause", "Stop moving on (guardrails still roll back)."),
+                       ("resume", "Move on again after a pause or hold."), ("rollback", "Send all traffic back to the baseline."),
+                       ("abort", "End the rollout: delete its spec, traffic back to the baseline.")):
+    rollout.add_command(_manual_command(_action, _help))
