@@ -112,6 +112,15 @@ class Accumulator:
         return cls()
 
 
+def fence_after(fence: dict[str, int], incoming: Iterable[Incoming]) -> dict[str, int]:
+    """The last applied offset per source once ``incoming`` is applied over ``fence``."""
+    after = dict(fence)
+    for item in incoming:
+        if item.offset > after.get(item.source, -1):
+            after[item.source] = item.offset
+    return after
+
+
 def caught_up_sources(fence: dict[str, int], end_offsets: dict[str, int],
                       sources: Iterable[str] | None = None) -> set[str]:
     """The sources read to their end, by one observation of every source's end offset.
@@ -164,14 +173,13 @@ class JoinPartition:
 
     # -- batch -----------------------------------------------------------------------------------
     def process(self, batch: Iterable[Incoming], idle_sources: Iterable[str] = (),
-                sources: Iterable[str] | None = None,
-                end_offsets: dict[str, int] | None = None) -> list[Fact]:
+                sources: Iterable[str] | None = None) -> list[Fact]:
         """Apply a batch.
 
         ``sources``: every source of the partition, seen or not (default: those seen so far). A
         source with no event yet that is not idle holds time where it is: its first events may be
-        old. A source is idle (caught up: nothing older waits) when it is in ``idle_sources``, or
-        when ``end_offsets`` shows it read to its end (see :func:`caught_up_sources`).
+        old. ``idle_sources`` are those caught up (nothing older waits; see
+        :func:`caught_up_sources` and :mod:`evaluators.idleness`), as of the end of this batch.
         """
         part = self.partition_state()
         # Deletions the previous batch made after its partition state may have been lost: redo them.
@@ -188,9 +196,8 @@ class JoinPartition:
             batch_ctx.apply(incoming.message, [incoming.source, incoming.offset])
             if incoming.offset > batch_ctx.new_fence.get(incoming.source, -1):
                 batch_ctx.new_fence[incoming.source] = incoming.offset
-        # "Caught up" describes the sources after this batch: only now may they stop holding time back.
-        caught_up = caught_up_sources(batch_ctx.new_fence, end_offsets or {}, batch_ctx.expected)
-        batch_ctx.idle = frozenset(idle_sources) | caught_up
+        # "Idle" describes the sources after this batch: only now may they stop holding time back.
+        batch_ctx.idle = frozenset(idle_sources)
         batch_ctx._advance()
         return batch_ctx.commit()
 

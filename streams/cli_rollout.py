@@ -14,7 +14,7 @@ from pathlib import Path
 import click
 import orjson
 
-from evaluators.policy.engine import ACTIVE, stages
+from evaluators.policy.engine import RolloutEngine, stages
 from evaluators.policy.guardrails import unsupported_reason
 from schemas.codec import DecodeError, decode
 from schemas.control import Decision, RoutingCommand
@@ -23,7 +23,8 @@ from schemas.spec_yaml import SpecError, load_spec_file
 from schemas.topics import Topics
 from streams.cli_context import Context, pass_context
 from streams.errors import ShadowCanaryError
-from streams.policy import load_engine_state, read_to_end
+from streams.policy import load_engine_state
+from streams.reading import read_to_end
 from streams.producer import ContractProducer
 
 
@@ -73,7 +74,7 @@ def _rollouts(ctx: Context) -> dict:
 
 def _last_decisions(ctx: Context) -> dict[str, Decision]:
     latest: dict[str, Decision] = {}
-    for message in read_to_end(ctx.settings, Topics(ctx.settings.topic_prefix).decisions):
+    for message in read_to_end(ctx.settings, Topics(ctx.settings.topic_prefix).decisions)[0]:
         try:
             decision = decode(Decision, message.value())
         except DecodeError:
@@ -118,48 +119,26 @@ def status(ctx: Context, model: str | None, as_json: bool) -> None:
 
 
 def _manual(ctx: Context, model: str, action: str, reason: str, user: str | None) -> None:
-    rollouts = _rollouts(ctx)
-    r = rollouts.get(model)
-    if r is None:
-        raise ShadowCanaryError(f"no rollout for model {model!r}")
     topics = Topics(ctx.settings.topic_prefix)
-    epoch = -1
-    for message in read_to_end(ctx.settings, topics.control):
+    engine = RolloutEngine({"rollouts": _rollouts(ctx)})
+    for message in read_to_end(ctx.settings, topics.control)[0]:
         if message.key() == model.encode():
             try:
-                epoch = max(epoch, decode(RoutingCommand, message.value()).epoch)
+                engine.observe_epoch(model, decode(RoutingCommand, message.value()).epoch)
             except DecodeError:
                 continue
-    spec = RolloutSpec.model_validate(r["spec"])
-    plan = stages(spec)
-    routes, shadow = r.get("routes", plan[0][0]), r.get("shadow", [])
-    command_action, decision_action = action, action
-    if action == "rollback" or action == "abort":
-        routes, shadow, command_action, decision_action = {spec.baseline: 100.0}, [], "rollback", "rollback"
-    elif action == "promote":
-        if r["stage"] + 1 < len(plan):
-            routes, shadow = plan[r["stage"] + 1]
-            command_action, decision_action = "set_routes", "promote"
-        else:
-            routes, shadow, decision_action = {spec.candidate: 100.0}, [], "complete"
-    elif action == "pause":
-        decision_action = "hold"
-    elif action == "resume":
-        command_action, decision_action = "set_routes", "hold"
-    if r["status"] not in ACTIVE and action != "abort":
-        raise ShadowCanaryError(f"the rollout of {model} is {r['status']}: nothing to {action}")
-    issuer = f"cli:{user or getpass.getuser()}"
-    now = int(time.time() * 1000)
-    command = RoutingCommand(model=model, epoch=epoch + 1, issued_at=now, issuer=issuer, action=command_action,
-                             routes=routes, shadow=shadow, reason=f"{action} by {issuer}: {reason}",
-                             rollout_id=r["id"])
+    try:
+        outputs = engine.manual(model, action, f"cli:{user or getpass.getuser()}", reason, int(time.time() * 1000))
+    except ValueError as exc:
+        raise ShadowCanaryError(str(exc)) from None
     producer = ContractProducer(ctx.settings)
     if action == "abort":
         producer.send(topics.specs, model, None)
-    producer.send(topics.control, model, command)
-    producer.send(topics.decisions, model, Decision(rollout_id=r["id"], model=model, step=r["stage"],
-                                                    action=decision_action, ts=now, reason=command.reason))
+    topic_of = {"control": topics.control, "decisions": topics.decisions}
+    for output in outputs:
+        producer.send(topic_of[output.topic], output.key, output.message)
     producer.flush()
+    command = next(o.message for o in outputs if o.topic == "control")
     click.echo(f"{model}: {action} published (epoch {command.epoch})")
 
 

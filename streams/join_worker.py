@@ -28,7 +28,7 @@ from faust.types import TP
 
 from evaluators.accumulators import evaluator_accumulator
 from evaluators.idleness import SourceIdleness
-from evaluators.join import Incoming, JoinConfig, JoinPartition, caught_up_sources
+from evaluators.join import Incoming, JoinConfig, JoinPartition, caught_up_sources, fence_after
 from evaluators.merging import snapshot_id
 from evaluators.metrics import MetricsConfig
 from schemas.topics import Topics
@@ -64,8 +64,10 @@ class JoinWorker:
         self.accumulator_from_state = evaluator_accumulator(metrics, config.settle_ms)
         self.joins: dict[int, JoinPartition] = {}
         self.sources: dict[int, list[str]] = {}
+        self.topic_of_code = {code: topic for topic, code in self.codes.items()}
+        # End offsets per input partition, each partition's three written together by one
+        # observation (so a partition's view is always from one moment).
         self.end_offsets: dict[TP, int] = {}
-        self.observed: dict[int, dict[str, int]] = {}
         self.idleness: dict[int, SourceIdleness] = {}
         self.idle_used: dict[int, set[str]] = {}
         self.last_event: dict[int, faust.EventT] = {}
@@ -103,11 +105,12 @@ class JoinWorker:
                 join.last_state = join.partition_state()
             if join.last_state.get("acc"):
                 await self.send_finals(partition, join.last_state["acc"]["metrics"]["closed"])
-        fence = fence_after(join.last_state["fence"], incoming)
         idleness = self.idleness[partition]
+        idle: set[str] = set()
         silent = idleness.silent(now_ms())
-        ends = await self.end_offsets_for(partition, fence, silent) if silent else {}
-        idle = idleness.idle(fence, ends, now_ms())
+        if silent:  # else nothing can be idle: skip the fence and the observation
+            fence = fence_after(join.last_state["fence"], incoming)
+            idle = idleness.idle(fence, await self.end_offsets_for(partition, fence, silent), now_ms())
         with partition_context(event):
             join.process(incoming, idle_sources=idle, sources=self.sources[partition])
         self.idle_used[partition] = idle
@@ -125,7 +128,7 @@ class JoinWorker:
                 if self.app.rebalancing or partition not in assigned or join.last_state is None:
                     continue
                 fence = join.last_state["fence"]
-                idle = self.idleness[partition].idle(fence, self.observed.get(partition, {}), now_ms())
+                idle = self.idleness[partition].idle(fence, self.observation(partition), now_ms())
                 if idle - self.idle_used.get(partition, set()):
                     await self.process(partition, join, [])
 
@@ -149,7 +152,7 @@ class JoinWorker:
         (state from the table, windows re-published) rather than from what this worker last knew."""
         for tp in revoked:
             if tp.topic in self.codes:
-                for known in (self.joins, self.observed, self.idleness, self.idle_used, self.last_event):
+                for known in (self.joins, self.idleness, self.idle_used, self.last_event):
                     known.pop(tp.partition, None)
 
     def join_for(self, partition: int) -> JoinPartition:
@@ -172,40 +175,40 @@ class JoinWorker:
         batch was fetched, so the answer covers every record in it. A stream with no silent source
         never pays that round trip.
         """
-        sources = self.sources[partition]
-        observed = self.observed.get(partition, {})
-        if caught_up_sources(fence, observed, sources) or not self.may_be_at_end(partition, fence, silent):
+        observed = self.observation(partition)
+        if caught_up_sources(fence, observed, self.sources[partition]) or not self.may_be_at_end(partition, fence, silent):
             return observed
-        names = {code: topic for topic, code in self.codes.items()}
-        tps = [TP(names[source[0]], partition) for source in sources]
         try:
-            ends = await self.app.consumer.highwaters(*tps)
+            self.end_offsets.update(await self.app.consumer.highwaters(*self.input_tps(partition)))
         except Exception as exc:  # rebalancing or broker away: no source counts as caught up
             log.debug("end offsets of partition %d not observed: %r", partition, exc)
             return {}
-        self.end_offsets.update(ends)
-        self.observed[partition] = {f"{self.codes[tp.topic]}{partition}": end for tp, end in ends.items()}
-        return self.observed[partition]
+        return self.observation(partition)
+
+    def input_tps(self, partition: int) -> list[TP]:
+        return [TP(topic, partition) for topic in self.codes]
+
+    def observation(self, partition: int) -> dict[str, int]:
+        """The last observed end offset of each of the partition's sources (by source name)."""
+        return {f"{code}{partition}": self.end_offsets[tp]
+                for tp, code in zip(self.input_tps(partition), self.codes.values()) if tp in self.end_offsets}
 
     def may_be_at_end(self, partition: int, fence: dict[str, int], sources: set[str]) -> bool:
         """Whether one of ``sources`` has nothing fetched past ``fence`` (its consumer high
         watermark, from the last fetch, is not ahead of it)."""
-        for topic, code in self.codes.items():
-            source = f"{code}{partition}"
-            if source in sources:
-                highwater = self.app.consumer.highwater(TP(topic, partition))
-                if highwater is None or fence.get(source, -1) + 1 >= highwater:
-                    return True
+        for source in sources:
+            highwater = self.app.consumer.highwater(TP(self.topic_of_code[source[0]], partition))
+            if highwater is None or fence.get(source, -1) + 1 >= highwater:
+                return True
         return False
 
     def lag(self) -> dict[tuple[str, int], int]:
         """Records not yet applied per input topic partition this worker has worked on."""
         out = {}
-        names = {code: topic for topic, code in self.codes.items()}
         for partition, join in list(self.joins.items()):
             fence = join.last_state["fence"] if join.last_state else {}
             for source in self.sources[partition]:
-                topic = names[source[0]]
+                topic = self.topic_of_code[source[0]]
                 end = self.end_offsets.get(TP(topic, partition))
                 if end is not None:
                     out[(topic, partition)] = max(end - fence.get(source, -1) - 1, 0)
@@ -218,12 +221,7 @@ class JoinWorker:
         try:
             assigned = [tp for tp in self.app.consumer.assignment() if tp.topic in self.codes]
             if assigned:
-                ends = await self.app.consumer.highwaters(*assigned)
-                self.end_offsets.update(ends)
-                observed: dict[int, dict[str, int]] = defaultdict(dict)
-                for tp, end in ends.items():
-                    observed[tp.partition][f"{self.codes[tp.topic]}{tp.partition}"] = end
-                self.observed.update(observed)
+                self.end_offsets.update(await self.app.consumer.highwaters(*assigned))
         except Exception as exc:  # not started yet, rebalancing, broker away: try again next second
             log.debug("end offsets not refreshed: %r", exc)
             return
@@ -233,12 +231,3 @@ class JoinWorker:
 def now_ms() -> int:
     """Processing time for idleness (monotonic: wall-clock steps must not make sources idle)."""
     return time.monotonic_ns() // 1_000_000
-
-
-def fence_after(fence: dict[str, int], incoming: list[Incoming]) -> dict[str, int]:
-    """The last applied offset per source once ``incoming`` is applied over ``fence``."""
-    after = dict(fence)
-    for item in incoming:
-        if item.offset > after.get(item.source, -1):
-            after[item.source] = item.offset
-    return after

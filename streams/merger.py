@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-import uuid
 from typing import Callable
 
 import orjson
@@ -23,8 +22,10 @@ from evaluators.merging import PartialsMerger
 from evaluators.metrics import MetricsConfig
 from schemas.codec import encode
 from schemas.topics import Topics
+from streams.background import BackgroundService
 from streams.config import KafkaSettings
 from streams.producer import ContractProducer
+from streams.reading import read_to_end
 from streams.telemetry import WINDOWS_PUBLISHED
 
 log = logging.getLogger("shadowcanary.merger")
@@ -33,11 +34,14 @@ log = logging.getLogger("shadowcanary.merger")
 PUBLISHED_LOOKBACK_S = 3600
 
 
-class MergerService:
-    """Runs in a thread beside the faust worker; ``view`` is what the exporter and policy read."""
+class MergerService(BackgroundService):
+    """Runs in a thread beside the faust worker; ``totals`` is what the exporter and policy read."""
+
+    thread_name = "shadowcanary-merger"
 
     def __init__(self, settings: KafkaSettings, topics: Topics, partials_topic: str, app_id: str,
                  config: MetricsConfig, settle_ms: Callable[[str], int], partitions: int) -> None:
+        super().__init__()
         self.settings = settings
         self.topics = topics
         self.partials_topic = partials_topic
@@ -45,20 +49,8 @@ class MergerService:
         self.make_merger = lambda: PartialsMerger(config, settle_ms, partitions)
         self.merger = self.make_merger()
         self.owner = False
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._producer: ContractProducer | None = None
-
-    # -- lifecycle -------------------------------------------------------------------------------
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="shadowcanary-merger", daemon=True)
-        self._thread.start()
-
-    def stop(self, timeout: float = 10.0) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
 
     def totals(self) -> tuple[dict, dict[str, int]]:
         """Merged running totals per version, and requests per model (empty unless owner)."""
@@ -86,37 +78,15 @@ class MergerService:
             self.merger = self.make_merger()
 
     def _published_recently(self) -> set[str]:
-        consumer = Consumer(self.settings.confluent_config(**{
-            "group.id": f"{self.group}.scan-{uuid.uuid4().hex[:8]}", "enable.auto.commit": False}))
+        since = int((time.time() - PUBLISHED_LOOKBACK_S) * 1000)
         found: set[str] = set()
-        try:
-            metadata = consumer.list_topics(self.topics.metrics, timeout=10)
-            partitions = metadata.topics[self.topics.metrics].partitions
-            since = int((time.time() - PUBLISHED_LOOKBACK_S) * 1000)
-            starts = consumer.offsets_for_times(
-                [TopicPartition(self.topics.metrics, p, since) for p in partitions], timeout=10)
-            ends = {}
-            for tp in starts:
-                _, high = consumer.get_watermark_offsets(tp, timeout=10)
-                ends[tp.partition] = high
-            todo = [tp for tp in starts if tp.offset >= 0 and tp.offset < ends[tp.partition]]
-            consumer.assign(todo)
-            remaining = {tp.partition for tp in todo}
-            deadline = time.monotonic() + 60
-            while remaining and time.monotonic() < deadline:
-                for message in consumer.consume(1000, 0.5):
-                    if message.error() is not None:
-                        continue
-                    if message.offset() + 1 >= ends[message.partition()]:
-                        remaining.discard(message.partition())
-                    try:
-                        sid = orjson.loads(message.value()).get("snapshot_id")
-                    except (orjson.JSONDecodeError, TypeError, AttributeError):
-                        continue
-                    if sid:
-                        found.add(sid)
-        finally:
-            consumer.close()
+        for message in read_to_end(self.settings, self.topics.metrics, since_ms=since)[0]:
+            try:
+                sid = orjson.loads(message.value()).get("snapshot_id")
+            except (orjson.JSONDecodeError, TypeError, AttributeError):
+                continue
+            if sid:
+                found.add(sid)
         return found
 
     def _run(self) -> None:

@@ -15,19 +15,20 @@ and the new owner decides again. No command is issued twice and no epoch goes ba
 from __future__ import annotations
 
 import logging
-import threading
 import time
 
 import orjson
-from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, Producer
 
 from evaluators.policy.engine import Output, RolloutEngine
 from schemas.codec import DecodeError, decode, encode
 from schemas.control import RoutingCommand
 from schemas.rollout import RolloutSpec
 from schemas.topics import Topics
+from streams.background import BackgroundService
 from streams.config import KafkaSettings
 from streams.merger import MergerService
+from streams.reading import read_to_end
 
 log = logging.getLogger("shadowcanary.policy")
 
@@ -46,60 +47,25 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
-def read_to_end(settings: KafkaSettings, topic: str) -> list:
-    """Every committed record of ``topic``, from the beginning to its current end."""
-    consumer = Consumer(settings.confluent_config(**{
-        "group.id": "unused", "enable.auto.commit": False, "isolation.level": "read_committed"}))
-    try:
-        metadata = consumer.list_topics(topic, timeout=10).topics[topic]
-        out = []
-        for partition in metadata.partitions:
-            low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
-            if high <= low:
-                continue
-            consumer.assign([TopicPartition(topic, partition, low)])
-            while True:
-                message = consumer.poll(2.0)
-                if message is None:
-                    break  # transaction markers take offsets: the last data record may be below high - 1
-                if message.error() is None:
-                    out.append(message)
-                    if message.offset() >= high - 1:
-                        break
-        return out
-    finally:
-        consumer.close()
-
-
 def load_engine_state(settings: KafkaSettings, topics: Topics) -> dict | None:
     state = None
-    for message in read_to_end(settings, rollouts_topic_name(topics)):
+    for message in read_to_end(settings, rollouts_topic_name(topics))[0]:
         if message.key() == STATE_KEY and message.value() is not None:
             state = orjson.loads(message.value())
     return state
 
 
-class PolicyService:
+class PolicyService(BackgroundService):
     """Runs the engine in a thread of its own while ``merger`` is the owner."""
 
+    thread_name = "shadowcanary-policy"
+
     def __init__(self, settings: KafkaSettings, topics: Topics, app_id: str, merger: MergerService) -> None:
+        super().__init__()
         self.settings = settings
         self.topics = topics
         self.transactional_id = f"{app_id}.policy"
         self.merger = merger
-        self.engine: RolloutEngine | None = None
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self.lock = threading.Lock()
-
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="shadowcanary-policy", daemon=True)
-        self._thread.start()
-
-    def stop(self, timeout: float = 10.0) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -122,18 +88,13 @@ class PolicyService:
             "auto.offset.reset": "earliest"}))
         try:
             specs: dict[str, tuple[RolloutSpec | None, str]] = {}
-            for message in read_to_end(self.settings, self.topics.control):
+            commands, control_ends = read_to_end(self.settings, self.topics.control)
+            for message in commands:
                 self._on_control(engine, message.value())
-            for message in read_to_end(self.settings, self.topics.specs):
+            records, specs_ends = read_to_end(self.settings, self.topics.specs)
+            for message in records:
                 specs[message.key().decode()] = self._spec_of(message)
-            ends = []
-            for topic in (self.topics.control, self.topics.specs):
-                for partition in consumer.list_topics(topic, timeout=10).topics[topic].partitions:
-                    high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)[1]
-                    ends.append(TopicPartition(topic, partition, high))
-            consumer.assign(ends)
-            with self.lock:
-                self.engine = engine
+            consumer.assign(control_ends + specs_ends)  # live from where the replay ended
             outputs = []
             totals, _ = self.merger.totals()
             for model, (spec, rollout_id) in specs.items():
@@ -143,23 +104,21 @@ class PolicyService:
             log.info("policy engine owner: %d rollouts", len(engine.rollouts))
             while not self._stop.is_set() and self.merger.owner:
                 outputs = []
-                totals, _ = self.merger.totals()
-                for message in consumer.consume(100, TICK_S):
-                    if message.error() is not None:
-                        continue
+                messages = [m for m in consumer.consume(100, TICK_S) if m.error() is None]
+                # Merging every partition's totals is the costly part: only when something reads them.
+                needed = engine.active() or any(m.topic() == self.topics.specs for m in messages)
+                totals = self.merger.totals()[0] if needed else {}
+                for message in messages:
                     if message.topic() == self.topics.control:
                         self._on_control(engine, message.value())
                     else:
                         spec, rollout_id = self._spec_of(message)
                         outputs += self._on_spec(engine, message.key().decode(), spec, rollout_id, totals)
-                with self.lock:
-                    outputs += engine.tick(now_ms(), totals)
+                outputs += engine.tick(now_ms(), totals)
                 if outputs or time.monotonic() - saved > SAVE_EVERY_S:
                     self._publish(producer, engine, outputs)
                     saved = time.monotonic()
         finally:
-            with self.lock:
-                self.engine = None
             consumer.close()
 
     @staticmethod

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -52,3 +53,14 @@ def start_evaluator(settings: KafkaSettings, app_id: str, state_dir: str, *args:
     return subprocess.Popen(
         [sys.executable, "-m", "streams.cli", "evaluate", "--app-id", app_id, "--state-dir", state_dir, *args],
         env=env, stdout=subprocess.DEVNULL, stderr=open(os.path.join(state_dir + ".log"), "ab"))
+
+
+def stop_workers(*workers: subprocess.Popen, timeout: float = 60) -> None:
+    """Ask each worker to stop cleanly (SIGTERM, as Ctrl-C would); kill the ones that do not."""
+    for worker in workers:
+        worker.send_signal(signal.SIGTERM)
+    for worker in workers:
+        try:
+            worker.wait(timeout)
+        except subprocess.TimeoutExpired:
+            worker.kill()

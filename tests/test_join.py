@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from evaluators.counts import JoinCounts
 from evaluators.facts import AgreementFact, Duplicate, Expired, JoinedRecord, LateLabel, UnmatchedLabel
-from evaluators.join import Incoming, JoinConfig, JoinPartition
+from evaluators.join import Incoming, JoinConfig, JoinPartition, caught_up_sources, fence_after
 from evaluators.store import DictStore
 from schemas import GroundTruth, InferenceRequest, InferenceResponse
 
@@ -247,16 +247,23 @@ def test_a_source_not_heard_from_holds_time_until_it_is_idle():
     assert any(isinstance(f, JoinedRecord) for f in facts)
 
 
+def process_caught_up(join: JoinPartition, batch: list[Incoming], end_offsets: dict[str, int],
+                      sources: list[str] | None = None) -> list:
+    """Process ``batch`` with the sources ``end_offsets`` shows read to their end as idle."""
+    fence = fence_after(join.partition_state()["fence"], batch)
+    return join.process(batch, idle_sources=caught_up_sources(fence, end_offsets, sources), sources=sources)
+
+
 def test_a_source_read_to_its_end_offset_is_idle():
     feed, join = Feed(), new_join()
     join.process(feed(label("r1", 0)))
     # The labels source's only record (offset 0) is applied: with end offset 1 it is caught up, so
     # responses move time alone; with end offset 5 it still holds time back.
-    facts = join.process(feed(resp("r2", "v1", "primary", 20 * MIN)),
-                         end_offsets={"GroundTruth": 5, "InferenceResponse": 1})
+    facts = process_caught_up(join, feed(resp("r2", "v1", "primary", 20 * MIN)),
+                              {"GroundTruth": 5, "InferenceResponse": 1})
     assert not any(isinstance(f, UnmatchedLabel) for f in facts)
-    facts = join.process(feed(resp("r3", "v1", "primary", 21 * MIN)),
-                         end_offsets={"GroundTruth": 1, "InferenceResponse": 2})
+    facts = process_caught_up(join, feed(resp("r3", "v1", "primary", 21 * MIN)),
+                              {"GroundTruth": 1, "InferenceResponse": 2})
     assert [type(f) for f in facts if isinstance(f, UnmatchedLabel)] == [UnmatchedLabel]
 
 
@@ -267,10 +274,9 @@ def test_end_offsets_observed_before_the_newest_record_read_prove_nothing():
     feed, join = Feed(), new_join()
     sources = ["InferenceRequest", "InferenceResponse", "GroundTruth"]
     join.process(feed(req("r1", 0), resp("r1", "v1", "primary", 0), label("r0", 0)), sources=sources)
-    facts = join.process(feed(req("r9", 500 * MIN)), sources=sources,
-                         end_offsets={"InferenceRequest": 1, "InferenceResponse": 1, "GroundTruth": 1})
+    facts = process_caught_up(join, feed(req("r9", 500 * MIN)),
+                              {"InferenceRequest": 1, "InferenceResponse": 1, "GroundTruth": 1}, sources)
     assert not any(isinstance(f, Expired) for f in facts)
     # Observed after it: everything is read, time may jump to the far-future request.
-    facts = join.process([], sources=sources,
-                         end_offsets={"InferenceRequest": 2, "InferenceResponse": 1, "GroundTruth": 1})
+    facts = process_caught_up(join, [], {"InferenceRequest": 2, "InferenceResponse": 1, "GroundTruth": 1}, sources)
     assert any(isinstance(f, Expired) for f in facts)

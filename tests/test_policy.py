@@ -140,6 +140,20 @@ def test_a_manual_rollback_and_epochs_from_others_are_obeyed():
     assert commands(out)[0].epoch == 8
 
 
+def test_a_manual_promote_is_the_next_stage_with_the_persons_name_and_reason():
+    engine = RolloutEngine()
+    engine.start(spec(), 0, {})
+    command, decision = [o.message for o in engine.manual("m", "promote", "cli:ana", "looks fine", MIN)]
+    assert (command.action, command.routes, command.issuer, command.epoch) == \
+        ("set_routes", {"v1": 50.0, "v2": 50.0}, "cli:ana", 1)
+    assert decision.action == "promote" and "looks fine" in decision.reason
+    engine.observe_command(command)
+    assert engine.rollouts["m"]["stage"] == 1
+    engine.rollouts["m"]["status"] = "rolled_back"
+    with pytest.raises(ValueError, match="nothing to pause"):
+        engine.manual("m", "pause", "cli:ana", "too late", 2 * MIN)
+
+
 @pytest.mark.parametrize("guardrail, fragment", [
     ({"metric": "f1", "max_degradation": 0.01}, "no anytime-valid test"),
     ({"metric": "error_rate", "min": 0.01}, "give max"),

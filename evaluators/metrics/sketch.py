@@ -48,6 +48,25 @@ def merge(a: dict, b: dict) -> dict:
     return a
 
 
+def subtract(a: dict, b: dict) -> dict:
+    """A new sketch of what ``a`` holds beyond ``b`` (``b`` an earlier state of the same stream)."""
+    out = new_sketch()
+    out["n"], out["sum"], out["zero"] = a["n"] - b["n"], a["sum"] - b["sum"], a["zero"] - b["zero"]
+    for side in ("pos", "neg"):
+        earlier = b[side]
+        out[side] = {k: c - earlier.get(k, 0) for k, c in a[side].items() if c > earlier.get(k, 0)}
+    return out
+
+
+def count_above(sketch: dict, bound: float) -> int:
+    """Values over ``bound`` (within the 1% relative accuracy)."""
+    above = sum(count for key, count in sketch["pos"].items() if _MAPPING.value(int(key)) > bound)
+    if bound < 0:
+        above += sketch["zero"] + sum(count for key, count in sketch["neg"].items()
+                                      if -_MAPPING.value(int(key)) > bound)
+    return above
+
+
 def to_ddsketch(sketch: dict) -> DDSketch:
     result = DDSketch(RELATIVE_ACCURACY)
     for key, count in sketch["pos"].items():

@@ -89,9 +89,22 @@ class RolloutEngine:
         state = state or {}
         self.rollouts: dict[str, dict] = state.get("rollouts", {})
         self.epochs: dict[str, int] = state.get("epochs", {})
+        self._specs: dict[str, tuple[str, RolloutSpec]] = {}  # model -> (rollout id, spec)
 
     def to_state(self) -> dict:
         return {"rollouts": self.rollouts, "epochs": self.epochs}
+
+    def active(self) -> bool:
+        """Whether some rollout is still being judged."""
+        return any(r["status"] in ACTIVE for r in self.rollouts.values())
+
+    def _spec(self, rollout: dict) -> RolloutSpec:
+        """The rollout's spec, parsed once (the state keeps it as JSON)."""
+        model, rollout_id = rollout["spec"]["model"], rollout["id"]
+        cached = self._specs.get(model)
+        if cached is None or cached[0] != rollout_id:
+            cached = self._specs[model] = (rollout_id, RolloutSpec.model_validate(rollout["spec"]))
+        return cached[1]
 
     # -- inputs ------------------------------------------------------------------------------------
     def start(self, spec: RolloutSpec, now_ms: int, totals: dict, rollout_id: str | None = None) -> list[Output]:
@@ -103,8 +116,7 @@ class RolloutEngine:
             return []  # already running, or this very spec record was already acted on
         out: list[Output] = []
         if current and current["status"] in ACTIVE:
-            out += self._finish(current, now_ms, "rollback", "aborted",
-                                "replaced by a new spec", alert=False)
+            out += self._finish(current, now_ms, "aborted", "replaced by a new spec", alert=False)
         b, c = self._versions(totals, spec)
         rollout = {"id": rollout_id or rollout_id_for(spec.model, spec, now_ms), "spec": spec_json,
                    "status": "running", "stage": 0, "stage_started": now_ms, "started": now_ms,
@@ -121,15 +133,19 @@ class RolloutEngine:
         rollout = self.rollouts.get(model)
         if not rollout or rollout["status"] not in ACTIVE:
             return []
-        return self._finish(rollout, now_ms, "rollback", "aborted", reason, alert=False)
+        return self._finish(rollout, now_ms, "aborted", reason, alert=False)
+
+    def observe_epoch(self, model: str, epoch: int) -> None:
+        """An epoch used on ``rollout.control``: the next command goes above it."""
+        self.epochs[model] = max(self.epochs.get(model, -1), epoch)
 
     def observe_command(self, command: RoutingCommand) -> None:
         """A command on ``rollout.control``: keep epochs monotonic; obey people's commands."""
-        self.epochs[command.model] = max(self.epochs.get(command.model, -1), command.epoch)
+        self.observe_epoch(command.model, command.epoch)
         rollout = self.rollouts.get(command.model)
         if command.issuer == ISSUER or not rollout or rollout["id"] != command.rollout_id:
             return
-        spec = RolloutSpec.model_validate(rollout["spec"])
+        spec = self._spec(rollout)
         if command.action == "rollback":
             rollout["status"] = "rolled_back"
         elif command.action == "pause":
@@ -154,14 +170,34 @@ class RolloutEngine:
                 out += self._judge(rollout, now_ms, totals)
         return out
 
-    def evidence(self, model: str, totals: dict) -> list[GuardrailEvidence]:
-        """Each guardrail's current evidence, without moving the rollout (for ``status``)."""
-        rollout = self.rollouts[model]
-        spec = RolloutSpec.model_validate(rollout["spec"])
-        b, c = self._versions(totals, spec)
-        return [judging.judge(g, dict(rollout["tests"][g.label], llr=list(rollout["tests"][g.label]["llr"])),
-                              (rollout["start"]["b"], rollout["last"]["b"], b),
-                              (rollout["start"]["c"], rollout["last"]["c"], c)) for g in spec.guardrails]
+    def manual(self, model: str, action: str, issuer: str, reason: str, now_ms: int) -> list[Output]:
+        """A person's ``promote``, ``pause``, ``resume``, ``rollback`` or ``abort`` as the command and
+        decision to publish. The rollout's own status moves when the evaluator's engine reads the
+        command back (:meth:`observe_command`), as for any command on the topic."""
+        rollout = self.rollouts.get(model)
+        if rollout is None:
+            raise ValueError(f"no rollout for model {model!r}")
+        if rollout["status"] not in ACTIVE and action != "abort":
+            raise ValueError(f"the rollout of {model} is {rollout['status']}: nothing to {action}")
+        spec = self._spec(rollout)
+        plan = stages(spec)
+        routes, shadow = rollout["routes"], rollout["shadow"]
+        if action in ("rollback", "abort"):
+            command, decision, routes, shadow = "rollback", "rollback", {spec.baseline: 100.0}, []
+        elif action == "promote" and rollout["stage"] + 1 < len(plan):
+            command, decision = "set_routes", "promote"
+            routes, shadow = plan[rollout["stage"] + 1]
+        elif action == "promote":
+            command, decision, routes, shadow = "promote", "complete", {spec.candidate: 100.0}, []
+        elif action == "pause":
+            command, decision = "pause", "hold"
+        elif action == "resume":
+            command, decision = "set_routes", "hold"
+        else:
+            raise ValueError(f"unknown action {action!r}")
+        text = f"{action} by {issuer}: {reason}"
+        return [self._command(rollout, command, routes, shadow, now_ms, text, issuer),
+                self._decision(rollout, decision, now_ms, text, [])]
 
     # -- inside ------------------------------------------------------------------------------------
     @staticmethod
@@ -174,7 +210,7 @@ class RolloutEngine:
         return slim(found.get(spec.baseline)), slim(found.get(spec.candidate))
 
     def _judge(self, rollout: dict, now_ms: int, totals: dict) -> list[Output]:
-        spec = RolloutSpec.model_validate(rollout["spec"])
+        spec = self._spec(rollout)
         b, c = self._versions(totals, spec)
         last = rollout["last"]
         if any(now[k] < last[side][k] for side, now in (("b", b), ("c", c)) for k in ("n", "lab")):
@@ -188,8 +224,7 @@ class RolloutEngine:
             critical = [e for e in failed if e.critical]
             names = ", ".join(e.guardrail for e in (critical or failed))
             if critical or spec.on_failure == "rollback":
-                return self._finish(rollout, now_ms, "rollback", "rolled_back",
-                                    f"guardrail failed: {names}", evidence)
+                return self._finish(rollout, now_ms, "rolled_back", f"guardrail failed: {names}", evidence)
             if rollout["status"] != "held":
                 rollout["status"] = "held"
                 return [self._decision(rollout, "hold", now_ms, f"guardrail failed: {names} (on_failure: hold)",
@@ -236,26 +271,26 @@ class RolloutEngine:
                 self._command(rollout, "promote", {spec.candidate: 100.0}, [], now_ms,
                               f"{spec.candidate} promoted to 100%")]
 
-    def _finish(self, rollout: dict, now_ms: int, action: str, status: str, reason: str,
+    def _finish(self, rollout: dict, now_ms: int, status: str, reason: str,
                 evidence: list[GuardrailEvidence] | None = None, alert: bool = True) -> list[Output]:
-        spec = RolloutSpec.model_validate(rollout["spec"])
+        spec = self._spec(rollout)
         rollout["status"] = status
         out = [self._decision(rollout, "rollback", now_ms, reason, evidence or []),
-               self._command(rollout, action, {spec.baseline: 100.0}, [], now_ms, f"rollback: {reason}")]
+               self._command(rollout, "rollback", {spec.baseline: 100.0}, [], now_ms, f"rollback: {reason}")]
         if alert:
             out.append(self._alert(rollout, "critical", "rollback", now_ms,
                                    f"{spec.model}/{spec.candidate} rolled back: {reason}"))
         return out
 
     def _command(self, rollout: dict, action: str, routes: dict[str, float], shadow: list[str], now_ms: int,
-                 reason: str) -> Output:
+                 reason: str, issuer: str = ISSUER) -> Output:
         model = rollout["spec"]["model"]
         epoch = self.epochs.get(model, -1) + 1
         self.epochs[model] = epoch
         rollout["routes"], rollout["shadow"] = routes, shadow
         command = RoutingCommand(
             command_id=uuid.uuid5(_NAMESPACE, f"{rollout['id']}\x1f{epoch}"), model=model, epoch=epoch,
-            issued_at=now_ms, issuer=ISSUER, action=action, routes=routes, shadow=shadow, reason=reason,
+            issued_at=now_ms, issuer=issuer, action=action, routes=routes, shadow=shadow, reason=reason,
             rollout_id=rollout["id"])
         return Output("control", model, command)
 

@@ -61,24 +61,13 @@ def _accuracy_counts(state: dict) -> tuple[int, int]:
     return n - correct, n
 
 
-def _count_above(lat: dict, bound: float) -> int:
-    """Latencies over ``bound`` (within the sketch's 1% relative accuracy)."""
-    above = 0
-    for key, count in lat["pos"].items():
-        if sketch._MAPPING.value(int(key)) > bound:
-            above += count
-    if bound < 0:
-        above += lat["zero"]
-    return above
-
-
 def bad_counts(metric: str, state: dict, latency_bound: float | None = None) -> tuple[int, int]:
     """(bad samples, samples) of ``metric`` in a version's metric state."""
     if metric == "accuracy":
         return _accuracy_counts(state)
     if metric == "error_rate":
         return state["err"], state["n"]
-    return _count_above(state["lat"], latency_bound), state["lat"]["n"]
+    return sketch.count_above(state["lat"], latency_bound), state["lat"]["n"]
 
 
 def _diff(now: tuple[int, int], then: tuple[int, int]) -> tuple[int, int]:
@@ -90,13 +79,7 @@ def since(metric: str, now: dict, then: dict, latency_bound: float | None = None
 
 
 def _quantile_since(now: dict, then: dict, q: float) -> float | None:
-    lat = sketch.merge(sketch.new_sketch(), now["lat"])
-    for key, count in then["lat"]["pos"].items():
-        lat["pos"][key] = lat["pos"].get(key, 0) - count
-    lat["n"] -= then["lat"]["n"]
-    lat["zero"] -= then["lat"]["zero"]
-    lat["pos"] = {k: c for k, c in lat["pos"].items() if c > 0}
-    return sketch.quantile(lat, q) if lat["n"] > 0 else None
+    return sketch.quantile(sketch.subtract(now["lat"], then["lat"]), q)
 
 
 # -- the null rate ---------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from schemas import GroundTruth, InferenceRequest, InferenceResponse, Topics, en
 from streams.admin import TopicLayout, create_topics
 from streams.join_worker import partials_topic_name
 from streams.producer import ContractProducer
-from tests.kafka_helpers import read_topic, send_ticks, start_evaluator
+from tests.kafka_helpers import read_topic, send_ticks, start_evaluator, stop_workers
 
 pytestmark = pytest.mark.kafka
 
@@ -154,11 +154,7 @@ def test_counts_stay_exact_when_the_worker_is_killed_twice_mid_stream(kafka_sett
         send_ticks(kafka_settings, topics, 4, T0 + 10 * 86_400_000)
         seen = wait_for(kafka_settings, topics, scenario.expected)
     finally:
-        worker.send_signal(signal.SIGTERM)
-        try:
-            worker.wait(60)
-        except subprocess.TimeoutExpired:
-            worker.kill()
+        stop_workers(worker)
     assert seen == scenario.expected
     log = open(state_dir + ".log", "rb").read().decode(errors="replace")
     assert "rebuilding state from the changelog" in log  # the restarts really were unclean
@@ -178,12 +174,6 @@ def test_two_workers_in_one_group_give_the_same_result_as_one(kafka_settings, tm
         seen = wait_for(kafka_settings, topics, scenario.expected)
         alive = [w.poll() is None for w in workers]
     finally:
-        for w in workers:
-            w.send_signal(signal.SIGTERM)
-        for w in workers:
-            try:
-                w.wait(60)
-            except subprocess.TimeoutExpired:
-                w.kill()
+        stop_workers(*workers)
     assert alive == [True, True]
     assert seen == scenario.expected

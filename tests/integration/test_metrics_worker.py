@@ -15,17 +15,16 @@ import subprocess
 import time
 import urllib.request
 import uuid
-from collections import defaultdict
 
 import orjson
 import pytest
 
-from schemas import GroundTruth, InferenceRequest, InferenceResponse, Topics, encode
+from schemas import GroundTruth, InferenceRequest, InferenceResponse, Topics
 from streams.admin import TopicLayout, create_topics
 from streams.config import KafkaSettings
 from streams.local_broker import free_port
 from streams.producer import ContractProducer
-from tests.kafka_helpers import read_topic, send_ticks, start_evaluator
+from tests.kafka_helpers import read_topic, send_ticks, start_evaluator, stop_workers
 from tests.ml_fixtures import served, sklearn_metrics
 
 pytestmark = pytest.mark.kafka
@@ -96,8 +95,7 @@ def run(kafka_bootstrap, tmp_path_factory):
     result.expected_windows = expected
     result.scrape = _scrape_until_complete(port)
     yield result
-    worker.terminate()
-    worker.wait(60)
+    stop_workers(worker)
 
 
 def _scrape_until_complete(port: int, timeout: float = 60) -> str:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import random
-import signal
-import subprocess
 import time
 import uuid
 
@@ -16,7 +14,7 @@ from schemas.monitoring import Alert
 from schemas.rollout import RolloutSpec
 from streams.admin import TopicLayout, create_topics
 from streams.producer import ContractProducer
-from tests.kafka_helpers import read_topic, start_evaluator
+from tests.kafka_helpers import read_topic, start_evaluator, stop_workers
 
 pytestmark = pytest.mark.kafka
 T0 = 1_790_000_000_000
@@ -80,11 +78,7 @@ def test_a_worse_candidate_is_rolled_back_and_an_equal_one_completes(kafka_setti
         commands = wait_for_commands(kafka_settings, topics, settled)
         alive = worker.poll() is None
     finally:
-        worker.send_signal(signal.SIGTERM)
-        try:
-            worker.wait(60)
-        except subprocess.TimeoutExpired:
-            worker.kill()
+        stop_workers(worker)
     assert alive
     bad = [c for c in commands if c.model == "bad"]
     good = [c for c in commands if c.model == "good"]
