@@ -17,7 +17,7 @@ setup: $(VENV)/.installed $(KAFKA_LIB_STAMP) $(ASYNCAPI_STAMP)
 $(VENV)/.installed: pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet -e '.[test,demo]'
 	@touch $@
 
 $(KAFKA_LIB_STAMP): deploy/kafka/pom.xml

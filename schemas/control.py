@@ -43,6 +43,9 @@ class RoutingCommand(WireModel):
                                description="Versions that receive mirrored traffic and serve nobody.")
     reason: str = Field(min_length=1, max_length=4096)
     rollout_id: str = Field(min_length=1, max_length=256)
+    baseline: Name | None = Field(None, description=(
+        "Addition to the contract: the version that serves everyone outside the rollout's cohort "
+        "(and everyone, when routers have no other instruction)."))
     signature: str | None = Field(None, description="HMAC-SHA256 or Ed25519 over canonical_json().")
 
     @field_validator("routes")
@@ -58,8 +61,12 @@ class RoutingCommand(WireModel):
         return routes
 
     def canonical_json(self) -> bytes:
-        """The bytes a signature covers: the command without ``signature``, keys sorted, compact."""
-        body = self.model_dump(mode="json", exclude={"signature"})
+        """The bytes a signature covers: the command without ``signature``, keys sorted, compact.
+
+        Fields whose value is null are left out, so a signer that does not know an optional field
+        (an older client, another language) signs the same bytes as one that leaves it empty.
+        """
+        body = self.model_dump(mode="json", exclude={"signature"}, exclude_none=True)
         return orjson.dumps(body, option=orjson.OPT_SORT_KEYS)
 
 

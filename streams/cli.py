@@ -15,6 +15,7 @@ from streams.cli_broker import broker
 from streams.cli_context import Context
 from streams.cli_demo import demo
 from streams.cli_evaluate import evaluate
+from streams.cli_keys import keys
 from streams.cli_rollout import rollout
 from streams.cli_schemas import schemas
 from streams.cli_topics import topics
@@ -27,15 +28,19 @@ from streams.errors import ShadowCanaryError
 @click.option("--bootstrap", "bootstrap_servers", metavar="HOST:PORT[,...]",
               help="Kafka bootstrap servers (env KAFKA_BOOTSTRAP).")
 @click.option("--topic-prefix", help="Prefix of every topic name (env SHADOWCANARY_TOPIC_PREFIX).")
+@click.option("--signing-key", type=click.Path(dir_okay=False, path_type=Path), envvar="SHADOWCANARY_SIGNING_KEY",
+              help="Sign routing commands with this key: an Ed25519 private key (PEM) or an HMAC secret "
+                   "file (env SHADOWCANARY_SIGNING_KEY; see 'keys generate').")
 @click.version_option(package_name="shadowcanary")
 @click.pass_context
 def cli(ctx: click.Context, config_file: Path | None, bootstrap_servers: str | None,
-        topic_prefix: str | None) -> None:
+        topic_prefix: str | None, signing_key: Path | None) -> None:
     """ShadowCanary: decide, on evidence, whether a new model version is safe to roll out."""
-    ctx.obj = Context({"bootstrap_servers": bootstrap_servers, "topic_prefix": topic_prefix}, config_file)
+    ctx.obj = Context({"bootstrap_servers": bootstrap_servers, "topic_prefix": topic_prefix}, config_file,
+                      signing_key)
 
 
-for command in (broker, topics, schemas, evaluate, rollout, demo):
+for command in (broker, topics, schemas, evaluate, rollout, keys, demo):
     cli.add_command(command)
 
 

@@ -7,16 +7,30 @@ from typing import Any
 
 import click
 
+from schemas.signing import Signer, SigningKeyError, load_signer
 from streams.config import KafkaSettings, load_settings
+from streams.errors import ConfigError
 
 
 class Context:
     """Connection overrides from flags; settings are loaded (and validated) on first use."""
 
-    def __init__(self, overrides: dict[str, Any], config_file: Path | None) -> None:
+    def __init__(self, overrides: dict[str, Any], config_file: Path | None,
+                 signing_key: Path | None = None) -> None:
         self.overrides = overrides
         self.config_file = config_file
+        self.signing_key = signing_key
         self._settings: KafkaSettings | None = None
+
+    @property
+    def signer(self) -> Signer | None:
+        """What signs the routing commands this process publishes (``--signing-key``), if anything."""
+        if self.signing_key is None:
+            return None
+        try:
+            return load_signer(self.signing_key)
+        except SigningKeyError as exc:
+            raise ConfigError(f"--signing-key: {exc}") from None
 
     @property
     def bootstrap_configured(self) -> bool:

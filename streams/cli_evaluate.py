@@ -86,7 +86,7 @@ def evaluate(ctx: Context, app_id: str, store: str, state_dir: Path | None, labe
     if window < 1:
         raise click.BadParameter("must be at least 1s", param_hint="'--window'")
     metrics = MetricsConfig(tasks=tasks, ks=tuple(sorted(set(ks))), window_ms=int(window * 1000))
-    evaluator = build_evaluator(ctx.settings, options, config, state_dir, metrics)
+    evaluator = build_evaluator(ctx.settings, options, config, state_dir, metrics, ctx.signer)
     if metrics_port:
         evaluator.serve_metrics(metrics_port, metrics_host)
         click.echo(f"Prometheus metrics on http://{metrics_host}:{metrics_port}/metrics", err=True)

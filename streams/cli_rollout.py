@@ -18,6 +18,7 @@ from evaluators.policy.engine import RolloutEngine, stages
 from evaluators.policy.guardrails import unsupported_reason
 from schemas.codec import DecodeError, decode
 from schemas.control import Decision, RoutingCommand
+from schemas.signing import sign_command
 from schemas.rollout import RolloutSpec
 from schemas.spec_yaml import SpecError, load_spec_file
 from schemas.topics import Topics
@@ -119,6 +120,7 @@ def status(ctx: Context, model: str | None, as_json: bool) -> None:
 
 
 def _manual(ctx: Context, model: str, action: str, reason: str, user: str | None) -> None:
+    signer = ctx.signer  # a bad key file is reported before anything is read or sent
     topics = Topics(ctx.settings.topic_prefix)
     engine = RolloutEngine({"rollouts": _rollouts(ctx)})
     for message in read_to_end(ctx.settings, topics.control)[0]:
@@ -136,7 +138,10 @@ def _manual(ctx: Context, model: str, action: str, reason: str, user: str | None
         producer.send(topics.specs, model, None)
     topic_of = {"control": topics.control, "decisions": topics.decisions}
     for output in outputs:
-        producer.send(topic_of[output.topic], output.key, output.message)
+        message = output.message
+        if signer is not None and isinstance(message, RoutingCommand):
+            message = sign_command(message, signer)
+        producer.send(topic_of[output.topic], output.key, message)
     producer.flush()
     command = next(o.message for o in outputs if o.topic == "control")
     click.echo(f"{model}: {action} published (epoch {command.epoch})")

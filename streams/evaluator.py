@@ -27,6 +27,7 @@ from streams.errors import TopicLayoutError
 from streams.exporter import EvaluatorCollector, serve
 from streams.join_worker import JoinWorker, partials_topic_name
 from streams.merger import MergerService
+from schemas.signing import Signer
 from streams.policy import PolicyService, rollouts_topic_name
 
 log = logging.getLogger("shadowcanary.evaluator")
@@ -75,7 +76,8 @@ def mark_clean_stop(state_dir: Path) -> None:
 
 
 def build_evaluator(settings: KafkaSettings, options: AppOptions, join_config: JoinConfig,
-                    state_dir: Path, metrics_config: MetricsConfig = MetricsConfig()) -> Evaluator:
+                    state_dir: Path, metrics_config: MetricsConfig = MetricsConfig(),
+                    signer: Signer | None = None) -> Evaluator:
     partitions = inference_partitions(settings)
     topics = Topics(settings.topic_prefix)
     # One partition: one owner (the merger) reads every partition's partials in order.
@@ -89,5 +91,5 @@ def build_evaluator(settings: KafkaSettings, options: AppOptions, join_config: J
                            join_config.settle_ms, partitions)
     collector = EvaluatorCollector(merger.totals, join.lag, lambda: merger.owner, metrics_config)
     ensure_internal_topic(admin_client(settings), rollouts_topic_name(topics), partitions=1, compacted=True)
-    policy = PolicyService(settings, topics, options.app_id, merger)
+    policy = PolicyService(settings, topics, options.app_id, merger, signer)
     return Evaluator(app, join, merger, collector, policy, state_dir, notes)

@@ -24,6 +24,7 @@ from evaluators.policy.engine import Output, RolloutEngine
 from schemas.codec import DecodeError, decode, encode
 from schemas.control import RoutingCommand
 from schemas.rollout import RolloutSpec
+from schemas.signing import Signer, sign_command
 from schemas.topics import Topics
 from streams.background import BackgroundService
 from streams.config import KafkaSettings
@@ -60,8 +61,10 @@ class PolicyService(BackgroundService):
 
     thread_name = "shadowcanary-policy"
 
-    def __init__(self, settings: KafkaSettings, topics: Topics, app_id: str, merger: MergerService) -> None:
+    def __init__(self, settings: KafkaSettings, topics: Topics, app_id: str, merger: MergerService,
+                 signer: Signer | None = None) -> None:
         super().__init__()
+        self.signer = signer
         self.settings = settings
         self.topics = topics
         self.transactional_id = f"{app_id}.policy"
@@ -151,7 +154,10 @@ class PolicyService(BackgroundService):
         producer.begin_transaction()
         try:
             for output in outputs:
-                producer.produce(topic_of[output.topic], key=output.key.encode(), value=encode(output.message))
+                message = output.message
+                if self.signer is not None and isinstance(message, RoutingCommand):
+                    message = sign_command(message, self.signer)
+                producer.produce(topic_of[output.topic], key=output.key.encode(), value=encode(message))
             producer.produce(rollouts_topic_name(self.topics), key=STATE_KEY, value=orjson.dumps(engine.to_state()))
             producer.commit_transaction(30)
         except KafkaException:

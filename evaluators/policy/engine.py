@@ -291,7 +291,9 @@ class RolloutEngine:
         command = RoutingCommand(
             command_id=uuid.uuid5(_NAMESPACE, f"{rollout['id']}\x1f{epoch}"), model=model, epoch=epoch,
             issued_at=now_ms, issuer=issuer, action=action, routes=routes, shadow=shadow, reason=reason,
-            rollout_id=rollout["id"])
+            rollout_id=rollout["id"],
+            # Once promoted, the candidate is who everyone outside any cohort gets.
+            baseline=rollout["spec"]["candidate"] if action == "promote" else rollout["spec"]["baseline"])
         return Output("control", model, command)
 
     @staticmethod
