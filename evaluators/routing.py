@@ -167,6 +167,11 @@ class RouteBook:
             return Assignment(table.baseline, table.mirror)
         return Assignment(table.route(subject), table.mirror)
 
+    def baseline(self, model: str) -> str | None:
+        """The version serving everyone outside the rollout (and everyone before any command)."""
+        table = self.tables.get(model)
+        return table.baseline if table is not None else self.baselines.get(model)
+
     def serving(self, model: str) -> dict[str, float]:
         """The routes in force for ``model`` (the baseline at 100% before any command)."""
         table = self.tables.get(model)

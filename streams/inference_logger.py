@@ -50,6 +50,7 @@ class InferenceLogger:
         self._producer = make_producer(settings, **{
             "linger.ms": linger_ms, "queue.buffering.max.messages": max_queued,
             "message.timeout.ms": 120_000, "on_delivery": self._delivered})
+        self._unfolded: dict[str, int] = {}
         self._closing = threading.Event()
         self._poller = threading.Thread(target=self._poll, name="shadowcanary-logger", daemon=True)
         self._poller.start()
@@ -86,14 +87,22 @@ class InferenceLogger:
 
     def _delivered(self, err: Any, msg: Any) -> None:  # librdkafka's delivery report, on the poller thread
         if err is None:
-            self._count(msg.topic(), "delivered")
+            # Only the poller writes here; folded into the shared counts once per poll, so the
+            # serving threads rarely wait on the GIL or a lock for it.
+            self._unfolded[msg.topic()] = self._unfolded.get(msg.topic(), 0) + 1
         else:
             self._count(msg.topic(), "failed")
             log.warning("inference logger: %s not delivered: %s", msg.topic(), err.str())
 
+    def _fold_delivered(self) -> None:
+        unfolded, self._unfolded = self._unfolded, {}
+        for topic, n in unfolded.items():
+            self._count(topic, "delivered", n)
+
     def _poll(self) -> None:
         while not self._closing.is_set():
             self._producer.poll(0.1)
+            self._fold_delivered()
 
     def outcome(self, outcome: str) -> int:
         """How many events (all topics) ended with ``outcome``."""
@@ -104,6 +113,7 @@ class InferenceLogger:
         self._closing.set()
         self._poller.join()
         remaining = self._producer.flush(timeout)
+        self._fold_delivered()
         if remaining:
             self._count("*", "failed", remaining)
         return remaining
