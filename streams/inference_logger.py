@@ -51,6 +51,7 @@ class InferenceLogger:
             "linger.ms": linger_ms, "queue.buffering.max.messages": max_queued,
             "message.timeout.ms": 120_000, "on_delivery": self._delivered})
         self._unfolded: dict[str, int] = {}
+        self._children: dict[tuple[str, str], Any] = {}
         self._closing = threading.Event()
         self._poller = threading.Thread(target=self._poll, name="shadowcanary-logger", daemon=True)
         self._poller.start()
@@ -81,9 +82,13 @@ class InferenceLogger:
         return True
 
     def _count(self, topic: str, outcome: str, n: int = 1) -> None:
+        key = (topic, outcome)
         with self._lock:  # the caller's thread and the poller both count
-            self.counts[topic, outcome] += n
-        EVENTS.labels(topic, outcome).inc(n)
+            self.counts[key] += n
+        child = self._children.get(key)
+        if child is None:  # labels() costs a microsecond; the child is kept
+            child = self._children[key] = EVENTS.labels(topic, outcome)
+        child.inc(n)
 
     def _delivered(self, err: Any, msg: Any) -> None:  # librdkafka's delivery report, on the poller thread
         if err is None:
