@@ -26,7 +26,7 @@ and its ``command_id`` was not seen before. Each refusal says why.
 >>> book.apply(RoutingCommand(model="fraud", epoch=0, issued_at=0, issuer="evaluator", action="set_routes",
 ...     routes={"v1": 0, "v2": 100}, shadow=["v3"], reason="all in", rollout_id="r1", baseline="v1"))
 >>> book.route("fraud", "user-1")
-Assignment(serve='v2', mirror=('v3',))
+Assignment(serve='v2', mirror=('v3',), role='canary')
 """
 
 from __future__ import annotations
@@ -57,10 +57,12 @@ def bucket(salt: str, subject: str) -> int:
 
 @dataclass(frozen=True)
 class Assignment:
-    """Where one request goes: the version that answers, and the versions that get a mirrored copy."""
+    """Where one request goes: the version that answers, the versions that get a mirrored copy, and
+    the ``role`` the answering version's ``InferenceResponse`` carries (mirrors are ``shadow``)."""
 
     serve: str
     mirror: tuple[str, ...] = ()
+    role: str = "primary"
 
 
 @dataclass(frozen=True)
@@ -106,30 +108,23 @@ class CommandGate:
         self._seen: OrderedDict[str, None] = OrderedDict()
         self._seen_max = seen_ids
 
-    def refusal(self, command: RoutingCommand) -> str | None:
-        """Why ``command`` must not be applied, or ``None``. Does not record it (see :meth:`admit`)."""
+    def admit(self, command: RoutingCommand) -> str | None:
+        """Check and, if accepted, record the command; returns the refusal reason or ``None``."""
         if self.verifier is not None:
             reason = verify_command(command, self.verifier)
             if reason is not None:
                 return reason
-            if str(command.command_id) in self._seen:
+            key = str(command.command_id)
+            if key in self._seen:
                 return f"replayed: command {command.command_id} was already seen"
-        last = self.epochs.get(command.model)
-        if last is not None and command.epoch <= last:
-            return f"stale: epoch {command.epoch} is not higher than {last}, the last applied for {command.model}"
-        return None
-
-    def admit(self, command: RoutingCommand) -> str | None:
-        """Check and, if accepted, record the command; returns the refusal reason or ``None``."""
-        reason = self.refusal(command)
-        key = str(command.command_id)
-        if self.verifier is not None and not (reason or "").startswith(("unsigned", "bad signature")):
             self._seen[key] = None  # a genuine command, applied or stale, may not come back
             if len(self._seen) > self._seen_max:
                 self._seen.popitem(last=False)
-        if reason is None:
-            self.epochs[command.model] = command.epoch
-        return reason
+        last = self.epochs.get(command.model)
+        if last is not None and command.epoch <= last:
+            return f"stale: epoch {command.epoch} is not higher than {last}, the last applied for {command.model}"
+        self.epochs[command.model] = command.epoch
+        return None
 
 
 class RouteBook:
@@ -165,12 +160,8 @@ class RouteBook:
         cohort = self.cohorts.get(model)
         if cohort and (attributes is None or any(attributes.get(k) != v for k, v in cohort.items())):
             return Assignment(table.baseline, table.mirror)
-        return Assignment(table.route(subject), table.mirror)
-
-    def baseline(self, model: str) -> str | None:
-        """The version serving everyone outside the rollout (and everyone before any command)."""
-        table = self.tables.get(model)
-        return table.baseline if table is not None else self.baselines.get(model)
+        version = table.route(subject)
+        return Assignment(version, table.mirror, "primary" if version == table.baseline else "canary")
 
     def serving(self, model: str) -> dict[str, float]:
         """The routes in force for ``model`` (the baseline at 100% before any command)."""

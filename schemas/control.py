@@ -78,6 +78,18 @@ class Bounds(WireModel):
     lower: FiniteFloat | None = None
     upper: FiniteFloat | None = None
 
+    def describe(self) -> str:
+        """``value [lower, upper]`` for people (the CLI, the demo, the report).
+
+        >>> Bounds(value=0.9, samples=10, lower=0.8, upper=0.95).describe()
+        '0.9 [0.8, 0.95]'
+        """
+        if self.value is None:
+            return "no data"
+        if self.lower is None or self.upper is None:
+            return f"{self.value:.4g}"
+        return f"{self.value:.4g} [{self.lower:.4g}, {self.upper:.4g}]"
+
 
 class GuardrailEvidence(WireModel):
     """Why a guardrail holds the verdict it holds."""

@@ -27,6 +27,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import os
+import secrets
 from pathlib import Path
 from typing import Protocol
 
@@ -167,9 +169,6 @@ def generate_key(kind: str, path: Path) -> list[Path]:
 
     Files are created with mode 0600 (the public key 0644); an existing file is never overwritten.
     """
-    import os
-    import secrets
-
     def write(target: Path, data: bytes, mode: int) -> None:
         fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
         with os.fdopen(fd, "wb") as handle:

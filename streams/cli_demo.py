@@ -16,9 +16,6 @@ Exits 0 only if both outcomes happened, as read back from ``rollout.decisions`` 
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from datetime import datetime
@@ -45,6 +42,7 @@ from streams.local_broker import PROJECT_ROOT
 from streams.producer import ContractProducer
 from streams.report import write_report
 from streams.router import Router
+from streams.worker_process import start_evaluator, stop_workers
 
 MODEL = "tumor-classifier"
 
@@ -94,11 +92,9 @@ def _view(phases: list[Phase], router: Router, traffic: TrafficSimulator, feed: 
         evidence.add_column(column)
     if feed.decisions:
         for e in feed.decisions[-1].evidence:
-            def show(b):
-                return "-" if b is None or b.value is None else f"{b.value:.4g} [{b.lower:.4g}, {b.upper:.4g}]" \
-                    if b.lower is not None and b.upper is not None else f"{b.value:.4g}"
             colour = {"fail": "red", "pass": "green"}.get(e.verdict, "yellow")
-            evidence.add_row(e.guardrail, f"[{colour}]{e.verdict}[/{colour}]", show(e.baseline), show(e.candidate),
+            evidence.add_row(e.guardrail, f"[{colour}]{e.verdict}[/{colour}]",
+                             e.baseline.describe() if e.baseline else "-", e.candidate.describe(),
                              str(e.candidate.samples))
     log = Table(title="Decisions and commands, as they happen", expand=True)
     log.add_column("epoch / step", justify="right")
@@ -113,9 +109,10 @@ def _view(phases: list[Phase], router: Router, traffic: TrafficSimulator, feed: 
 
 
 def _finished(feed: RolloutFeed, phase: Phase) -> bool:
-    return any(c.action == phase.expect and c.rollout_id.startswith(f"{MODEL}@") and
-               any(d.rollout_id == c.rollout_id and d.model == MODEL for d in feed.decisions) and
-               _candidate_of(feed, c.rollout_id) == phase.candidate for c in feed.commands)
+    """Whether the phase's ending command is on ``rollout.control`` and its decision on ``rollout.decisions``."""
+    decided = {d.rollout_id for d in feed.decisions}
+    return any(c.action == phase.expect and c.rollout_id in decided
+               and _candidate_of(feed, c.rollout_id) == phase.candidate for c in feed.commands)
 
 
 def _candidate_of(feed: RolloutFeed, rollout_id: str) -> str | None:
@@ -159,7 +156,10 @@ def demo(ctx: Context, keep_broker: bool, rate: float, timeout: float, report_pa
     console.print("offline accuracy on the served half: " +
                   ", ".join(f"{v} {fleet.accuracy(v):.3f}" for v in sorted(fleet.predictions)))
 
-    worker = _start_evaluator(settings, run_dir, key[0])
+    worker = start_evaluator(
+        settings, f"demo-{run}", str(run_dir / "evaluator"), "--window", "10s", "--label-timeout", "15s",
+        "--expiry-grace", "2s", "--idle-after", "2s", "--metrics-port", "0", "--task", f"{MODEL}=binary",
+        "--loglevel", "info", global_args=("--signing-key", str(key[0])))
     router = Router(settings, baselines={MODEL: "v1"}, verifier=load_verifier(key[1]))
     logger = InferenceLogger(settings)
     feed = RolloutFeed(settings, topics)
@@ -201,7 +201,7 @@ def demo(ctx: Context, keep_broker: bool, rate: float, timeout: float, report_pa
         traffic.stop()
         undelivered = logger.close()
         router.stop()
-        _stop(worker)
+        stop_workers(worker, timeout=30)
         feed.stop()
         if broker is not None and not keep_broker:
             console.print(broker.down())
@@ -216,26 +216,3 @@ def demo(ctx: Context, keep_broker: bool, rate: float, timeout: float, report_pa
                                 f"evaluator log: {run_dir / 'evaluator.log'}")
     console.print(f"[green]done in {time.monotonic() - started:.0f}s[/green]: v2 rolled back, v3 promoted to 100% "
                   f"(see {topics.decisions} and {topics.control})")
-
-
-def _start_evaluator(settings: KafkaSettings, run_dir: Path, signing_key: Path) -> subprocess.Popen:
-    env = {**os.environ, "KAFKA_BOOTSTRAP": settings.bootstrap_servers,
-           "SHADOWCANARY_TOPIC_PREFIX": settings.topic_prefix}
-    log = open(run_dir / "evaluator.log", "ab")
-    return subprocess.Popen(
-        [sys.executable, "-m", "streams.cli", "--signing-key", str(signing_key), "evaluate",
-         "--app-id", f"demo-{run_dir.name}", "--state-dir", str(run_dir / "evaluator"), "--window", "10s",
-         "--label-timeout", "15s", "--expiry-grace", "2s", "--idle-after", "2s", "--metrics-port", "0",
-         "--task", f"{MODEL}=binary", "--loglevel", "info"],
-        env=env, stdout=log, stderr=log)
-
-
-def _stop(worker: subprocess.Popen) -> None:
-    if worker.poll() is None:
-        worker.terminate()
-        try:
-            worker.wait(30)
-        except subprocess.TimeoutExpired:
-            worker.kill()
-
-

@@ -18,7 +18,6 @@ from evaluators.policy.engine import RolloutEngine, stages
 from evaluators.policy.guardrails import unsupported_reason
 from schemas.codec import DecodeError, decode
 from schemas.control import Decision, RoutingCommand
-from schemas.signing import sign_command
 from schemas.rollout import RolloutSpec
 from schemas.spec_yaml import SpecError, load_spec_file
 from schemas.topics import Topics
@@ -111,18 +110,15 @@ def status(ctx: Context, model: str | None, as_json: bool) -> None:
             continue
         click.echo(f"  last decision: {decision.action} ({decision.reason})")
         for e in decision.evidence:
-            c = e.candidate
-            bounds = f"[{c.lower:.4g}, {c.upper:.4g}]" if c.lower is not None else "[-]"
             base = f" vs baseline {e.baseline.value:.4g}" if e.baseline and e.baseline.value is not None else ""
-            value = f"{c.value:.4g}" if c.value is not None else "no data"
-            click.echo(f"  {e.guardrail}: {e.verdict}: candidate {value} {bounds} n={c.samples}{base}; "
+            click.echo(f"  {e.guardrail}: {e.verdict}: candidate {e.candidate.describe()} n={e.candidate.samples}{base}; "
                        f"statistic {e.statistic:.3g} / {e.threshold:.3g}")
 
 
 def _manual(ctx: Context, model: str, action: str, reason: str, user: str | None) -> None:
     signer = ctx.signer  # a bad key file is reported before anything is read or sent
     topics = Topics(ctx.settings.topic_prefix)
-    engine = RolloutEngine({"rollouts": _rollouts(ctx)})
+    engine = RolloutEngine({"rollouts": _rollouts(ctx)}, signer)
     for message in read_to_end(ctx.settings, topics.control)[0]:
         if message.key() == model.encode():
             try:
@@ -136,12 +132,8 @@ def _manual(ctx: Context, model: str, action: str, reason: str, user: str | None
     producer = ContractProducer(ctx.settings)
     if action == "abort":
         producer.send(topics.specs, model, None)
-    topic_of = {"control": topics.control, "decisions": topics.decisions}
     for output in outputs:
-        message = output.message
-        if signer is not None and isinstance(message, RoutingCommand):
-            message = sign_command(message, signer)
-        producer.send(topic_of[output.topic], output.key, message)
+        producer.send(getattr(topics, output.topic), output.key, output.message)
     producer.flush()
     command = next(o.message for o in outputs if o.topic == "control")
     click.echo(f"{model}: {action} published (epoch {command.epoch})")

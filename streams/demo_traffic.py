@@ -77,11 +77,9 @@ class TrafficSimulator:
         rid = f"req-{n}-{int(rng.integers(1 << 30))}"
         now = int(time.time() * 1000)
         assignment = self.router.route(self.model, subject)
-        baseline = self.router.book.baseline(self.model)
         self.logger.log_request(InferenceRequest(request_id=rid, model=self.model, ts=now,
                                                  features=fleet.row_features(row), subject=subject))
-        for version, role in [(assignment.serve, "primary" if assignment.serve == baseline else "canary"),
-                              *[(v, "shadow") for v in assignment.mirror]]:
+        for version, role in [(assignment.serve, assignment.role), *[(v, "shadow") for v in assignment.mirror]]:
             latency = float(rng.lognormal(np.log(6.0), 0.35))
             failed = rng.random() < self.error_rate
             prediction = int(fleet.predictions[version][row])

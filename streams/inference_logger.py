@@ -25,7 +25,6 @@ from collections import Counter as Tally
 from typing import Any, Mapping
 
 from prometheus_client import Counter
-from pydantic import ValidationError
 
 from schemas.codec import encode
 from schemas.inference import InferenceRequest, InferenceResponse
@@ -69,7 +68,7 @@ class InferenceLogger:
             if not isinstance(event, model):
                 event = model.model_validate(event)
             value = encode(event)
-        except (ValidationError, ValueError, TypeError) as exc:
+        except (ValueError, TypeError) as exc:  # pydantic's ValidationError is a ValueError
             self._count(topic, "dropped_invalid")
             log.warning("inference logger: dropped an invalid %s: %s", model.__name__, exc)
             return False

@@ -8,7 +8,8 @@ partial state goes to an internal compacted topic for the one owner that merges 
 - ``w/<partition>/<snapshot id>``: the partition's part of a window that just closed, sent right
   after the batch that closed it is stored (and again after a restart: the key makes it idempotent);
 - ``h/<partition>``: a heartbeat with the partition's stream time, exact counts and metric state
-  per version (closed part and open windows, as stored: the owner merges them when it needs totals), at most every ``HEARTBEAT_S`` and always after the finals it covers.
+  per version (closed part and open windows, as stored: the owner merges them when it needs
+  totals), after every batch the partition applies, so the newest heartbeat is its newest state.
 """
 
 from __future__ import annotations
@@ -64,6 +65,7 @@ class JoinWorker:
         self.accumulator_from_state = evaluator_accumulator(metrics, config.settle_ms)
         self.joins: dict[int, JoinPartition] = {}
         self.sources: dict[int, list[str]] = {}
+        self.source_of: dict[int, dict[str, str]] = {}  # partition -> input topic -> source name
         self.topic_of_code = {code: topic for topic, code in self.codes.items()}
         # End offsets per input partition, each partition's three written together by one
         # observation (so a partition's view is always from one moment).
@@ -86,10 +88,11 @@ class JoinWorker:
             by_partition[event.message.partition].append((event, message))
         async with self.lock:
             for partition, items in by_partition.items():
-                incoming = [Incoming(message, f"{self.codes[event.message.topic]}{partition}", event.message.offset)
+                join = self.join_for(partition)
+                source_of = self.source_of[partition]
+                incoming = [Incoming(message, source_of[event.message.topic], event.message.offset)
                             for event, message in items]
                 self.last_event[partition] = items[-1][0]
-                join = self.join_for(partition)
                 self.idleness[partition].arrived({item.source for item in incoming}, now_ms())
                 await self.process(partition, join, incoming)
         self.events_processed += len(batch)
@@ -157,7 +160,8 @@ class JoinWorker:
 
     def join_for(self, partition: int) -> JoinPartition:
         if partition not in self.joins:
-            self.sources[partition] = [f"{code}{partition}" for code in self.codes.values()]
+            self.source_of[partition] = {topic: f"{code}{partition}" for topic, code in self.codes.items()}
+            self.sources[partition] = list(self.source_of[partition].values())
             self.idleness[partition] = SourceIdleness(self.sources[partition], self.config.idle_after_ms, now_ms())
             # Own key space per partition: faust's RocksDB store deletes a key in the partition that
             # last wrote it, so keys must never be shared between partitions.

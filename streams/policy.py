@@ -24,7 +24,7 @@ from evaluators.policy.engine import Output, RolloutEngine
 from schemas.codec import DecodeError, decode, encode
 from schemas.control import RoutingCommand
 from schemas.rollout import RolloutSpec
-from schemas.signing import Signer, sign_command
+from schemas.signing import Signer
 from schemas.topics import Topics
 from streams.background import BackgroundService
 from streams.config import KafkaSettings
@@ -85,7 +85,7 @@ class PolicyService(BackgroundService):
         producer = Producer(self.settings.confluent_config(**{
             "transactional.id": self.transactional_id, "enable.idempotence": True, "linger.ms": 0}))
         producer.init_transactions(30)
-        engine = RolloutEngine(load_engine_state(self.settings, self.topics))
+        engine = RolloutEngine(load_engine_state(self.settings, self.topics), self.signer)
         consumer = Consumer(self.settings.confluent_config(**{
             "group.id": "unused", "enable.auto.commit": False, "isolation.level": "read_committed",
             "auto.offset.reset": "earliest"}))
@@ -150,14 +150,11 @@ class PolicyService(BackgroundService):
             pass  # a router ignores it too
 
     def _publish(self, producer: Producer, engine: RolloutEngine, outputs: list[Output]) -> None:
-        topic_of = {"control": self.topics.control, "decisions": self.topics.decisions, "alerts": self.topics.alerts}
         producer.begin_transaction()
         try:
-            for output in outputs:
-                message = output.message
-                if self.signer is not None and isinstance(message, RoutingCommand):
-                    message = sign_command(message, self.signer)
-                producer.produce(topic_of[output.topic], key=output.key.encode(), value=encode(message))
+            for output in outputs:  # output.topic is control, decisions or alerts: a Topics attribute
+                producer.produce(getattr(self.topics, output.topic), key=output.key.encode(),
+                                 value=encode(output.message))
             producer.produce(rollouts_topic_name(self.topics), key=STATE_KEY, value=orjson.dumps(engine.to_state()))
             producer.commit_transaction(30)
         except KafkaException:

@@ -128,11 +128,8 @@ def guardrail_svg(metric: str, snapshots: list[MetricsSnapshot], decisions: list
 def _decision_rows(decisions: Iterable[Decision], t0: float) -> str:
     rows = []
     for d in decisions:
-        evidence = "; ".join(
-            f"{e.guardrail}: {e.verdict}"
-            + (f" (candidate {e.candidate.value:.4g} [{e.candidate.lower:.4g}, {e.candidate.upper:.4g}], n={e.candidate.samples})"
-               if e.candidate.value is not None and e.candidate.lower is not None and e.candidate.upper is not None else "")
-            for e in d.evidence)
+        evidence = "; ".join(f"{e.guardrail}: {e.verdict} (candidate {e.candidate.describe()}, n={e.candidate.samples})"
+                             for e in d.evidence)
         rows.append(f"<tr><td>{(_ms(d.ts) - t0) / 1000:.1f}s</td><td>{html.escape(d.model)}</td><td>{d.step}</td>"
                     f"<td style='color:{COLORS.get(d.action, 'black')}'><b>{d.action}</b></td>"
                     f"<td>{html.escape(d.reason)}</td><td>{html.escape(evidence)}</td></tr>")

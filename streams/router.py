@@ -22,12 +22,11 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 import uuid
 from collections import deque
 from typing import Mapping
 
-from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka import Consumer, TopicPartition
 from prometheus_client import Counter
 
 from evaluators.routing import Assignment, RouteBook
@@ -37,6 +36,8 @@ from schemas.signing import Verifier
 from schemas.topics import Topics
 from streams.background import BackgroundService
 from streams.config import KafkaSettings
+from streams.errors import KafkaUnavailableError
+from streams.reading import read_to_end
 
 log = logging.getLogger("shadowcanary.router")
 
@@ -74,39 +75,35 @@ class Router(BackgroundService):
     def _run(self) -> None:
         consumer = Consumer(self.settings.confluent_config(**{
             "group.id": f"shadowcanary-router-{uuid.uuid4()}", "enable.auto.commit": False,
-            "isolation.level": "read_committed", "auto.offset.reset": "earliest",
-            "reconnect.backoff.max.ms": 2000}))
+            "isolation.level": "read_committed", "reconnect.backoff.max.ms": 2000}))
         try:
-            ends = self._assign(consumer)
+            ends = self._catch_up()
+            if ends is None:
+                return
+            consumer.assign(ends)  # live from where the history ended
             while not self._stop.is_set():
                 for message in consumer.consume(500, 0.25):
                     if message.error() is None:
                         self._read(message.value())
-                if ends is not None and not self.ready.is_set():
-                    done = [tp for tp in consumer.position(ends)]
-                    if all(p.offset >= e.offset for p, e in zip(done, ends)):
-                        self.ready.set()
         finally:
             consumer.close()
 
-    def _assign(self, consumer: Consumer) -> list[TopicPartition] | None:
-        """Assign every partition from the beginning; retry while the broker cannot be reached."""
+    def _catch_up(self) -> list[TopicPartition] | None:
+        """Apply the history on the topic; retry while the broker cannot be reached (the baselines
+        serve meanwhile). Returns where each partition ended, or ``None`` if stopped first."""
         while not self._stop.is_set():
             try:
-                partitions = consumer.list_topics(self.topic, timeout=5).topics[self.topic].partitions
-                if not partitions:
-                    raise KafkaException(f"{self.topic} has no partitions (does it exist?)")
-                ends = []
-                for p in partitions:
-                    high = consumer.get_watermark_offsets(TopicPartition(self.topic, p), timeout=5)[1]
-                    ends.append(TopicPartition(self.topic, p, high))
-                consumer.assign([TopicPartition(self.topic, p, -2) for p in partitions])
-                if all(e.offset == 0 for e in ends):
-                    self.ready.set()
-                return ends
-            except KafkaException as exc:
+                history, ends = read_to_end(self.settings, self.topic, timeout=30)
+                if not ends:
+                    raise KafkaUnavailableError(f"{self.topic} has no partitions (does it exist?)")
+            except KafkaUnavailableError as exc:
                 log.warning("router: cannot read %s yet (%s); serving the baselines meanwhile", self.topic, exc)
                 self._stop.wait(1.0)
+                continue
+            for message in history:
+                self._read(message.value())
+            self.ready.set()
+            return ends
         return None
 
     def _read(self, value: bytes | None) -> None:
@@ -129,12 +126,3 @@ class Router(BackgroundService):
         self.refused.append((command_id, model, reason))
         log.warning("router: refused command %s for %s: %s", command_id, model, reason)
 
-
-def wait_for(condition, timeout: float, interval: float = 0.05) -> bool:
-    """Poll ``condition`` until it is true or ``timeout`` passes (for callers and tests)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(interval)
-    return bool(condition())

@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import time
 import uuid
 
@@ -14,6 +10,7 @@ from confluent_kafka import Consumer, Message
 from schemas import InferenceRequest, Topics, encode
 from streams.config import KafkaSettings
 from streams.producer import make_producer
+from streams.worker_process import start_evaluator, stop_workers  # noqa: F401 (the tests' helpers)
 
 
 def read_topic(settings: KafkaSettings, topic: str, expected: int | None = None, timeout: float = 120,
@@ -46,21 +43,11 @@ def send_ticks(settings: KafkaSettings, topics: Topics, partitions: int, ts: int
     producer.flush(30)
 
 
-def start_evaluator(settings: KafkaSettings, app_id: str, state_dir: str, *args: str) -> subprocess.Popen:
-    """``shadowcanary evaluate`` in a process of its own; its log goes to ``<state_dir>.log``."""
-    env = {**os.environ, "KAFKA_BOOTSTRAP": settings.bootstrap_servers,
-           "SHADOWCANARY_TOPIC_PREFIX": settings.topic_prefix}
-    return subprocess.Popen(
-        [sys.executable, "-m", "streams.cli", "evaluate", "--app-id", app_id, "--state-dir", state_dir, *args],
-        env=env, stdout=subprocess.DEVNULL, stderr=open(os.path.join(state_dir + ".log"), "ab"))
-
-
-def stop_workers(*workers: subprocess.Popen, timeout: float = 60) -> None:
-    """Ask each worker to stop cleanly (SIGTERM, as Ctrl-C would); kill the ones that do not."""
-    for worker in workers:
-        worker.send_signal(signal.SIGTERM)
-    for worker in workers:
-        try:
-            worker.wait(timeout)
-        except subprocess.TimeoutExpired:
-            worker.kill()
+def wait_for(condition, timeout: float, interval: float = 0.05) -> bool:
+    """Poll ``condition`` until it is true or ``timeout`` passes."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(interval)
+    return bool(condition())

@@ -36,6 +36,7 @@ from evaluators.policy.sequential import new_test
 from schemas.control import Decision, GuardrailEvidence, RoutingCommand
 from schemas.monitoring import Alert
 from schemas.rollout import RolloutSpec
+from schemas.signing import Signer, sign_command
 
 ISSUER = "evaluator"
 ACTIVE = ("running", "paused", "held")
@@ -85,8 +86,9 @@ class RolloutEngine:
     [{'v1': 90.0, 'v2': 10.0}]
     """
 
-    def __init__(self, state: dict | None = None) -> None:
+    def __init__(self, state: dict | None = None, signer: Signer | None = None) -> None:
         state = state or {}
+        self.signer = signer  # signs every command the engine issues, when set
         self.rollouts: dict[str, dict] = state.get("rollouts", {})
         self.epochs: dict[str, int] = state.get("epochs", {})
         self._specs: dict[str, tuple[str, RolloutSpec]] = {}  # model -> (rollout id, spec)
@@ -294,6 +296,8 @@ class RolloutEngine:
             rollout_id=rollout["id"],
             # Once promoted, the candidate is who everyone outside any cohort gets.
             baseline=rollout["spec"]["candidate"] if action == "promote" else rollout["spec"]["baseline"])
+        if self.signer is not None:
+            command = sign_command(command, self.signer)
         return Output("control", model, command)
 
     @staticmethod

@@ -24,13 +24,14 @@ def spec(model: str) -> RolloutSpec:
     return RolloutSpec.model_validate({
         "model": model, "baseline": "v1", "candidate": "v2", "mode": "canary", "task": "binary",
         "steps": [50, 100], "bake": {"min_duration": "0s", "min_samples": 150},
-        "guardrails": [{"metric": "accuracy", "max_degradation": 0.0},
+        # A tolerance, so that an equal candidate is not rolled back by the test's own alpha.
+        "guardrails": [{"metric": "accuracy", "max_degradation": 0.03},
                        {"metric": "error_rate", "max": 0.05, "critical": True}]})
 
 
 def traffic(producer: ContractProducer, topics: Topics, model: str, accuracy: dict[str, float], n: int,
-            rng: random.Random) -> None:
-    for i in range(n):
+            rng: random.Random, start: int = 0) -> None:
+    for i in range(start, start + n):
         rid, ts = f"{model}-{i}", T0 + i * 10
         version = "v2" if i % 2 else "v1"
         label = rng.randint(0, 1)
@@ -43,10 +44,13 @@ def traffic(producer: ContractProducer, topics: Topics, model: str, accuracy: di
     producer.flush(60)
 
 
-def wait_for_commands(settings, topics: Topics, done, timeout: float = 150.0) -> list[RoutingCommand]:
+def wait_for_commands(settings, topics: Topics, done, timeout: float = 150.0,
+                      between=lambda: None) -> list[RoutingCommand]:
+    """Read rollout.control until ``done``; ``between`` runs before each read (more traffic)."""
     deadline = time.monotonic() + timeout
     commands: list[RoutingCommand] = []
     while time.monotonic() < deadline:
+        between()
         commands = [decode(RoutingCommand, m.value()) for m in read_topic(settings, topics.control, linger=2)]
         if done(commands):
             break
@@ -67,15 +71,19 @@ def test_a_worse_candidate_is_rolled_back_and_an_equal_one_completes(kafka_setti
         producer.flush()
         time.sleep(8)  # the worker joins its groups and the engine starts both rollouts
         rng = random.Random(3)
-        traffic(producer, topics, "bad", {"v1": 0.95, "v2": 0.70}, 1500, rng)
-        traffic(producer, topics, "good", {"v1": 0.95, "v2": 0.95}, 1500, rng)
+        sent = [0]
+
+        def more_traffic() -> None:  # in rounds, so that every stage gets samples of its own
+            for model, accuracy in (("bad", {"v1": 0.95, "v2": 0.70}), ("good", {"v1": 0.95, "v2": 0.95})):
+                traffic(producer, topics, model, accuracy, 500, rng, start=sent[0])
+            sent[0] += 500
 
         def settled(commands):
             by_model = {c.model: c for c in commands}
             return (by_model.get("bad") and by_model["bad"].action == "rollback"
                     and by_model.get("good") and by_model["good"].action == "promote")
 
-        commands = wait_for_commands(kafka_settings, topics, settled)
+        commands = wait_for_commands(kafka_settings, topics, settled, between=more_traffic)
         alive = worker.poll() is None
     finally:
         stop_workers(worker)

@@ -15,8 +15,8 @@ from streams.config import KafkaSettings
 from streams.inference_logger import InferenceLogger
 from streams.local_broker import LocalBroker, free_port
 from streams.producer import ContractProducer
-from streams.router import Router, wait_for
-from tests.kafka_helpers import read_topic
+from streams.router import Router
+from tests.kafka_helpers import read_topic, wait_for
 
 pytestmark = pytest.mark.kafka
 KEY = HmacKey(b"router-test-secret-32-bytes-long")
