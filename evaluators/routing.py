@@ -71,8 +71,8 @@ class RouteTable:
 
     baseline: str
     salt: str
-    versions: tuple[str, ...]  # non-baseline versions in bucket order, then the baseline
-    cuts: tuple[int, ...]      # upper bucket bound of each non-baseline version
+    answers: tuple[Assignment, ...]  # non-baseline versions in bucket order, then the baseline
+    cuts: tuple[int, ...]            # upper bucket bound of each non-baseline version
     mirror: tuple[str, ...]
     epoch: int
     routes: Mapping[str, float] = field(default_factory=dict)
@@ -88,15 +88,16 @@ class RouteTable:
         for version in others:
             upper += round(command.routes[version] * BUCKETS / 100)
             cuts.append(min(upper, BUCKETS))
-        return cls(baseline=baseline, salt=f"{command.model}:{command.rollout_id}:",
-                   versions=(*others, baseline), cuts=tuple(cuts),
-                   mirror=tuple(v for v in command.shadow if v not in command.routes or command.routes[v] == 0),
-                   epoch=command.epoch, routes=dict(command.routes))
+        mirror = tuple(v for v in command.shadow if v not in command.routes or command.routes[v] == 0)
+        # Answers are prepared once per command, so a lookup allocates nothing.
+        answers = (*(Assignment(v, mirror, "canary") for v in others), Assignment(baseline, mirror, "primary"))
+        return cls(baseline=baseline, salt=f"{command.model}:{command.rollout_id}:", answers=answers,
+                   cuts=tuple(cuts), mirror=mirror, epoch=command.epoch, routes=dict(command.routes))
 
-    def route(self, subject: str) -> str:
+    def route(self, subject: str) -> Assignment:
         if not self.cuts:
-            return self.baseline
-        return self.versions[bisect_right(self.cuts, bucket(self.salt, subject))]
+            return self.answers[-1]
+        return self.answers[bisect_right(self.cuts, bucket(self.salt, subject))]
 
 
 class CommandGate:
@@ -159,9 +160,8 @@ class RouteBook:
             return Assignment(baseline)
         cohort = self.cohorts.get(model)
         if cohort and (attributes is None or any(attributes.get(k) != v for k, v in cohort.items())):
-            return Assignment(table.baseline, table.mirror)
-        version = table.route(subject)
-        return Assignment(version, table.mirror, "primary" if version == table.baseline else "canary")
+            return table.answers[-1]
+        return table.route(subject)
 
     def serving(self, model: str) -> dict[str, float]:
         """The routes in force for ``model`` (the baseline at 100% before any command)."""
