@@ -33,6 +33,17 @@ class ResponseFact:
 
 
 @dataclass(frozen=True, slots=True)
+class ServedFeatures:
+    """The features of a request a version answered (feature drift per version), once both are in."""
+
+    model: str
+    version: str
+    role: str
+    ts_ms: int  # event time of the response: window membership
+    features: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
 class AgreementFact:
     """A shadow version's answer next to the primary's on the same request."""
 
@@ -108,5 +119,5 @@ class Duplicate:
     kind: str  # "request" | "response" | "label"
 
 
-Fact = Union[RequestFact, ResponseFact, AgreementFact, JoinedRecord, LabelFact, LateLabel, Expired,
+Fact = Union[RequestFact, ResponseFact, ServedFeatures, AgreementFact, JoinedRecord, LabelFact, LateLabel, Expired,
              UnmatchedLabel, Duplicate]

@@ -45,7 +45,7 @@ from typing import Any, Callable, Iterable, NamedTuple, Union
 
 from evaluators.facts import (
     AgreementFact, Duplicate, Expired, Fact, JoinedRecord, LabelFact, LateLabel, RequestFact, ResponseFact,
-    UnmatchedLabel,
+    ServedFeatures, UnmatchedLabel,
 )
 from evaluators.store import KeyValueStore
 from schemas.inference import GroundTruth, InferenceRequest, InferenceResponse
@@ -284,6 +284,8 @@ class _Batch:
                 response["j"] = response["k"] = None
             if lost(response["a"]):
                 response["a"] = None
+            if lost(response.get("sf")):
+                response["sf"] = None
         label = state["y"]
         if label is not None:
             if lost(label["e"]):
@@ -415,6 +417,9 @@ class _Batch:
             if self._needs_count(r["e"]):
                 r["e"] = mark
                 self.facts.append(ResponseFact(model, version, r["r"], r["t"], r["l"], r["x"], r["p"]))
+            if request is not None and request["f"] and self._needs_count(r.get("sf")):
+                r["sf"] = mark
+                self.facts.append(ServedFeatures(model, version, r["r"], r["t"], request["f"]))
             kind = r["k"]
             if kind is not None and self._needs_count(r["j"]):
                 r["j"] = mark

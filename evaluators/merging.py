@@ -34,7 +34,8 @@ from typing import Any, Callable
 from evaluators.metrics import version as version_metrics
 from evaluators.metrics.version import MetricsConfig
 from evaluators.windows import running_totals, split_key
-from schemas.monitoring import LatencyQuantiles, MetricsSnapshot, Window
+from evaluators.drift.monitor import DriftMonitor
+from schemas.monitoring import Alert, LatencyQuantiles, MetricsSnapshot, Window
 
 SNAPSHOT_NAMESPACE = uuid.UUID("6f1d9a52-4a0e-4f43-9a57-0d8c3f1b2e11")
 #: How long (event time past its close) a published window's id is remembered, to ignore re-sent finals.
@@ -50,22 +51,28 @@ def _utc(ms: int) -> datetime:
 
 
 def build_snapshot(model: str, version: str, role: str, start: int, end: int, requests: int,
-                   state: dict, config: MetricsConfig) -> MetricsSnapshot:
+                   state: dict, config: MetricsConfig, drift: dict[str, float] | None = None) -> MetricsSnapshot:
     values = version_metrics.compute(state, model, config)
     latency = LatencyQuantiles(p50=values.get("latency_p50_ms"), p95=values.get("latency_p95_ms"),
                                p99=values.get("latency_p99_ms"))
     return MetricsSnapshot(
         model=model, version=version, role=role, window=Window(start=_utc(start), end=_utc(end)),
         requests=requests, responses=state["n"], errors=state["err"], labelled=state["lab"],
-        expired=state["exp"], metrics=values, latency_ms=latency,
+        expired=state["exp"], metrics=values, latency_ms=latency, drift=drift or {},
         snapshot_id=snapshot_id(model, version, role, start))
 
 
 class PartialsMerger:
-    def __init__(self, config: MetricsConfig, settle_ms: Callable[[str], int], partitions: int) -> None:
+    """``drift``: the drift monitor's saved state (see :meth:`drift_state`); its alerts collect in
+    ``alerts`` as windows are published, for the caller to send and clear."""
+
+    def __init__(self, config: MetricsConfig, settle_ms: Callable[[str], int], partitions: int,
+                 drift: dict | None = None) -> None:
         self.config = config
         self.settle_ms = settle_ms
         self.partitions = partitions
+        self.drift = DriftMonitor(config.drift, drift)
+        self.alerts: list[Alert] = []
         self.heartbeats: dict[int, dict[str, Any]] = {}
         self.finals: dict[str, dict[str, Any]] = {}
         self.published: dict[str, int] = {}  # snapshot id -> close time
@@ -100,7 +107,8 @@ class PartialsMerger:
         now = self.stream_time()
         if now is None:
             return []
-        out = []
+        # One model's window: all its versions together (drift compares them with each other).
+        groups: dict[tuple[int, str], list[tuple[str, dict, int, dict]]] = {}
         for sid, entry in sorted(self.finals.items(), key=lambda item: (item[1]["start"], item[0])):
             close = entry["end"] + self.settle_ms(entry["model"])
             if close > now:
@@ -110,12 +118,22 @@ class PartialsMerger:
             for part_requests, state in entry["parts"].values():
                 version_metrics.merge(merged, state)  # merge copies what it takes; b is not kept
                 requests += part_requests
-            out.append(build_snapshot(entry["model"], entry["version"], entry["role"], entry["start"],
-                                      entry["end"], requests, merged, self.config))
+            groups.setdefault((entry["start"], entry["model"]), []).append((sid, entry, requests, merged))
             self.mark_published(sid, close)
+        out = []
+        for (start, model), windows in sorted(groups.items()):
+            scores, alerts = self.drift.observe(model, start, {e["version"]: (e["role"], merged)
+                                                               for _, e, _, merged in windows})
+            self.alerts += alerts
+            for sid, entry, requests, merged in windows:
+                out.append(build_snapshot(model, entry["version"], entry["role"], start, entry["end"],
+                                          requests, merged, self.config, scores.get(entry["version"])))
         for sid in [s for s, close in self.published.items() if close + PUBLISHED_MEMORY_MS < now]:
             del self.published[sid]
         return out
+
+    def drift_state(self) -> dict:
+        return self.drift.to_state()
 
     def totals(self) -> dict[tuple[str, str, str], dict]:
         """Each version's running total, merged over partitions (for live metrics and the policy)."""
@@ -123,7 +141,7 @@ class PartialsMerger:
         for heartbeat in self.heartbeats.values():
             for key, state in running_totals(heartbeat.get("v", {})).items():
                 if key not in merged:
-                    merged[key] = version_metrics.new_state()
+                    merged[key] = version_metrics.new_state(features=False)
                 version_metrics.merge(merged[key], state)
         return {split_key(key): state for key, state in merged.items()}
 

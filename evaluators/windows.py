@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from evaluators.facts import AgreementFact, Fact, RequestFact
+from evaluators.facts import AgreementFact, Fact, RequestFact, ServedFeatures
 from evaluators.metrics import version as version_metrics
 from evaluators.metrics.version import MetricsConfig
 
@@ -86,10 +86,11 @@ class MetricsAccumulator:
         key = version_key(fact.model, fact.version, role)
         entry = self.versions.get(key)
         if entry is None:
-            entry = self.versions[key] = {"base": version_metrics.new_state(), "w": {}}
+            entry = self.versions[key] = {"base": version_metrics.new_state(features=False), "w": {}}
         if self._is_closed(fact.model, start):
             self.late += 1
-            version_metrics.add_fact(entry["base"], fact, self.config)
+            if kind is not ServedFeatures:  # drift is judged per window only
+                version_metrics.add_fact(entry["base"], fact, self.config)
             return
         window = entry["w"].get(str(start))
         if window is None:
@@ -132,7 +133,7 @@ def running_totals(versions: dict[str, Any]) -> dict[str, dict]:
     partition state is not changed."""
     totals = {}
     for key, entry in versions.items():
-        total = version_metrics.merge(version_metrics.new_state(), entry["base"])
+        total = version_metrics.merge(version_metrics.new_state(features=False), entry["base"])
         for window in entry["w"].values():
             version_metrics.merge(total, window)
         totals[key] = total

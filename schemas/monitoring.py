@@ -65,5 +65,7 @@ class Alert(WireModel):
     value: FiniteFloat | None = None
     threshold: FiniteFloat | None = None
     ts: Timestamp
+    feature: str | None = Field(
+        None, description="Added in v1: for drift alerts, the feature (or '@prediction', '@errors') that drifted.")
     status: Literal["firing", "resolved"] = Field(
         "firing", description="Added in v1: 'resolved' when the condition has cleared.")

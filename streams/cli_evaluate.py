@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from evaluators.drift.config import DriftConfig
 from evaluators.join import JoinConfig
 from evaluators.metrics import MetricsConfig
 from schemas.types import Duration
@@ -61,13 +62,25 @@ def _tasks(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) 
 @click.option("--metrics-port", type=click.IntRange(0, 65535), default=9464, show_default=True,
               help="Port of the Prometheus endpoint (0: none).")
 @click.option("--metrics-host", default="0.0.0.0", show_default=True, help="Address it listens on.")
+@click.option("--drift-alpha", type=click.FloatRange(0, 0.5, min_open=True), default=0.001, show_default=True,
+              help="Largest chance that a closed window falsely flags one feature of a version as drifted.")
+@click.option("--drift-confirm-windows", type=click.IntRange(1, 100), default=2, show_default=True,
+              help="Flagged windows in a row before a drift alert fires.")
+@click.option("--drift-reference-windows", type=click.IntRange(1, 10_000), default=5, show_default=True,
+              help="A version's first windows with data that make its pinned drift reference.")
+@click.option("--drift-min-samples", type=click.IntRange(1), default=100, show_default=True,
+              help="Values a window needs (each side) before drift is judged on it.")
+@click.option("--drift-cooldown", default="10m", show_default=True, callback=_duration,
+              help="No second drift alert for one feature of a version within this long.")
 @click.option("--batch-size", type=click.IntRange(1, 100_000), default=2000, show_default=True)
 @click.option("--loglevel", type=click.Choice(["debug", "info", "warning", "error"]), default="warning",
               show_default=True)
 @pass_context
 def evaluate(ctx: Context, app_id: str, store: str, state_dir: Path | None, label_timeout: float,
              expiry_grace: float, idle_after: float, window: float, tasks: dict[str, str], ks: tuple[int, ...],
-             metrics_port: int, metrics_host: str, batch_size: int, loglevel: str) -> None:
+             metrics_port: int, metrics_host: str, drift_alpha: float, drift_confirm_windows: int,
+             drift_reference_windows: int, drift_min_samples: int, drift_cooldown: float, batch_size: int,
+             loglevel: str) -> None:
     """Run an evaluator worker until Ctrl-C (or SIGTERM) stops it cleanly."""
     from faust import Worker
 
@@ -85,7 +98,10 @@ def evaluate(ctx: Context, app_id: str, store: str, state_dir: Path | None, labe
                         idle_after_ms=int(idle_after * 1000))
     if window < 1:
         raise click.BadParameter("must be at least 1s", param_hint="'--window'")
-    metrics = MetricsConfig(tasks=tasks, ks=tuple(sorted(set(ks))), window_ms=int(window * 1000))
+    drift = DriftConfig(alpha=drift_alpha, confirm_windows=drift_confirm_windows,
+                        reference_windows=drift_reference_windows, min_samples=drift_min_samples,
+                        cooldown_ms=int(drift_cooldown * 1000))
+    metrics = MetricsConfig(tasks=tasks, ks=tuple(sorted(set(ks))), window_ms=int(window * 1000), drift=drift)
     evaluator = build_evaluator(ctx.settings, options, config, state_dir, metrics, ctx.signer)
     if metrics_port:
         evaluator.serve_metrics(metrics_port, metrics_host)

@@ -24,7 +24,7 @@ from streams.admin import admin_client, ensure_internal_topic, verify_topics
 from streams.app import AppOptions, create_app
 from streams.config import KafkaSettings
 from streams.errors import TopicLayoutError
-from streams.exporter import EvaluatorCollector, serve
+from streams.exporter import EvaluatorCollector, PolicyCollector, serve
 from streams.join_worker import JoinWorker, partials_topic_name
 from streams.merger import MergerService
 from schemas.signing import Signer
@@ -46,7 +46,7 @@ class Evaluator:
     notes: list[str] = field(default_factory=list)
 
     def serve_metrics(self, port: int, host: str = "0.0.0.0") -> None:
-        serve(self.collector, port, host)
+        serve([self.collector, PolicyCollector(lambda: self.policy.engine)], port, host)
 
 
 def inference_partitions(settings: KafkaSettings) -> int:
@@ -89,7 +89,7 @@ def build_evaluator(settings: KafkaSettings, options: AppOptions, join_config: J
     join = JoinWorker(app, topics, join_config, partitions, options, metrics=metrics_config)
     merger = MergerService(settings, topics, partials_topic_name(topics), options.app_id, metrics_config,
                            join_config.settle_ms, partitions)
-    collector = EvaluatorCollector(merger.totals, join.lag, lambda: merger.owner, metrics_config)
+    collector = EvaluatorCollector(merger.totals, join.lag, lambda: merger.owner, metrics_config, merger.drift)
     ensure_internal_topic(admin_client(settings), rollouts_topic_name(topics), partitions=1, compacted=True)
     policy = PolicyService(settings, topics, options.app_id, merger, signer)
     return Evaluator(app, join, merger, collector, policy, state_dir, notes)

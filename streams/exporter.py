@@ -17,6 +17,7 @@ from prometheus_client.samples import Sample
 from prometheus_client.registry import Collector
 
 from evaluators.metrics import version as version_metrics
+from evaluators.policy.engine import RolloutEngine
 from evaluators.metrics.version import MetricsConfig
 
 VERSION_LABELS = ["model", "version", "role"]
@@ -31,11 +32,13 @@ class EvaluatorCollector(Collector):
 
     def __init__(self, totals: Callable[[], tuple[dict, dict[str, int]]],
                  lag: Callable[[], dict[tuple[str, int], int]], is_owner: Callable[[], bool],
-                 config: MetricsConfig) -> None:
+                 config: MetricsConfig,
+                 drift: Callable[[], tuple[dict[str, dict[str, float]], set]] = lambda: ({}, set())) -> None:
         self.totals = totals
         self.lag = lag
         self.is_owner = is_owner
         self.config = config
+        self.drift = drift
 
     def collect(self) -> Iterable:
         versions, requests = self.totals()
@@ -93,6 +96,31 @@ class EvaluatorCollector(Collector):
                     quality.add_metric(labels + [name], value)
         yield from families.values()
         yield from (error_rate, coverage, latency, delay, quality)
+        yield from self._drift()
+
+    def _drift(self) -> Iterable[Metric]:
+        """The last closed window's drift scores per version, and which drift conditions fire."""
+        scores, firing = self.drift()
+        score = GaugeMetricFamily(
+            "shadowcanary_drift_score",
+            "Drift of a feature ('@prediction': the predictions) in a version's last closed window, against "
+            "the version's pinned reference or the baseline's same window ('against'); measure: ks, ks_p, psi, "
+            "wasserstein, chi2, chi2_p, js, unseen_rate, missing_rate, or for feature '@errors' error_rate "
+            "and adwin (1 when ADWIN saw a change).",
+            labels=["model", "version", "feature", "measure", "against"])
+        for key, values in sorted(scores.items()):
+            model, version = key.split("\x1f")
+            for name, value in sorted(values.items()):
+                against = "baseline" if name.startswith("skew.") else "reference"
+                feature, _, measure = name.removeprefix("skew.").rpartition(".")
+                score.add_metric([model, version, feature, measure, against], value)
+        yield score
+        alerting = GaugeMetricFamily("shadowcanary_drift_firing",
+                                     "1 while a drift alert of a version's feature is firing.",
+                                     labels=["model", "version", "feature"])
+        for model, version, feature in sorted(firing):
+            alerting.add_metric([model, version, feature], 1.0)
+        yield alerting
 
 
 def _summary(family: Metric, labels: list[str], values: dict[str, float], quantiles: tuple,
@@ -108,7 +136,59 @@ def _summary(family: Metric, labels: list[str], values: dict[str, float], quanti
     family.samples.append(Sample(family.name + "_sum", names, sketch_state["sum"] * scale))
 
 
-def serve(collector: EvaluatorCollector, port: int, host: str = "0.0.0.0") -> None:
-    """Register the collector and serve ``/metrics`` (with the process's other metrics) on ``port``."""
-    REGISTRY.register(collector)
+def serve(collectors: Iterable[Collector], port: int, host: str = "0.0.0.0") -> None:
+    """Register the collectors and serve ``/metrics`` (with the process's other metrics) on ``port``."""
+    for collector in collectors:
+        REGISTRY.register(collector)
     start_http_server(port, addr=host)
+
+
+class PolicyCollector(Collector):
+    """The rollouts the policy engine judges (on the worker that owns it): each version's share of
+    traffic, the stage, the status, and every guardrail's last evidence with its confidence bounds."""
+
+    STATUSES = ("running", "held", "paused", "completed", "rolled_back", "aborted")
+
+    def __init__(self, engine: Callable[[], RolloutEngine | None]) -> None:
+        self.engine = engine
+
+    def collect(self) -> Iterable:
+        engine = self.engine()
+        rollouts = dict(engine.rollouts) if engine is not None else {}
+        evidence = dict(engine.evidence) if engine is not None else {}
+        traffic = GaugeMetricFamily("shadowcanary_rollout_traffic_percent",
+                                    "Percent of a model's served traffic routed to a version (shadow: mirrored, "
+                                    "served 0).", labels=["model", "version", "shadow"])
+        stage = GaugeMetricFamily("shadowcanary_rollout_stage", "Index of the rollout's current step.",
+                                  labels=["model", "candidate"])
+        status = GaugeMetricFamily("shadowcanary_rollout_status", "1 for the rollout's current status.",
+                                   labels=["model", "candidate", "baseline", "status"])
+        bound = GaugeMetricFamily(
+            "shadowcanary_guardrail_value",
+            "A guardrail's metric at the last look since the rollout started, per side, with its anytime-valid "
+            "confidence bounds ('estimate': value, lower, upper).", labels=["model", "guardrail", "side", "estimate"])
+        samples = GaugeMetricFamily("shadowcanary_guardrail_samples", "Samples behind a guardrail's value.",
+                                    labels=["model", "guardrail", "side"])
+        failing = GaugeMetricFamily("shadowcanary_guardrail_failing", "1 while a guardrail's verdict is fail.",
+                                    labels=["model", "guardrail", "critical"])
+        for model, rollout in sorted(rollouts.items()):
+            spec = rollout["spec"]
+            for version, percent in (rollout.get("routes") or {}).items():
+                traffic.add_metric([model, version, "false"], float(percent))
+            for version in rollout.get("shadow") or []:
+                traffic.add_metric([model, version, "true"], 0.0)
+            stage.add_metric([model, spec["candidate"]], float(rollout["stage"]))
+            for name in self.STATUSES:
+                status.add_metric([model, spec["candidate"], spec["baseline"], name],
+                                  1.0 if rollout["status"] == name else 0.0)
+            for e in evidence.get(model, []):
+                for side, b in (("candidate", e.candidate), ("baseline", e.baseline)):
+                    if b is None or b.value is None:
+                        continue
+                    for name, value in (("value", b.value), ("lower", b.lower), ("upper", b.upper)):
+                        if value is not None:
+                            bound.add_metric([model, e.guardrail, side, name], float(value))
+                    samples.add_metric([model, e.guardrail, side], float(b.samples))
+                failing.add_metric([model, e.guardrail, str(e.critical).lower()],
+                                   1.0 if e.verdict == "fail" else 0.0)
+        yield from (traffic, stage, status, bound, samples, failing)

@@ -18,6 +18,7 @@ from typing import Callable
 import orjson
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
+from evaluators.drift.monitor import DriftMonitor
 from evaluators.merging import PartialsMerger
 from evaluators.metrics import MetricsConfig
 from schemas.codec import encode
@@ -26,12 +27,14 @@ from streams.background import BackgroundService
 from streams.config import KafkaSettings
 from streams.producer import ContractProducer
 from streams.reading import read_to_end
-from streams.telemetry import WINDOWS_PUBLISHED
+from streams.telemetry import DRIFT_ALERTS, WINDOWS_PUBLISHED
 
 log = logging.getLogger("shadowcanary.merger")
 
 #: How far back (wall time) the new owner looks on evaluator.metrics for windows already published.
 PUBLISHED_LOOKBACK_S = 3600
+#: The drift monitor's state on the partials topic.
+DRIFT_KEY = b"d/monitor"
 
 
 class MergerService(BackgroundService):
@@ -51,6 +54,18 @@ class MergerService(BackgroundService):
         self.owner = False
         self._lock = threading.Lock()
         self._producer: ContractProducer | None = None
+        #: End offset of the partials topic at assignment: nothing is published before reading to it
+        #: (the drift monitor's saved state is in there).
+        self._catch_up_to = 0
+        self._position = 0
+
+    def drift(self) -> tuple[dict[str, dict[str, float]], set[tuple[str, str, str]]]:
+        """Each version's drift scores of its last published window ("model\x1fversion" keys), and
+        the (model, version, feature) of every firing drift alert (empty unless owner)."""
+        with self._lock:
+            if not self.owner:
+                return {}, set()
+            return dict(self.merger.drift.latest), self.merger.drift.firing()
 
     def totals(self) -> tuple[dict, dict[str, int]]:
         """Merged running totals per version, and requests per model (empty unless owner)."""
@@ -64,9 +79,11 @@ class MergerService(BackgroundService):
         with self._lock:
             self.merger = self.make_merger()
             self.owner = bool(partitions)
+            self._position = 0
             if partitions:
                 for sid in self._published_recently():
                     self.merger.mark_published(sid)
+                self._catch_up_to = consumer.get_watermark_offsets(partitions[0], timeout=10)[1]
         for tp in partitions:
             tp.offset = OFFSET_BEGINNING
         consumer.assign(partitions)
@@ -105,7 +122,9 @@ class MergerService(BackgroundService):
                     for message in messages:
                         if message.error() is None:
                             self._apply(message.key(), message.value())
-                    self._publish_ready()
+                            self._position = message.offset() + 1
+                    if self._position >= self._catch_up_to:
+                        self._publish_ready()
         except Exception:  # keep the worker alive; the owner role moves on when we leave the group
             log.exception("merger stopped")
         finally:
@@ -120,6 +139,8 @@ class MergerService(BackgroundService):
             self.merger.heartbeat(partial["partition"], partial)
         elif key.startswith(b"w/"):
             self.merger.final(partial["partition"], partial)
+        elif key == DRIFT_KEY:
+            self.merger.drift = DriftMonitor(self.merger.config.drift, partial)
 
     def _publish_ready(self) -> None:
         ready = self.merger.ready()
@@ -127,6 +148,12 @@ class MergerService(BackgroundService):
             return
         for snapshot in ready:
             self._producer.send(self.topics.metrics, snapshot.key, encode(snapshot))
+        for alert in self.merger.alerts:
+            self._producer.send(self.topics.alerts, alert.model, encode(alert))
+            DRIFT_ALERTS.labels(alert.status).inc()
+        self.merger.alerts = []
+        # The monitor's references and alert conditions, for the next owner (after the windows).
+        self._producer.send(self.partials_topic, DRIFT_KEY.decode(), orjson.dumps(self.merger.drift_state()))
         self._producer.flush(30)
         WINDOWS_PUBLISHED.inc(len(ready))
         # The window is out: its finals are no longer needed on the partials topic.

@@ -20,6 +20,7 @@ import time
 import orjson
 from confluent_kafka import Consumer, KafkaException, Producer
 
+from evaluators.policy.drift_guardrails import DriftView
 from evaluators.policy.engine import Output, RolloutEngine
 from schemas.codec import DecodeError, decode, encode
 from schemas.control import RoutingCommand
@@ -30,6 +31,7 @@ from streams.background import BackgroundService
 from streams.config import KafkaSettings
 from streams.merger import MergerService
 from streams.reading import read_to_end
+from streams.telemetry import DECISIONS
 
 log = logging.getLogger("shadowcanary.policy")
 
@@ -69,6 +71,8 @@ class PolicyService(BackgroundService):
         self.topics = topics
         self.transactional_id = f"{app_id}.policy"
         self.merger = merger
+        #: The engine while this worker owns it (read by the exporter), else None.
+        self.engine: RolloutEngine | None = None
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -85,7 +89,7 @@ class PolicyService(BackgroundService):
         producer = Producer(self.settings.confluent_config(**{
             "transactional.id": self.transactional_id, "enable.idempotence": True, "linger.ms": 0}))
         producer.init_transactions(30)
-        engine = RolloutEngine(load_engine_state(self.settings, self.topics), self.signer)
+        engine = self.engine = RolloutEngine(load_engine_state(self.settings, self.topics), self.signer)
         consumer = Consumer(self.settings.confluent_config(**{
             "group.id": "unused", "enable.auto.commit": False, "isolation.level": "read_committed",
             "auto.offset.reset": "earliest"}))
@@ -117,11 +121,13 @@ class PolicyService(BackgroundService):
                     else:
                         spec, rollout_id = self._spec_of(message)
                         outputs += self._on_spec(engine, message.key().decode(), spec, rollout_id, totals)
-                outputs += engine.tick(now_ms(), totals)
+                scores, firing = self.merger.drift()
+                outputs += engine.tick(now_ms(), totals, DriftView(scores, firing))
                 if outputs or time.monotonic() - saved > SAVE_EVERY_S:
                     self._publish(producer, engine, outputs)
                     saved = time.monotonic()
         finally:
+            self.engine = None
             consumer.close()
 
     @staticmethod
@@ -162,3 +168,5 @@ class PolicyService(BackgroundService):
             raise
         for output in outputs:
             log.info("%s %s: %s", output.topic, output.key, getattr(output.message, "reason", ""))
+            if output.topic == "decisions":
+                DECISIONS.labels(output.key, output.message.action).inc()

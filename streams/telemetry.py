@@ -21,3 +21,15 @@ WINDOWS_PUBLISHED = Counter(
     "shadowcanary_windows_published",
     "Closed metric windows published on evaluator.metrics by this worker (as the merging owner).",
 )
+
+DRIFT_ALERTS = Counter(
+    "shadowcanary_drift_alerts",
+    "Drift alerts published on evaluator.alerts by this worker (as the merging owner), by status.",
+    ["status"],
+)
+
+DECISIONS = Counter(
+    "shadowcanary_rollout_decisions",
+    "Rollout decisions published on rollout.decisions by this worker (as the policy owner), by action.",
+    ["model", "action"],
+)

@@ -188,3 +188,46 @@ def test_rollout_validate_names_the_field_of_an_unsupported_guardrail(tmp_path):
     assert result.exit_code == 1 and "guardrails[0].metric" in result.output and "roc_auc" in result.output
     good = CliRunner().invoke(cli, ["rollout", "validate", "-f", "deploy/examples/canary.yaml"])
     assert good.exit_code == 0 and "v1 95%, v2 5%" in good.output
+
+
+# -- drift guardrails ------------------------------------------------------------------------------
+def test_a_critical_drift_guardrail_rolls_back_when_the_monitor_fires():
+    from evaluators.policy.drift_guardrails import DriftView
+    drift_spec = spec(guardrails=[{"metric": "error_rate", "max": 0.05, "critical": True},
+                                  {"metric": "drift.amount", "max": 0.2, "critical": True}])
+    engine, b, c, rng = RolloutEngine(), Version(0.9), Version(0.9), random.Random(2)
+    engine.start(drift_spec, 0, {})
+    calm = DriftView({"m\x1fv2": {"amount.psi": 0.03, "skew.amount.psi": 0.05}}, set())
+    drifted = DriftView({"m\x1fv2": {"amount.psi": 0.8, "skew.amount.psi": 0.9}}, {("m", "v2", "amount")})
+    small = DriftView({"m\x1fv2": {"amount.psi": 0.1}}, {("m", "v2", "amount")})  # firing, but under max
+    outputs = []
+    for minute, view in enumerate([calm, calm, small, small, drifted], start=1):
+        b.serve(rng, 900)
+        c.serve(rng, 100)
+        outputs += engine.tick(minute * MIN, {("m", "v1", "primary"): b.state, ("m", "v2", "canary"): c.state}, view)
+        if minute <= 4:
+            assert engine.rollouts["m"]["status"] == "running", minute
+    assert engine.rollouts["m"]["status"] == "rolled_back"
+    decision = [o.message for o in outputs if o.topic == "decisions"][-1]
+    evidence = next(e for e in decision.evidence if e.metric == "drift.amount")
+    assert evidence.verdict == "fail" and evidence.candidate.value == 0.9 and "drift.amount" in decision.reason
+
+
+def test_a_drift_guardrail_without_judgement_holds_and_needs_max():
+    from evaluators.policy.drift_guardrails import DriftView
+    drift_spec = spec(guardrails=[{"metric": "drift.country", "max": 0.1}],
+                      bake={"min_duration": "1m", "min_samples": 10})
+    engine, b, c, rng = RolloutEngine(), Version(0.9), Version(0.9), random.Random(3)
+    engine.start(drift_spec, 0, {})
+    out = []
+    for minute in range(1, 4):
+        b.serve(rng, 900)
+        c.serve(rng, 100)
+        out += engine.tick(minute * MIN, {("m", "v1", "primary"): b.state, ("m", "v2", "canary"): c.state},
+                           DriftView())
+    assert engine.rollouts["m"]["stage"] == 0
+    assert any(o.topic == "decisions" and "no data for drift.country" in o.message.reason for o in out)
+    judged = DriftView({"m\x1fv2": {"country.js": 0.02, "country.chi2_p": 0.6}}, set())
+    out = engine.tick(5 * MIN, {("m", "v1", "primary"): b.state, ("m", "v2", "canary"): c.state}, judged)
+    assert engine.rollouts["m"]["stage"] == 1
+    assert "give max" in unsupported_reason(Guardrail(metric="drift.country", min=0.0))

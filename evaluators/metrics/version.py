@@ -18,7 +18,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from evaluators.facts import AgreementFact, Expired, Fact, JoinedRecord, ResponseFact
+from evaluators.drift import summary as drift_summary
+from evaluators.drift.config import DriftConfig
+from evaluators.facts import AgreementFact, Expired, Fact, JoinedRecord, ResponseFact, ServedFeatures
 from evaluators.metrics import classification, ranking, regression, sketch
 from evaluators.metrics.sums import mean, merge_counts, merge_sum
 from schemas.metric_names import Task
@@ -37,6 +39,7 @@ class MetricsConfig:
     tasks: dict[str, Task] = field(default_factory=dict)
     ks: tuple[int, ...] = ranking.DEFAULT_KS
     window_ms: int = 60_000
+    drift: DriftConfig = field(default_factory=DriftConfig)
 
     def task_of(self, model: str, prediction: Any) -> str:
         task = self.tasks.get(model)
@@ -49,10 +52,15 @@ class MetricsConfig:
         return "classification"
 
 
-def new_state() -> dict:
-    return {"n": 0, "err": 0, "lab": 0, "exp": 0, "lat": sketch.new_sketch(), "delay": sketch.new_sketch(),
-            "pc": {}, "pm": [0, 0.0], "ag": {"n": 0, "eq": 0, "mad": [0, 0.0], "ro": [0, 0.0]},
-            "oc": {}, "cls": None, "reg": None, "rk": None}
+def new_state(features: bool = True) -> dict:
+    """An empty state. ``features``: whether it keeps feature and prediction distributions (``ft``,
+    for drift): windows do; running totals since a version was first seen do not need them."""
+    state = {"n": 0, "err": 0, "lab": 0, "exp": 0, "lat": sketch.new_sketch(), "delay": sketch.new_sketch(),
+             "pc": {}, "pm": [0, 0.0], "ag": {"n": 0, "eq": 0, "mad": [0, 0.0], "ro": [0, 0.0]},
+             "oc": {}, "cls": None, "reg": None, "rk": None}
+    if features:
+        state["ft"] = {}
+    return state
 
 
 def add_fact(state: dict, fact: Fact, config: MetricsConfig) -> None:
@@ -66,6 +74,10 @@ def add_fact(state: dict, fact: Fact, config: MetricsConfig) -> None:
         state["exp"] += 1
     elif kind is AgreementFact:
         _add_agreement(state, fact)
+    elif kind is ServedFeatures:
+        features = state.get("ft")
+        if features is not None:
+            drift_summary.add_features(features, fact.features)
 
 
 def _add_response(state: dict, fact: ResponseFact) -> None:
@@ -76,6 +88,12 @@ def _add_response(state: dict, fact: ResponseFact) -> None:
     if fact.latency_ms is not None:
         sketch.add(state["lat"], fact.latency_ms)
     prediction = fact.prediction
+    features = state.get("ft")
+    if features is not None and prediction is not None:
+        summary = features.get(drift_summary.PREDICTION)
+        if summary is None:
+            summary = features[drift_summary.PREDICTION] = drift_summary.new_summary()
+        drift_summary.add_value(summary, prediction)
     if isinstance(prediction, float):
         state["pm"][0] += 1
         state["pm"][1] += prediction
@@ -132,7 +150,8 @@ def _add_agreement(state: dict, fact: AgreementFact) -> None:
 
 
 def merge(a: dict, b: dict) -> dict:
-    """Add state ``b`` into ``a`` (partitions of one version, or windows)."""
+    """Add state ``b`` into ``a`` (partitions of one version, or windows). Feature distributions
+    are added only when ``a`` keeps them."""
     for name in ("n", "err", "lab", "exp"):
         a[name] += b[name]
     sketch.merge(a["lat"], b["lat"])
@@ -144,6 +163,8 @@ def merge(a: dict, b: dict) -> dict:
     merge_sum(a["ag"]["mad"], b["ag"]["mad"])
     merge_sum(a["ag"]["ro"], b["ag"]["ro"])
     merge_counts(a["oc"], b["oc"])
+    if "ft" in a and b.get("ft"):
+        drift_summary.merge_all(a["ft"], b["ft"])
     for name, module in (("cls", classification), ("reg", regression), ("rk", ranking)):
         if b[name] is not None:
             if a[name] is None:

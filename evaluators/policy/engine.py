@@ -32,6 +32,7 @@ from typing import Any
 
 from evaluators.metrics.version import new_state
 from evaluators.policy import guardrails as judging
+from evaluators.policy.drift_guardrails import DriftView, drift_evidence, is_drift
 from evaluators.policy.sequential import new_test
 from schemas.control import Decision, GuardrailEvidence, RoutingCommand
 from schemas.monitoring import Alert
@@ -92,6 +93,8 @@ class RolloutEngine:
         self.rollouts: dict[str, dict] = state.get("rollouts", {})
         self.epochs: dict[str, int] = state.get("epochs", {})
         self._specs: dict[str, tuple[str, RolloutSpec]] = {}  # model -> (rollout id, spec)
+        #: model -> the evidence of the last look (for the exporter; not part of the saved state)
+        self.evidence: dict[str, list[GuardrailEvidence]] = {}
 
     def to_state(self) -> dict:
         return {"rollouts": self.rollouts, "epochs": self.epochs}
@@ -163,13 +166,13 @@ class RolloutEngine:
                     rollout["no_data_alerted"] = -1
 
     # -- the clock ---------------------------------------------------------------------------------
-    def tick(self, now_ms: int, totals: dict) -> list[Output]:
+    def tick(self, now_ms: int, totals: dict, drift: DriftView | None = None) -> list[Output]:
         """Judge every active rollout on the merged metric states ``totals`` ((model, version,
-        role) or (model, version) to state)."""
+        role) or (model, version) to state) and, for ``drift.*`` guardrails, the drift monitor's view."""
         out: list[Output] = []
         for rollout in list(self.rollouts.values()):
             if rollout["status"] in ACTIVE:
-                out += self._judge(rollout, now_ms, totals)
+                out += self._judge(rollout, now_ms, totals, drift or DriftView())
         return out
 
     def manual(self, model: str, action: str, issuer: str, reason: str, now_ms: int) -> list[Output]:
@@ -211,16 +214,18 @@ class RolloutEngine:
                 found[version] = state  # one role per version in practice
         return slim(found.get(spec.baseline)), slim(found.get(spec.candidate))
 
-    def _judge(self, rollout: dict, now_ms: int, totals: dict) -> list[Output]:
+    def _judge(self, rollout: dict, now_ms: int, totals: dict, drift: DriftView) -> list[Output]:
         spec = self._spec(rollout)
         b, c = self._versions(totals, spec)
         last = rollout["last"]
         if any(now[k] < last[side][k] for side, now in (("b", b), ("c", c)) for k in ("n", "lab")):
             return []  # a view behind the last look (a new owner still reading partials): wait
-        evidence = [judging.judge(g, rollout["tests"][g.label],
+        evidence = [drift_evidence(g, spec.model, spec.candidate, drift) if is_drift(g) else
+                    judging.judge(g, rollout["tests"][g.label],
                                   (rollout["start"]["b"], rollout["last"]["b"], b),
                                   (rollout["start"]["c"], rollout["last"]["c"], c)) for g in spec.guardrails]
         rollout["last"] = {"b": b, "c": c}
+        self.evidence[spec.model] = evidence
         failed = [e for e in evidence if e.verdict == "fail"]
         if failed:
             critical = [e for e in failed if e.critical]

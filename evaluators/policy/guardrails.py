@@ -32,6 +32,10 @@ _QUANTILES = {"latency_p50_ms": 0.5, "latency_p95_ms": 0.95, "latency_p99_ms": 0
 
 def unsupported_reason(guardrail: Guardrail) -> str | None:
     """Why the engine cannot judge ``guardrail`` (None when it can)."""
+    if guardrail.metric.startswith("drift."):
+        if guardrail.max is None:
+            return f"{guardrail.metric}: give max, the drift size (PSI or Jensen-Shannon distance) it tolerates"
+        return None
     if guardrail.metric not in ("accuracy", "error_rate", *_QUANTILES):
         kind = lookup_metric(guardrail.metric).kind
         return (f"metric {guardrail.metric!r} ({kind}) has no anytime-valid test yet; guardrails may "

@@ -1,0 +1,2 @@
+"""Drift: feature and prediction distributions per version against a reference and against the
+baseline's traffic (input skew), concept drift on each version's errors, and the alerts they raise."""

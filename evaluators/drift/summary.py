@@ -1,0 +1,97 @@
+"""Mergeable summaries of a feature's values in one window: what the drift tests compare.
+
+Numeric values go into a DDSketch (the same 1%-relative-accuracy bins as latency, see
+:mod:`evaluators.metrics.sketch`), so two partitions' summaries merge exactly by adding counts and
+two summaries can be compared bin by bin. Strings and booleans are categories (at most
+``MAX_CATEGORIES`` distinct values per summary; the rest count under ``OTHER``). ``None`` or an
+absent feature counts as missing. A summary is plain JSON, like every partial state.
+
+>>> s = new_summary()
+>>> for v in (1.0, 2.0, None, "eu"): add_value(s, v)
+>>> s["n"], s["miss"], s["num"]["n"], s["cat"]
+(4, 1, 2, {'eu': 1})
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from evaluators.metrics import sketch
+
+#: Distinct categories kept per feature summary; later new values count under OTHER.
+MAX_CATEGORIES = 100
+OTHER = "\x00other"
+#: Features tracked per version and window (the first ones seen); the rest are ignored.
+MAX_FEATURES = 64
+#: The pseudo-feature holding each version's predictions (prediction drift).
+PREDICTION = "@prediction"
+
+
+def new_summary() -> dict:
+    return {"n": 0, "miss": 0, "num": None, "cat": {}}
+
+
+def add_value(summary: dict, value: Any) -> None:
+    summary["n"] += 1
+    if value is None:
+        summary["miss"] += 1
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        numeric = summary["num"]
+        if numeric is None:
+            numeric = summary["num"] = sketch.new_sketch()
+        sketch.add(numeric, float(value))
+    elif isinstance(value, (str, bool)):
+        key = str(value).lower() if isinstance(value, bool) else value
+        categories = summary["cat"]
+        if key not in categories and len(categories) >= MAX_CATEGORIES:
+            key = OTHER
+        categories[key] = categories.get(key, 0) + 1
+    else:  # lists, objects: not a distribution this module compares
+        summary["miss"] += 1
+
+
+def add_features(summaries: dict[str, dict], features: dict[str, Any] | None) -> None:
+    """Add one request's features; a feature seen before but absent here counts as missing."""
+    features = features or {}
+    for name, value in features.items():
+        summary = summaries.get(name)
+        if summary is None:
+            if len(summaries) >= MAX_FEATURES:
+                continue
+            summary = summaries[name] = new_summary()
+        add_value(summary, value)
+    if len(summaries) > len(features):
+        for name, summary in summaries.items():
+            if name not in features and name != PREDICTION:
+                add_value(summary, None)
+
+
+def merge(a: dict, b: dict) -> dict:
+    """Add summary ``b`` into ``a``."""
+    a["n"] += b["n"]
+    a["miss"] += b["miss"]
+    if b["num"] is not None:
+        if a["num"] is None:
+            a["num"] = sketch.new_sketch()
+        sketch.merge(a["num"], b["num"])
+    categories = a["cat"]
+    for key, count in b["cat"].items():
+        if key not in categories and len(categories) >= MAX_CATEGORIES:
+            key = OTHER
+        categories[key] = categories.get(key, 0) + count
+    return a
+
+
+def merge_all(a: dict[str, dict], b: dict[str, dict]) -> dict[str, dict]:
+    """Add every feature summary of ``b`` into ``a`` (a version's summaries, by feature)."""
+    for name, summary in b.items():
+        if name in a:
+            merge(a[name], summary)
+        elif len(a) < MAX_FEATURES:
+            a[name] = merge(new_summary(), summary)
+    return a
+
+
+def present(summary: dict) -> int:
+    """Values that were there (not missing)."""
+    return summary["n"] - summary["miss"]
