@@ -33,8 +33,19 @@ $(ASYNCAPI_STAMP): tools/asyncapi-validate/package.json tools/asyncapi-validate/
 demo: setup
 	$(BIN)/shadowcanary demo
 
-# promtool (Debian's prometheus package) checks the worker's /metrics output and deploy/prometheus.
-test-tools:
+COMPOSE_GO := github.com/compose-spec/compose-go/v2@v2.4.8
+COMPOSE_SCHEMA := tools/compose-spec/compose-spec.json
+
+# The Compose Specification's JSON schema, from the compose-go module that `docker compose` itself
+# uses (Go module proxy): the compose file is checked against it without a Docker engine.
+$(COMPOSE_SCHEMA):
+	mkdir -p $(dir $@)
+	cp "$$(go mod download -json $(COMPOSE_GO) | $(PY) -c 'import json,sys; print(json.load(sys.stdin)["Dir"])')/schema/compose-spec.json" $@
+	chmod 644 $@
+
+# promtool and prometheus (Debian's prometheus package) check the worker's /metrics output and
+# deploy/prometheus, and scrape a worker in the integration tests.
+test-tools: $(COMPOSE_SCHEMA)
 	@command -v promtool >/dev/null || { \
 	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
 	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus \

@@ -129,10 +129,14 @@ def _candidate_of(feed: RolloutFeed, rollout_id: str) -> str | None:
               help="Requests per second the simulated users send.")
 @click.option("--timeout", type=click.FloatRange(30, 3600), default=280, show_default=True,
               help="Give up (exit 1) if both rollouts have not ended within this many seconds.")
+@click.option("--with-evaluator/--no-evaluator", default=True, show_default=True,
+              help="Start an evaluator for the demo on topics of its own; --no-evaluator drives the evaluators "
+                   "already running on the configured topics (docker-compose's traffic profile).")
 @click.option("--report", "report_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Where the HTML report goes (default: .shadowcanary/demo/<run>/report.html).")
 @pass_context
-def demo(ctx: Context, keep_broker: bool, rate: float, timeout: float, report_path: Path | None) -> None:
+def demo(ctx: Context, keep_broker: bool, rate: float, timeout: float, with_evaluator: bool,
+         report_path: Path | None) -> None:
     """Roll out a bad and a good model version, live, on a real broker; write the HTML report."""
     console = Console()
     started = time.monotonic()
@@ -143,14 +147,21 @@ def demo(ctx: Context, keep_broker: bool, rate: float, timeout: float, report_pa
         console.print(f"broker: {status.describe()}")
         ctx.use_bootstrap(status.bootstrap)
     run = datetime.now().strftime("%Y%m%d-%H%M%S")
-    settings = KafkaSettings(**{**ctx.settings.model_dump(), "topic_prefix": f"{ctx.settings.topic_prefix}demo-{run}."})
-    topics = Topics(settings.topic_prefix)
-    create_topics(settings, TopicLayout(inference_partitions=4, evaluator_partitions=2))
     run_dir = PROJECT_ROOT / ".shadowcanary" / "demo" / run
     run_dir.mkdir(parents=True, exist_ok=True)
     report_path = report_path or run_dir / "report.html"
-    key = generate_key("ed25519", run_dir / "signing.key")
-    console.print(f"topics under prefix [b]{settings.topic_prefix}[/b]; commands signed with {key[0].name} (Ed25519)")
+    if with_evaluator:
+        settings = KafkaSettings(**{**ctx.settings.model_dump(),
+                                    "topic_prefix": f"{ctx.settings.topic_prefix}demo-{run}."})
+        create_topics(settings, TopicLayout(inference_partitions=4, evaluator_partitions=2))
+        key = generate_key("ed25519", run_dir / "signing.key")
+        console.print(f"topics under prefix [b]{settings.topic_prefix}[/b]; commands signed with "
+                      f"{key[0].name} (Ed25519)")
+    else:  # the running evaluators' topics, made by `shadowcanary topics create`; their signing is theirs
+        settings, key = ctx.settings, None
+        console.print(f"driving the running evaluators on {settings.bootstrap_servers} (prefix "
+                      f"{settings.topic_prefix!r})")
+    topics = Topics(settings.topic_prefix)
     console.print("training the fleet: v1 baseline, v2 (area-unit bug in training), v3 (sound retrain) ...")
     fleet = train_fleet()
     console.print("offline accuracy on the served half: " +
@@ -159,8 +170,8 @@ def demo(ctx: Context, keep_broker: bool, rate: float, timeout: float, report_pa
     worker = start_evaluator(
         settings, f"demo-{run}", str(run_dir / "evaluator"), "--window", "10s", "--label-timeout", "15s",
         "--expiry-grace", "2s", "--idle-after", "2s", "--metrics-port", "0", "--task", f"{MODEL}=binary",
-        "--loglevel", "info", global_args=("--signing-key", str(key[0])))
-    router = Router(settings, baselines={MODEL: "v1"}, verifier=load_verifier(key[1]))
+        "--loglevel", "info", global_args=("--signing-key", str(key[0]))) if key else None
+    router = Router(settings, baselines={MODEL: "v1"}, verifier=load_verifier(key[1]) if key else None)
     logger = InferenceLogger(settings)
     feed = RolloutFeed(settings, topics)
     producer = ContractProducer(settings)
@@ -180,7 +191,7 @@ def demo(ctx: Context, keep_broker: bool, rate: float, timeout: float, report_pa
                 producer.send(topics.specs, MODEL, demo_spec(phase.candidate))
                 producer.flush()
                 while not _finished(feed, phase) and time.monotonic() < deadline:
-                    if worker.poll() is not None:
+                    if worker is not None and worker.poll() is not None:
                         raise ShadowCanaryError(f"the evaluator exited (status {worker.returncode}); "
                                                 f"see {run_dir / 'evaluator.log'}")
                     live.update(_view(phases, router, traffic, feed, started))
@@ -201,7 +212,8 @@ def demo(ctx: Context, keep_broker: bool, rate: float, timeout: float, report_pa
         traffic.stop()
         undelivered = logger.close()
         router.stop()
-        stop_workers(worker, timeout=30)
+        if worker is not None:
+            stop_workers(worker, timeout=30)
         feed.stop()
         if broker is not None and not keep_broker:
             console.print(broker.down())
