@@ -7,7 +7,7 @@ import sys
 
 from bench.report import write
 
-BENCHMARKS = ["codec", "join", "join_memory", "metrics", "policy", "routing", "drift"]
+BENCHMARKS = ["codec", "join", "join_memory", "metrics", "policy", "routing", "drift", "replay"]
 
 
 def main(argv: list[str]) -> int:

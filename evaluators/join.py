@@ -40,6 +40,8 @@ exactly once; an event whose offset the partition state already covers is skippe
 
 from __future__ import annotations
 
+import heapq
+import itertools
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, NamedTuple, Union
 
@@ -173,13 +175,14 @@ class JoinPartition:
 
     # -- batch -----------------------------------------------------------------------------------
     def process(self, batch: Iterable[Incoming], idle_sources: Iterable[str] = (),
-                sources: Iterable[str] | None = None) -> list[Fact]:
+                sources: Iterable[str] | None = None, advance_to: int | None = None) -> list[Fact]:
         """Apply a batch.
 
         ``sources``: every source of the partition, seen or not (default: those seen so far). A
         source with no event yet that is not idle holds time where it is: its first events may be
         old. ``idle_sources`` are those caught up (nothing older waits; see
         :func:`caught_up_sources` and :mod:`evaluators.idleness`), as of the end of this batch.
+        ``advance_to``: stream time moves at least this far (the end of a replay: nothing more comes).
         """
         part = self.partition_state()
         # Deletions the previous batch made after its partition state may have been lost: redo them.
@@ -198,6 +201,7 @@ class JoinPartition:
                 batch_ctx.new_fence[incoming.source] = incoming.offset
         # "Idle" describes the sources after this batch: only now may they stop holding time back.
         batch_ctx.idle = frozenset(idle_sources)
+        batch_ctx.forced = advance_to if advance_to is not None else 0
         batch_ctx._advance()
         return batch_ctx.commit()
 
@@ -214,20 +218,24 @@ class _Batch:
         self.mark = [self.seq, join.run_id]
         self.ledger: dict[str, int] = part["runs"]
         self.states: dict[str, dict[str, Any] | None] = {}
-        self.new_states: list[tuple[str, int, int]] = []
+        #: Expiry entries queued by this batch (new, or read back from a chunk and not yet due), a heap
+        #: by due time: ``(due, order, [request_id, due, generation], is_new)``.
+        self.pending: list[tuple[int, int, list, bool]] = []
+        self._order = itertools.count()
         self.deleted: set[str] = set()
         self.facts: list[Fact] = []
         self.watermark: int = part["wm"]
         self.source_times: dict[str, int] = part.setdefault("src", {})
         self.idle: frozenset[str] = frozenset()
         self.expected: frozenset[str] | None = None
+        self.forced = 0
         self.new_fence: dict[str, int] = dict(part["fence"])
         self.closed_chunks: list[tuple[str, dict[str, Any]]] = []
         self.popped_chunks: list[str] = []
-        self.rescheduled: list[list] = []
         queue = part["xq"]
-        self.next_due = min([e for e, _ in queue["chunks"].values()] + [e[1] for e in queue["open"]],
-                            default=_NEVER)
+        self.chunk_min = min((e for e, _ in queue["chunks"].values()), default=_NEVER)
+        self.open_min = min((e[1] for e in queue["open"]), default=_NEVER)
+        self.next_due = min(self.chunk_min, self.open_min)
 
     def _stream_time(self) -> int:
         times = self.source_times
@@ -240,7 +248,7 @@ class _Batch:
         return min(times[name] for name in active)
 
     def _advance(self) -> None:
-        now = self._stream_time()
+        now = max(self._stream_time(), self.forced)
         if now > self.watermark:
             self.watermark = now
             if self.next_due < now:
@@ -313,7 +321,7 @@ class _Batch:
         """Queue the state's (next) expiry; older queue entries of it become stale."""
         state["g"] += 1
         state["s"] = self.mark
-        self.new_states.append((request_id, due_at, state["g"]))
+        heapq.heappush(self.pending, (due_at, next(self._order), [request_id, due_at, state["g"]], True))
         if due_at < self.next_due:
             self.next_due = due_at
 
@@ -458,31 +466,34 @@ class _Batch:
                 self._expire(request_id, generation)
 
     def _take_due(self) -> list[list]:
+        """Every queued entry due before the watermark. Chunks and the open list are looked at only
+        when their earliest due time has passed; this batch's own entries wait in a heap."""
         queue = self.part["xq"]
         watermark = self.watermark
         due: list[list] = []
-        for number, (earliest, _latest) in list(queue["chunks"].items()):
-            if earliest >= watermark:
-                continue
-            chunk = self.store.get(f"{self.join.chunk_prefix}{number}")
-            del queue["chunks"][number]
-            self.popped_chunks.append(number)
-            for entry in chunk["entries"] if chunk else ():
-                (due if entry[1] < watermark else self.rescheduled).append(entry)
-        remaining: list[list] = []
-        for entry in queue["open"]:
-            (due if entry[1] < watermark else remaining).append(entry)
-        queue["open"] = remaining
-        kept: list[list] = []
-        for entry in self.rescheduled:
-            (due if entry[1] < watermark else kept).append(entry)
-        self.rescheduled = kept
-        fresh, self.new_states = self.new_states, []
-        for entry in fresh:
-            (due if entry[1] < watermark else self.new_states).append(list(entry))
-        self.next_due = min([e for e, _ in queue["chunks"].values()] + [e[1] for e in queue["open"]]
-                            + [e[1] for e in self.rescheduled] + [e[1] for e in self.new_states],
-                            default=_NEVER)
+        pending = self.pending
+        if self.chunk_min < watermark:
+            for number, (earliest, _latest) in list(queue["chunks"].items()):
+                if earliest >= watermark:
+                    continue
+                chunk = self.store.get(f"{self.join.chunk_prefix}{number}")
+                del queue["chunks"][number]
+                self.popped_chunks.append(number)
+                for entry in chunk["entries"] if chunk else ():
+                    if entry[1] < watermark:
+                        due.append(entry)
+                    else:
+                        heapq.heappush(pending, (entry[1], next(self._order), entry, False))
+            self.chunk_min = min((e for e, _ in queue["chunks"].values()), default=_NEVER)
+        if self.open_min < watermark:
+            remaining: list[list] = []
+            for entry in queue["open"]:
+                (due if entry[1] < watermark else remaining).append(entry)
+            queue["open"] = remaining
+            self.open_min = min((e[1] for e in remaining), default=_NEVER)
+        while pending and pending[0][0] < watermark:
+            due.append(heapq.heappop(pending)[2])
+        self.next_due = min(self.chunk_min, self.open_min, pending[0][0] if pending else _NEVER)
         return due
 
     def _natural_due(self, state: dict[str, Any]) -> int:
@@ -532,8 +543,8 @@ class _Batch:
         """Write request states and new expiry chunks, then the partition state, then the deletions
         of expired tombstones and spent chunks (in that order: see the module docstring)."""
         queue = self.part["xq"]
-        entries = queue["open"] + self.rescheduled
-        entries += [list(entry) for entry in self.new_states if entry[0] not in self.deleted]
+        entries = queue["open"] + [entry for _, _, entry, is_new in sorted(self.pending)
+                                   if not (is_new and entry[0] in self.deleted)]
         queue["open"] = []
         for start in range(0, len(entries), EXPIRY_CHUNK_SIZE):
             piece = entries[start:start + EXPIRY_CHUNK_SIZE]

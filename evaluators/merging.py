@@ -35,6 +35,7 @@ from evaluators.metrics import version as version_metrics
 from evaluators.metrics.version import MetricsConfig
 from evaluators.windows import running_totals, split_key
 from evaluators.drift.monitor import DriftMonitor
+from evaluators.policy.engine import add_slim, slim
 from schemas.monitoring import Alert, LatencyQuantiles, MetricsSnapshot, Window
 
 SNAPSHOT_NAMESPACE = uuid.UUID("6f1d9a52-4a0e-4f43-9a57-0d8c3f1b2e11")
@@ -44,6 +45,19 @@ PUBLISHED_MEMORY_MS = 3_600_000
 
 def snapshot_id(model: str, version: str, role: str, start: int) -> str:
     return str(uuid.uuid5(SNAPSHOT_NAMESPACE, f"{model}/{version}/{role}/{start}"))
+
+
+def heartbeat_partial(partition: int, state: dict[str, Any], run_id: str) -> dict[str, Any]:
+    """A partition's heartbeat for the merger, from the partition state its last batch wrote."""
+    acc = state["acc"]
+    # Running totals only: open windows' feature summaries (drift reads closed windows) stay home.
+    versions = {key: {"base": entry["base"],
+                      "w": {start: {k: v for k, v in window.items() if k != "ft"}
+                            for start, window in entry["w"].items()}}
+                for key, entry in acc["metrics"]["v"].items()}
+    return {"partition": partition, "seq": state["seq"], "wm": state["wm"], "src": state["src"],
+            "fence": state["fence"], "run": run_id, "counts": acc["counts"], "v": versions,
+            "q": {model: entry["cum"] for model, entry in acc["metrics"]["q"].items()}}
 
 
 def _utc(ms: int) -> datetime:
@@ -145,6 +159,20 @@ class PartialsMerger:
                 version_metrics.merge(merged[key], state)
         return {split_key(key): state for key, state in merged.items()}
 
+    def guardrail_totals(self) -> dict[tuple[str, str, str], dict]:
+        """The running totals the rollout engine reads (counts, latency, confusion matrix): what
+        :meth:`totals` gives, reduced as the engine's ``slim`` reduces it, without the full merge."""
+        merged: dict[str, dict] = {}
+        for heartbeat in self.heartbeats.values():
+            for key, entry in heartbeat.get("v", {}).items():
+                total = merged.get(key)
+                if total is None:
+                    total = merged[key] = slim(None)
+                add_slim(total, entry["base"])
+                for window in entry["w"].values():
+                    add_slim(total, window)
+        return {split_key(key): state for key, state in merged.items()}
+
     def model_requests(self) -> dict[str, int]:
         totals: dict[str, int] = {}
         for heartbeat in self.heartbeats.values():
@@ -153,4 +181,4 @@ class PartialsMerger:
         return totals
 
 
-__all__ = ["PartialsMerger", "build_snapshot", "snapshot_id"]
+__all__ = ["PartialsMerger", "build_snapshot", "heartbeat_partial", "snapshot_id"]

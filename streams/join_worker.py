@@ -30,7 +30,7 @@ from faust.types import TP
 from evaluators.accumulators import evaluator_accumulator
 from evaluators.idleness import SourceIdleness
 from evaluators.join import Incoming, JoinConfig, JoinPartition, caught_up_sources, fence_after
-from evaluators.merging import snapshot_id
+from evaluators.merging import heartbeat_partial, snapshot_id
 from evaluators.metrics import MetricsConfig
 from schemas.topics import Topics
 from streams.app import INPUT_TOPICS, AppOptions, IngestAgent, raw_topic
@@ -143,12 +143,8 @@ class JoinWorker:
 
     async def send_heartbeat(self, partition: int) -> None:
         state = self.joins[partition].last_state
-        acc = state["acc"]
-        await self.partials.send(key=f"h/{partition}".encode(), value=orjson.dumps({
-            "partition": partition, "seq": state["seq"], "wm": state["wm"], "src": state["src"],
-            "fence": state["fence"], "run": self.run_id, "counts": acc["counts"],
-            "v": acc["metrics"]["v"],
-            "q": {model: entry["cum"] for model, entry in acc["metrics"]["q"].items()}}))
+        await self.partials.send(key=f"h/{partition}".encode(),
+                                 value=orjson.dumps(heartbeat_partial(partition, state, self.run_id)))
 
     async def forget_revoked(self, app: faust.App, revoked: set[TP], **kwargs: Any) -> None:
         """A partition handed over may come back after another worker moved it on: start it afresh

@@ -67,6 +67,12 @@ class MergerService(BackgroundService):
                 return {}, set()
             return dict(self.merger.drift.latest), self.merger.drift.firing()
 
+    def guardrail_totals(self) -> dict:
+        """The running totals the rollout engine reads (empty unless owner): see
+        :meth:`PartialsMerger.guardrail_totals`."""
+        with self._lock:
+            return self.merger.guardrail_totals() if self.owner else {}
+
     def totals(self) -> tuple[dict, dict[str, int]]:
         """Merged running totals per version, and requests per model (empty unless owner)."""
         with self._lock:

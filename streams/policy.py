@@ -103,7 +103,7 @@ class PolicyService(BackgroundService):
                 specs[message.key().decode()] = self._spec_of(message)
             consumer.assign(control_ends + specs_ends)  # live from where the replay ended
             outputs = []
-            totals, _ = self.merger.totals()
+            totals = self.merger.guardrail_totals()
             for model, (spec, rollout_id) in specs.items():
                 outputs += self._on_spec(engine, model, spec, rollout_id, totals)
             self._publish(producer, engine, outputs)
@@ -114,7 +114,7 @@ class PolicyService(BackgroundService):
                 messages = [m for m in consumer.consume(100, TICK_S) if m.error() is None]
                 # Merging every partition's totals is the costly part: only when something reads them.
                 needed = engine.active() or any(m.topic() == self.topics.specs for m in messages)
-                totals = self.merger.totals()[0] if needed else {}
+                totals = self.merger.guardrail_totals() if needed else {}
                 for message in messages:
                     if message.topic() == self.topics.control:
                         self._on_control(engine, message.value())

@@ -231,3 +231,28 @@ def test_a_drift_guardrail_without_judgement_holds_and_needs_max():
     out = engine.tick(5 * MIN, {("m", "v1", "primary"): b.state, ("m", "v2", "canary"): c.state}, judged)
     assert engine.rollouts["m"]["stage"] == 1
     assert "give max" in unsupported_reason(Guardrail(metric="drift.country", min=0.0))
+
+
+def test_guardrail_totals_are_the_slim_part_of_the_full_totals():
+    from evaluators.facts import JoinedRecord, ResponseFact
+    from evaluators.merging import PartialsMerger
+    from evaluators.metrics import MetricsConfig
+    from evaluators.policy.engine import slim
+    from evaluators.windows import MetricsAccumulator
+
+    config = MetricsConfig(tasks={"m": "binary"}, window_ms=1000)
+    merger, rng = PartialsMerger(config, settle_ms=lambda model: 0, partitions=2), random.Random(4)
+    for partition in range(2):
+        acc = MetricsAccumulator(config, settle_ms=lambda model: 0)
+        for i in range(400):
+            version = "v2" if i % 3 else "v1"
+            role = "canary" if version == "v2" else "primary"
+            error = "boom" if rng.random() < 0.05 else None
+            acc.add(ResponseFact("m", version, role, i * 10, rng.uniform(1, 50), error, i % 2))
+            acc.add(JoinedRecord("m", version, role, str(i), i * 10, i * 10 + 5, i % 2, rng.random(),
+                                 rng.randint(0, 1), {}, 1.0, error, None))
+            if i == 200:
+                acc.advance(i * 10)  # some windows closed (in base), the rest open
+        merger.heartbeat(partition, {"wm": 2000, "v": acc.versions, "q": {}})
+    full = merger.totals()
+    assert merger.guardrail_totals() == {key: slim(state) for key, state in full.items()}

@@ -30,6 +30,8 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from evaluators.metrics import sketch
+from evaluators.metrics.sums import merge_counts
 from evaluators.metrics.version import new_state
 from evaluators.policy import guardrails as judging
 from evaluators.policy.drift_guardrails import DriftView, drift_evidence, is_drift
@@ -60,6 +62,21 @@ def slim(state: dict | None) -> dict:
     return {"n": state["n"], "err": state["err"], "lab": state["lab"],
             "lat": {**lat, "pos": dict(lat["pos"]), "neg": dict(lat["neg"])},
             "cls": {"cm": dict(cls["cm"])} if cls else None}
+
+
+def add_slim(total: dict, state: dict) -> dict:
+    """Add the guardrails' part of ``state`` (a full or slim metric state) into the slim ``total``:
+    far cheaper than merging whole states, whose score maps can be large."""
+    total["n"] += state["n"]
+    total["err"] += state["err"]
+    total["lab"] += state["lab"]
+    sketch.merge(total["lat"], state["lat"])
+    cls = state.get("cls")
+    if cls:
+        if total["cls"] is None:
+            total["cls"] = {"cm": {}}
+        merge_counts(total["cls"]["cm"], cls["cm"])
+    return total
 
 
 def stages(spec: RolloutSpec) -> list[tuple[dict[str, float], list[str]]]:
@@ -324,4 +341,4 @@ def _describe(routes: dict[str, float], shadow: list[str]) -> str:
     return text + (f"; shadow {', '.join(shadow)}" if shadow else "")
 
 
-__all__ = ["ACTIVE", "ISSUER", "Output", "RolloutEngine", "stages", "slim"]
+__all__ = ["ACTIVE", "ISSUER", "Output", "RolloutEngine", "add_slim", "stages", "slim"]

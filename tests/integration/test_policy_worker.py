@@ -30,7 +30,7 @@ def spec(model: str) -> RolloutSpec:
 
 
 def traffic(producer: ContractProducer, topics: Topics, model: str, accuracy: dict[str, float], n: int,
-            rng: random.Random, start: int = 0) -> None:
+            rng: random.Random, start: int = 0, flush: bool = True) -> None:
     for i in range(start, start + n):
         rid, ts = f"{model}-{i}", T0 + i * 10
         version = "v2" if i % 2 else "v1"
@@ -41,7 +41,8 @@ def traffic(producer: ContractProducer, topics: Topics, model: str, accuracy: di
             request_id=rid, model=model, version=version, role="primary" if version == "v1" else "canary",
             ts=ts + 5, prediction=prediction, latency_ms=8.0))
         producer.send(topics.labels, rid, GroundTruth(request_id=rid, model=model, ts=ts + 50, label=label))
-    producer.flush(60)
+    if flush:
+        producer.flush(60)
 
 
 def wait_for_commands(settings, topics: Topics, done, timeout: float = 150.0,
