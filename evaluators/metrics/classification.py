@@ -100,6 +100,9 @@ def add(state: dict, label: Any, prediction: Any, score: Any) -> None:
     cell = f"{y}\x1f{p}"
     cm = state["cm"]
     cm[cell] = cm.get(cell, 0) + 1
+    if type(score) is float and not state["coarse"]:
+        _add_binary(state, y, p, score)  # the common case, without _observe's general path
+        return
     observation = _observe(y, p, score)
     if observation is None:
         return
@@ -128,6 +131,35 @@ def add(state: dict, label: Any, prediction: Any, score: Any) -> None:
         counts[0 if is_true else 1] += 1
     if too_many and not coarse:
         _coarsen(state)
+
+
+def _add_binary(state: dict, y: str, p: str, p1: float) -> None:
+    """:func:`add` for a binary model's float P(class 1): the same sums as the general path."""
+    positive = y in _POSITIVE
+    ll, br = state["ll"], state["br"]
+    ll[0] += 1
+    ll[1] += -math.log(min(max(p1 if positive else 1.0 - p1, _EPS), 1 - _EPS))
+    br[0] += 1
+    br[1] += (p1 - positive) ** 2
+    confidence = p1 if p in _POSITIVE else (1.0 - p1 if p in _NEGATIVE else None)
+    if confidence is not None:
+        cell_bin = state["ece"][min(int(confidence * ECE_BINS), ECE_BINS - 1)]
+        cell_bin[0] += 1
+        cell_bin[1] += confidence
+        cell_bin[2] += y == p
+    auc = state["auc"]
+    scores = auc.get("1")
+    if scores is None:
+        scores = auc["1"] = {}
+    key = repr(p1)
+    counts = scores.get(key)
+    if counts is None:
+        counts = scores[key] = [0, 0]
+        if len(scores) > MAX_DISTINCT_SCORES:
+            counts[0 if positive else 1] += 1
+            _coarsen(state)
+            return
+    counts[0 if positive else 1] += 1
 
 
 def _grid(score: float) -> str:

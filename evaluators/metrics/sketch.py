@@ -12,12 +12,24 @@ need. Latency and label delay use it.
 
 from __future__ import annotations
 
+import math
+
 from ddsketch import DDSketch
 from ddsketch.mapping import LogarithmicMapping
 
 RELATIVE_ACCURACY = 0.01
 _MAPPING = LogarithmicMapping(RELATIVE_ACCURACY)
 _MIN_POSITIVE = _MAPPING.min_possible
+# LogarithmicMapping.key, inlined (the same float operations, so the same keys): it runs for every
+# latency and label delay, and the method call chain was a fifth of a record's cost.
+_MULTIPLIER = _MAPPING._multiplier
+_OFFSET = _MAPPING._offset
+_log = math.log
+_ceil = math.ceil
+
+
+def _key(value: float) -> str:
+    return str(int(_ceil(_log(value, 2) * _MULTIPLIER) + _OFFSET))
 
 
 def new_sketch() -> dict:
@@ -28,9 +40,9 @@ def add(sketch: dict, value: float) -> None:
     sketch["n"] += 1
     sketch["sum"] += value
     if value > _MIN_POSITIVE:
-        bins, key = sketch["pos"], str(_MAPPING.key(value))  # string keys: the state is JSON
+        bins, key = sketch["pos"], _key(value)  # string keys: the state is JSON
     elif value < -_MIN_POSITIVE:
-        bins, key = sketch["neg"], str(_MAPPING.key(-value))
+        bins, key = sketch["neg"], _key(-value)
     else:
         sketch["zero"] += 1
         return
