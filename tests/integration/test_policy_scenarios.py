@@ -114,17 +114,21 @@ def test_a_worker_killed_mid_rollout_resumes_without_repeating_or_regressing(kaf
         producer.flush()
         time.sleep(8)
         rng, sent = random.Random(5), [0]
+        # Traffic for one stage at a time, so that each kill lands mid-rollout (no backlog of stages).
+        paced = {"for": 0, "at": 0.0}
 
         def more() -> None:
             nonlocal worker, kills
-            traffic(producer, topics, "walk", {"v1": 0.95, "v2": 0.95}, 400, rng, start=sent[0])
-            sent[0] += 400
-            steps = [c for c in read_topic(kafka_settings, topics.control, linger=0.5) if c.value()]
-            if kills < 2 and len(steps) >= 2 + kills:  # after the first and the second step: SIGKILL
+            steps = len([c for c in read_topic(kafka_settings, topics.control, linger=0.5) if c.value()])
+            if kills < 2 and steps >= 2 + kills:  # after the first and the second step: SIGKILL
                 worker.send_signal(signal.SIGKILL)
                 worker.wait(30)
                 kills += 1
                 worker = start_evaluator(kafka_settings, app_id, str(tmp_path / "w"), *args)
+            if steps > paced["for"] or time.monotonic() - paced["at"] > 20:
+                traffic(producer, topics, "walk", {"v1": 0.95, "v2": 0.95}, 400, rng, start=sent[0])
+                sent[0] += 400
+                paced.update({"for": steps, "at": time.monotonic()})
 
         commands = wait_for_commands(kafka_settings, topics, lambda cs: any(c.action == "promote" for c in cs),
                                      timeout=240, between=more)
