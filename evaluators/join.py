@@ -51,6 +51,7 @@ from evaluators.facts import (
 )
 from evaluators.store import KeyValueStore
 from schemas.inference import GroundTruth, InferenceRequest, InferenceResponse
+from schemas.types import epoch_ms
 
 InputMessage = Union[InferenceRequest, InferenceResponse, GroundTruth]
 
@@ -91,9 +92,6 @@ class Incoming(NamedTuple):
     source: str
     offset: int
 
-
-def _ms(ts: Any) -> int:
-    return int(ts.timestamp() * 1000)
 
 
 class Accumulator:
@@ -328,7 +326,7 @@ class _Batch:
     # -- events ----------------------------------------------------------------------------------
     def apply(self, message: InputMessage, origin: list) -> None:
         """Apply one event. Time moves first: what is due before the new stream time expires first."""
-        ts_ms = _ms(message.ts)
+        ts_ms = epoch_ms(message.ts)
         source = origin[0]
         if ts_ms > self.source_times.get(source, -1):
             self.source_times[source] = ts_ms

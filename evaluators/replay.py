@@ -20,7 +20,7 @@ with the clock at the batch's latest event time. A spec starts at the first even
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from typing import Callable, Iterable
 
 from evaluators.accumulators import evaluator_accumulator
 from evaluators.join import Incoming, JoinConfig, JoinPartition
@@ -34,15 +34,12 @@ from schemas.inference import GroundTruth, InferenceRequest, InferenceResponse
 from schemas.monitoring import Alert, MetricsSnapshot
 from schemas.rollout import RolloutSpec
 from schemas.signing import Signer
+from schemas.types import epoch_ms
 
 SOURCES = {InferenceRequest: "requests", InferenceResponse: "responses", GroundTruth: "labels"}
 #: Far past every event: lets every window close and every request expire at the end.
 END_OF_TIME = 2**62
 BATCH = 2000
-
-
-def _ms(ts: Any) -> int:
-    return int(ts.timestamp() * 1000)
 
 
 @dataclass
@@ -85,10 +82,10 @@ class Replay:
 
     # -- inside --------------------------------------------------------------------------------------
     def _step(self, incoming: list[Incoming], idle: Iterable[str] = ()) -> None:
-        latest = max(_ms(i.message.ts) for i in incoming) if incoming else END_OF_TIME
+        latest = max(epoch_ms(i.message.ts) for i in incoming) if incoming else END_OF_TIME
         if not self._started:
             self._started = True
-            self.clock_ms = min(_ms(i.message.ts) for i in incoming)
+            self.clock_ms = min(epoch_ms(i.message.ts) for i in incoming)
             for spec in self.specs:
                 self._emit(self._engine.start(spec, self.clock_ms, self._merger.guardrail_totals(),
                                               rollout_id=f"{spec.model}@replay"))

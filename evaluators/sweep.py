@@ -15,10 +15,12 @@ index). A setting that makes a spec invalid is reported with the field, like a b
 from __future__ import annotations
 
 import itertools
+from datetime import datetime
 from typing import Any
 
 import yaml
 
+from schemas.control import Decision
 from schemas.rollout import RolloutSpec
 
 
@@ -49,3 +51,23 @@ def apply_setting(spec: RolloutSpec, setting: dict[str, Any]) -> RolloutSpec:
         else:
             node[last] = value
     return RolloutSpec.model_validate(document)
+
+
+def describe(setting: dict[str, Any]) -> str:
+    return ", ".join(f"{name}={value}" for name, value in setting.items())
+
+
+def outcome(decisions: list[Decision], model: str) -> tuple[str, datetime | None]:
+    """What a replay decided for ``model`` and when: rolled back or promoted (after how many
+    steps), or still running.
+
+    >>> outcome([], "m")
+    ('still running (at step 0)', None)
+    """
+    mine = [d for d in decisions if d.model == model]
+    steps = sum(1 for d in mine if d.action == "promote")
+    final = next((d for d in mine if d.action in ("rollback", "complete")), None)
+    if final is None:
+        return f"still running (at step {steps})", None
+    verb = "rolled back" if final.action == "rollback" else "promoted"
+    return f"{verb} (after {steps} step{'s' * (steps != 1)})", final.ts

@@ -63,6 +63,11 @@ def _parse_timestamp(value: Any) -> Any:
     raise ValueError(f"expected an RFC 3339 string or epoch milliseconds, got {type(value).__name__}")
 
 
+def epoch_ms(value: datetime) -> int:
+    """A contract timestamp in epoch milliseconds, what the core's clocks count in."""
+    return int(value.timestamp() * 1000)
+
+
 def _to_utc(value: datetime) -> datetime:
     if value.tzinfo is None:
         raise ValueError("timestamp needs a time zone")

@@ -7,8 +7,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import click
-import orjson
 
+from schemas.types import epoch_ms
 from streams.cli_context import Context, pass_context
 from streams.cli_evaluate import _duration, _tasks
 from streams.local_broker import PROJECT_ROOT
@@ -25,7 +25,7 @@ def _time(ctx: click.Context, param: click.Parameter, value: str | None) -> int 
         raise click.BadParameter(f"expected an ISO 8601 time such as 2026-11-20T08:00:00Z, got {value!r}") from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=timezone.utc)
-    return int(moment.timestamp() * 1000)
+    return epoch_ms(moment)
 
 
 @click.command()
@@ -49,22 +49,9 @@ def record(ctx: Context, out_dir: Path, since: int | None, until: int | None) ->
         topic = getattr(topics, name)
         with console.status(f"reading {topic} ..."):
             messages, _ = read_to_end(ctx.settings, topic, since_ms=since, timeout=600)
-        values = [m.value() for m in messages if m.value()]
-        if until is not None:
-            values = [v for v in values if _event_ms(v) < until]
         path = out_dir / f"inference.{name}.jsonl"
-        written = write_events(path, values)
+        written = write_events(path, [m.value() for m in messages if m.value()], until_ms=until)
         console.print(f"{topic}: {written:,} events -> {path}")
-
-
-def _event_ms(value: bytes) -> int:
-    try:
-        ts = orjson.loads(value).get("ts")
-        if isinstance(ts, (int, float)):
-            return int(ts)
-        return int(datetime.fromisoformat(str(ts).replace("Z", "+00:00")).timestamp() * 1000)
-    except Exception:
-        return -1  # kept; replay reports it
 
 
 @click.command()
@@ -153,25 +140,17 @@ def _run(console, files, specs, join_config, metrics, signer=None, quiet: bool =
 
 
 def _sweep(console, files, settings, join_config, metrics) -> None:
+    from rich.console import Console
     from rich.table import Table
 
+    from evaluators.sweep import describe, outcome
+
     table = Table(title="what each setting would have decided")
-    table.add_column("setting")
-    table.add_column("model")
-    table.add_column("outcome")
-    table.add_column("decided at")
+    for column in ("setting", "model", "outcome", "decided at"):
+        table.add_column(column)
     for setting, specs in settings:
         result, _, _ = _run(console, files, specs, join_config, metrics, quiet=True)
-        label = ", ".join(f"{k}={v}" for k, v in setting.items())
         for spec in specs:
-            final = [d for d in result.decisions if d.model == spec.model and d.action in ("rollback", "complete")]
-            steps = sum(1 for d in result.decisions if d.model == spec.model and d.action == "promote")
-            if final:
-                outcome = "rolled back" if final[0].action == "rollback" else "promoted"
-                table.add_row(label, spec.model, f"{outcome} (after {steps} step{'s' * (steps != 1)})",
-                              f"{final[0].ts:%Y-%m-%d %H:%M:%S}")
-            else:
-                table.add_row(label, spec.model, f"still running (at step {steps})", "")
-    from rich.console import Console
-
+            text, at = outcome(result.decisions, spec.model)
+            table.add_row(describe(setting), spec.model, text, f"{at:%Y-%m-%d %H:%M:%S}" if at else "")
     Console(width=max(console.width, 160)).print(table)  # settings are long: never squeeze them

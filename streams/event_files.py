@@ -26,6 +26,7 @@ import orjson
 
 from schemas.codec import DecodeError, decode
 from schemas.inference import GroundTruth, InferenceRequest, InferenceResponse
+from schemas.types import epoch_ms
 
 Event = InferenceRequest | InferenceResponse | GroundTruth
 #: Events a file may hold back (by event time) before a later line counts as out of order.
@@ -72,7 +73,7 @@ class EventFiles:
         emitted = -1
         counter = itertools.count()
         for line_number, event in self._parse(path):
-            ts = int(event.ts.timestamp() * 1000)
+            ts = epoch_ms(event.ts)
             if ts < emitted:
                 self.problems.append(Problem(path, line_number, "out_of_order",
                                              f"event time {ts} is before {emitted}, already replayed"))
@@ -102,16 +103,23 @@ class EventFiles:
                     self.problems.append(Problem(path, number, exc.reason, exc.detail))
 
 
-def write_events(path: Path, values: list[bytes]) -> int:
-    """Write raw event values to ``path`` in event-time order (as replay reads them); returns the
-    number written. Values that are not events are written too: replay reports them."""
-    def ts_of(value: bytes) -> int:
-        try:
-            document = orjson.loads(value)
-            return int(event_type(document).model_validate(document).ts.timestamp() * 1000)
-        except Exception:  # replay reports it, with its line
-            return -1
+def event_time_ms(value: bytes) -> int:
+    """An event value's event time (epoch ms); -1 for a value that is not a valid event."""
+    try:
+        document = orjson.loads(value)
+        return epoch_ms(event_type(document).model_validate(document).ts)
+    except Exception:  # not JSON, not an object, not an event: replay reports it with its line
+        return -1
+
+
+def write_events(path: Path, values: list[bytes], until_ms: int | None = None) -> int:
+    """Write raw event values to ``path`` in event-time order (as replay reads them), only those
+    before ``until_ms`` if given; returns the number written. Values that are not events are
+    written too (first): replay reports them."""
+    timed = sorted(((event_time_ms(value), value) for value in values), key=lambda item: item[0])
+    if until_ms is not None:
+        timed = [(ts, value) for ts, value in timed if ts < until_ms]
     with open(path, "wb") as out:
-        for value in sorted(values, key=ts_of):
+        for _, value in timed:
             out.write(value.replace(b"\n", b" ") + b"\n")
-    return len(values)
+    return len(timed)

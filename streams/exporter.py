@@ -16,6 +16,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.samples import Sample
 from prometheus_client.registry import Collector
 
+from evaluators.drift.monitor import split_score_name
 from evaluators.metrics import version as version_metrics
 from evaluators.policy.engine import RolloutEngine
 from evaluators.metrics.version import MetricsConfig
@@ -111,8 +112,7 @@ class EvaluatorCollector(Collector):
         for key, values in sorted(scores.items()):
             model, version = key.split("\x1f")
             for name, value in sorted(values.items()):
-                against = "baseline" if name.startswith("skew.") else "reference"
-                feature, _, measure = name.removeprefix("skew.").rpartition(".")
+                feature, measure, against = split_score_name(name)
                 score.add_metric([model, version, feature, measure, against], value)
         yield score
         alerting = GaugeMetricFamily("shadowcanary_drift_firing",

@@ -121,8 +121,8 @@ class PolicyService(BackgroundService):
                     else:
                         spec, rollout_id = self._spec_of(message)
                         outputs += self._on_spec(engine, message.key().decode(), spec, rollout_id, totals)
-                scores, firing = self.merger.drift()
-                outputs += engine.tick(now_ms(), totals, DriftView(scores, firing))
+                drift = DriftView(*self.merger.drift()) if needed else DriftView()
+                outputs += engine.tick(now_ms(), totals, drift)
                 if outputs or time.monotonic() - saved > SAVE_EVERY_S:
                     self._publish(producer, engine, outputs)
                     saved = time.monotonic()

@@ -36,7 +36,8 @@ class ErrorDriftDetector:
 
     def update(self, bad: int, n: int) -> bool:
         """Feed a window's ``bad`` errors out of ``n``; whether ADWIN cut its window (a change)."""
-        self.history = (self.history + [[bad, n]])[-HISTORY:]
+        self.history.append([bad, n])
+        del self.history[:-HISTORY]
         detected = False
         spread = 0
         for _ in range(n):

@@ -44,12 +44,30 @@ from typing import Any
 from evaluators.drift import statistics as st
 from evaluators.drift.concept import ErrorDriftDetector
 from evaluators.drift.config import DriftConfig
-from evaluators.drift.summary import PREDICTION, merge_all, present
-from evaluators.policy.guardrails import bad_counts
+from evaluators.drift.summary import PREDICTION, merge_all
+from evaluators.metrics import classification
 from schemas.monitoring import Alert
 
 CONCEPT = "@errors"
+_SKEW = "skew."
 _ALERT_NAMESPACE = uuid.UUID("0d6c1f7e-3b0a-4d55-9d0e-6a9b2f4c8e21")
+
+
+def score_name(feature: str, measure: str, against: str = "reference") -> str:
+    """A drift score's name in ``MetricsSnapshot.drift``: ``<feature>.<measure>`` against the
+    version's reference, ``skew.<feature>.<measure>`` against the baseline's same window.
+
+    >>> score_name("amount", "psi", "baseline"), split_score_name("skew.amount.psi")
+    ('skew.amount.psi', ('amount', 'psi', 'baseline'))
+    """
+    return f"{_SKEW if against == 'baseline' else ''}{feature}.{measure}"
+
+
+def split_score_name(name: str) -> tuple[str, str, str]:
+    """(feature, measure, against) of a score name (see :func:`score_name`)."""
+    against = "baseline" if name.startswith(_SKEW) else "reference"
+    feature, _, measure = name.removeprefix(_SKEW).rpartition(".")
+    return feature, measure, against
 
 
 @dataclass(frozen=True)
@@ -70,13 +88,12 @@ class Comparison:
 
     scores: dict[str, float]
     p_values: list[tuple[str, float, bool]]  # (test, p, effect over the floor)
-    compared: bool
 
 
 def compare(reference: dict, current: dict, config: DriftConfig) -> Comparison:
     """Compare one feature's ``current`` summary with ``reference``."""
-    if present(reference) + reference["miss"] < config.min_samples or current["n"] < config.min_samples:
-        return Comparison({}, [], False)
+    if reference["n"] < config.min_samples or current["n"] < config.min_samples:
+        return Comparison({}, [])
     scores: dict[str, float] = {}
     tests: list[tuple[str, float, bool]] = []
     ref_missing, cur_missing = reference["miss"] / reference["n"], current["miss"] / current["n"]
@@ -98,7 +115,7 @@ def compare(reference: dict, current: dict, config: DriftConfig) -> Comparison:
         scores["js"] = st.js_distance(ref_cat, cur_cat)
         scores["unseen_rate"] = st.unseen_rate(ref_cat, cur_cat)
         tests.append(("chi2", result.p_value, scores["js"] >= config.min_js))
-    return Comparison(scores, tests, True)
+    return Comparison(scores, tests)
 
 
 class DriftMonitor:
@@ -107,7 +124,7 @@ class DriftMonitor:
     def __init__(self, config: DriftConfig | None = None, state: dict | None = None) -> None:
         self.config = config or DriftConfig()
         state = state or {}
-        #: "model\x1fversion" -> {"windows": n, "ft": summaries, "pinned": bool}
+        #: "model\x1fversion" -> {"windows": n, "ft": summaries}; pinned once n reaches reference_windows
         self.references: dict[str, dict] = state.get("references", {})
         #: "model\x1fversion\x1ffeature" -> {"streak", "clean", "firing", "fired_at"}
         self.conditions: dict[str, dict] = state.get("conditions", {})
@@ -136,27 +153,26 @@ class DriftMonitor:
             return {v: self.latest.get(f"{model}\x1f{v}", {}) for v in versions}, []
         self.observed[model] = start
         baseline = self._baseline(versions)
-        features = {v: _features(state) for v, (_, state) in versions.items()}
+        features = {v: state.get("ft") or {} for v, (_, state) in versions.items()}
         scores: dict[str, dict[str, float]] = {}
         alerts: list[Alert] = []
-        end = start  # alert time: the window's start (event time), deterministic
         for version, (role, state) in sorted(versions.items()):
             out: dict[str, float] = {}
             reference = self.references.get(f"{model}\x1f{version}")
-            pinned = reference is not None and reference["pinned"]
+            pinned = reference is not None and self._pinned(reference)
             for name, current in sorted(features[version].items()):
                 comparisons = []
                 if pinned and name in reference["ft"]:
-                    comparisons.append(("", compare(reference["ft"][name], current, self.config)))
+                    comparisons.append(("reference", compare(reference["ft"][name], current, self.config)))
                 other = features.get(baseline, {}).get(name) if baseline and version != baseline else None
                 if other is not None and name != PREDICTION:
-                    comparisons.append(("skew.", compare(other, current, self.config)))
+                    comparisons.append(("baseline", compare(other, current, self.config)))
                 verdict = self._judge(comparisons)
-                for prefix, comparison in comparisons:
+                for against, comparison in comparisons:
                     for measure, value in comparison.scores.items():
-                        out[f"{prefix}{name}.{measure}"] = value
-                alerts += self._condition(model, version, name, verdict, end)
-            alerts += self._concept(model, version, state, out, end)
+                        out[score_name(name, measure, against)] = value
+                alerts += self._condition(model, version, name, verdict, start)  # event time: deterministic
+            alerts += self._concept(model, version, state, out, start)
             self._grow_reference(model, version, features[version])
             scores[version] = out
             if any(not name.startswith(CONCEPT) for name in out):  # the last window with enough data
@@ -169,12 +185,12 @@ class DriftMonitor:
         return max(primaries)[1] if primaries else None
 
     def _judge(self, comparisons: list[tuple[str, Comparison]]) -> "Verdict":
-        tests = [(prefix, t) for prefix, c in comparisons for t in c.p_values]
+        tests = [(against, t) for against, c in comparisons for t in c.p_values]
         if not tests:
             return Verdict(False, False)
         level = self.config.alpha / len(tests)
-        hits = sorted((p, f"{'skew ' if prefix else ''}{name} p={p:.2g} < {level:.2g}")
-                      for prefix, (name, p, big) in tests if p < level and big)
+        hits = sorted((p, f"{'skew ' if against == 'baseline' else ''}{name} p={p:.2g} < {level:.2g}")
+                      for against, (name, p, big) in tests if p < level and big)
         if not hits:
             return Verdict(False, True)
         return Verdict(True, True, hits[0][1], hits[0][0], level)
@@ -211,7 +227,7 @@ class DriftMonitor:
         return []
 
     def _concept(self, model: str, version: str, state: dict, out: dict[str, float], ts: int) -> list[Alert]:
-        bad, n = bad_counts("accuracy", state) if state.get("cls") else (0, 0)
+        bad, n = classification.wrong(state.get("cls"))
         if not n:
             return []
         key = f"{model}\x1f{version}"
@@ -219,8 +235,8 @@ class DriftMonitor:
         if detector is None:
             detector = self.detectors[key] = ErrorDriftDetector(self.config.adwin_delta)
         detected = detector.update(bad, n)
-        out[f"{CONCEPT}.error_rate"] = bad / n
-        out[f"{CONCEPT}.adwin"] = 1.0 if detected else 0.0
+        out[score_name(CONCEPT, "error_rate")] = bad / n
+        out[score_name(CONCEPT, "adwin")] = 1.0 if detected else 0.0
         # ADWIN's cut is the confirmed event itself (its delta bounds false cuts): no second window.
         return self._condition(model, version, CONCEPT, Verdict(
             detected, True, f"ADWIN cut its window at error rate {bad / n:.3f}", bad / n, None), ts, confirm=1)
@@ -231,16 +247,13 @@ class DriftMonitor:
         key = f"{model}\x1f{version}"
         reference = self.references.get(key)
         if reference is None:
-            reference = self.references[key] = {"windows": 0, "ft": {}, "pinned": False}
-        if reference["pinned"]:
-            return
-        merge_all(reference["ft"], features)
-        reference["windows"] += 1
-        reference["pinned"] = reference["windows"] >= self.config.reference_windows
+            reference = self.references[key] = {"windows": 0, "ft": {}}
+        if not self._pinned(reference):
+            merge_all(reference["ft"], features)
+            reference["windows"] += 1
 
-
-def _features(state: dict) -> dict[str, dict]:
-    return state.get("ft") or {}
+    def _pinned(self, reference: dict) -> bool:
+        return reference["windows"] >= self.config.reference_windows
 
 
 def _what(feature: str) -> str:

@@ -90,8 +90,3 @@ def merge_all(a: dict[str, dict], b: dict[str, dict]) -> dict[str, dict]:
         elif len(a) < MAX_FEATURES:
             a[name] = merge(new_summary(), summary)
     return a
-
-
-def present(summary: dict) -> int:
-    """Values that were there (not missing)."""
-    return summary["n"] - summary["miss"]

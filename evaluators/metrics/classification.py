@@ -65,19 +65,10 @@ _POSITIVE = {"1": 1.0, "true": 1.0}
 _NEGATIVE = {"0", "false"}
 
 
-def _observe(y: str, p: str, score: Any) -> tuple | None:
-    """What one record adds beyond its confusion-matrix cell:
+def _observe(y: str, p: str, score: dict) -> tuple | None:
+    """What a record with per-class scores adds beyond its confusion-matrix cell:
     ``(log loss, Brier score, confidence in the predicted class or None, ((class, score, is the true
     class), ...))``."""
-    if isinstance(score, (int, float)) and not isinstance(score, bool):
-        p1 = float(score)  # a binary model's P(class 1)
-        positive = y in _POSITIVE
-        p_true = p1 if positive else 1.0 - p1
-        confidence = p1 if p in _POSITIVE else (1.0 - p1 if p in _NEGATIVE else None)
-        return (-math.log(min(max(p_true, _EPS), 1 - _EPS)), (p1 - positive) ** 2, confidence,
-                (("1", p1, positive),))
-    if not isinstance(score, dict):
-        return None
     probabilities = {}
     for name, q in score.items():
         if isinstance(q, (int, float)) and not isinstance(q, bool):
@@ -100,13 +91,24 @@ def add(state: dict, label: Any, prediction: Any, score: Any) -> None:
     cell = f"{y}\x1f{p}"
     cm = state["cm"]
     cm[cell] = cm.get(cell, 0) + 1
-    if type(score) is float and not state["coarse"]:
-        _add_binary(state, y, p, score)  # the common case, without _observe's general path
+    if isinstance(score, (int, float)) and not isinstance(score, bool):
+        p1 = float(score)  # a binary model's P(class 1): the common case, no observation tuple built
+        positive = y in _POSITIVE
+        _add_probabilities(state, y, p, -math.log(min(max(p1 if positive else 1.0 - p1, _EPS), 1 - _EPS)),
+                           (p1 - positive) ** 2, p1 if p in _POSITIVE else (1.0 - p1 if p in _NEGATIVE else None))
+        _count_score(state, "1", p1, positive)
         return
-    observation = _observe(y, p, score)
+    observation = _observe(y, p, score) if isinstance(score, dict) else None
     if observation is None:
         return
     loss, brier, confidence, auc_scores = observation
+    _add_probabilities(state, y, p, loss, brier, confidence)
+    for cls, q, is_true in auc_scores:
+        _count_score(state, cls, q, is_true)
+
+
+def _add_probabilities(state: dict, y: str, p: str, loss: float, brier: float, confidence: float | None) -> None:
+    """Log loss, Brier score and the calibration bin of one scored record."""
     state["ll"][0] += 1
     state["ll"][1] += loss
     state["br"][0] += 1
@@ -116,50 +118,23 @@ def add(state: dict, label: Any, prediction: Any, score: Any) -> None:
         cell_bin[0] += 1
         cell_bin[1] += confidence
         cell_bin[2] += y == p
-    auc = state["auc"]
-    coarse = state["coarse"]
-    too_many = False
-    for cls, q, is_true in auc_scores:
-        scores = auc.get(cls)
-        if scores is None:
-            scores = auc[cls] = {}
-        key = _grid(q) if coarse else repr(q)
-        counts = scores.get(key)
-        if counts is None:
-            counts = scores[key] = [0, 0]
-            too_many = too_many or len(scores) > MAX_DISTINCT_SCORES
-        counts[0 if is_true else 1] += 1
-    if too_many and not coarse:
-        _coarsen(state)
 
 
-def _add_binary(state: dict, y: str, p: str, p1: float) -> None:
-    """:func:`add` for a binary model's float P(class 1): the same sums as the general path."""
-    positive = y in _POSITIVE
-    ll, br = state["ll"], state["br"]
-    ll[0] += 1
-    ll[1] += -math.log(min(max(p1 if positive else 1.0 - p1, _EPS), 1 - _EPS))
-    br[0] += 1
-    br[1] += (p1 - positive) ** 2
-    confidence = p1 if p in _POSITIVE else (1.0 - p1 if p in _NEGATIVE else None)
-    if confidence is not None:
-        cell_bin = state["ece"][min(int(confidence * ECE_BINS), ECE_BINS - 1)]
-        cell_bin[0] += 1
-        cell_bin[1] += confidence
-        cell_bin[2] += y == p
+def _count_score(state: dict, cls: str, q: float, is_true: bool) -> None:
+    """One score of ``cls`` for its AUC; past MAX_DISTINCT_SCORES distinct scores, on a grid."""
     auc = state["auc"]
-    scores = auc.get("1")
+    scores = auc.get(cls)
     if scores is None:
-        scores = auc["1"] = {}
-    key = repr(p1)
+        scores = auc[cls] = {}
+    key = _grid(q) if state["coarse"] else repr(q)
     counts = scores.get(key)
     if counts is None:
         counts = scores[key] = [0, 0]
-        if len(scores) > MAX_DISTINCT_SCORES:
-            counts[0 if positive else 1] += 1
+        if len(scores) > MAX_DISTINCT_SCORES and not state["coarse"]:
+            counts[0 if is_true else 1] += 1
             _coarsen(state)
             return
-    counts[0 if positive else 1] += 1
+    counts[0 if is_true else 1] += 1
 
 
 def _grid(score: float) -> str:
@@ -221,6 +196,18 @@ def _auc(scores: dict[str, list]) -> tuple[float | None, float]:
         negatives_below += neg
     total = positives * negatives
     return area / total, 0.5 * ties / total
+
+
+def wrong(state: dict | None) -> tuple[int, int]:
+    """(wrong predictions, labelled predictions) of a classification state (``None``: none)."""
+    if not state:
+        return 0, 0
+    n = correct = 0
+    for cell, count in state["cm"].items():
+        y, p = cell.split("\x1f")
+        n += count
+        correct += count if y == p else 0
+    return n - correct, n
 
 
 def is_binary(state: dict) -> bool:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from evaluators.drift.monitor import split_score_name
 from schemas.control import Bounds, GuardrailEvidence
 from schemas.rollout import Guardrail
 
@@ -44,12 +45,11 @@ def is_drift(guardrail: Guardrail) -> bool:
 
 def drift_size(scores: dict[str, float], feature: str) -> float | None:
     """The largest drift magnitude of ``feature`` in a version's scores (None: not judged)."""
-    sizes = [value for name, value in scores.items()
-             for prefix in ("", "skew.") for measure in _SIZE_MEASURES if name == f"{prefix}{feature}.{measure}"]
-    judged = any(name.startswith((f"{feature}.", f"skew.{feature}.")) for name in scores)
+    judged = [(measure, value) for name, value in scores.items()
+              for scored, measure, _ in (split_score_name(name),) if scored == feature]
     if not judged:
         return None
-    return max(sizes, default=0.0)
+    return max((value for measure, value in judged if measure in _SIZE_MEASURES), default=0.0)
 
 
 def drift_evidence(guardrail: Guardrail, model: str, candidate: str, view: DriftView) -> GuardrailEvidence:

@@ -32,7 +32,6 @@ from typing import Any
 
 from evaluators.metrics import sketch
 from evaluators.metrics.sums import merge_counts
-from evaluators.metrics.version import new_state
 from evaluators.policy import guardrails as judging
 from evaluators.policy.drift_guardrails import DriftView, drift_evidence, is_drift
 from evaluators.policy.sequential import new_test
@@ -56,12 +55,9 @@ class Output:
 
 
 def slim(state: dict | None) -> dict:
-    """The part of a version's metric state the guardrails read (the rest can be large)."""
-    state = state or new_state()
-    cls, lat = state.get("cls"), state["lat"]
-    return {"n": state["n"], "err": state["err"], "lab": state["lab"],
-            "lat": {**lat, "pos": dict(lat["pos"]), "neg": dict(lat["neg"])},
-            "cls": {"cm": dict(cls["cm"])} if cls else None}
+    """The part of a version's metric state the guardrails read (the rest can be large), copied."""
+    empty = {"n": 0, "err": 0, "lab": 0, "lat": sketch.new_sketch(), "cls": None}
+    return add_slim(empty, state) if state else empty
 
 
 def add_slim(total: dict, state: dict) -> dict:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from evaluators.metrics import sketch
+from evaluators.metrics import classification, sketch
 from evaluators.metrics.version import new_state
 from evaluators.policy import sequential
 from schemas.control import Bounds, GuardrailEvidence
@@ -53,22 +53,10 @@ def needs_labels(guardrail: Guardrail) -> bool:
 
 
 # -- counts of bad samples -------------------------------------------------------------------------
-def _accuracy_counts(state: dict) -> tuple[int, int]:
-    cls = state.get("cls")
-    if not cls:
-        return 0, 0
-    n = correct = 0
-    for cell, count in cls["cm"].items():
-        y, p = cell.split("\x1f")
-        n += count
-        correct += count if y == p else 0
-    return n - correct, n
-
-
 def bad_counts(metric: str, state: dict, latency_bound: float | None = None) -> tuple[int, int]:
     """(bad samples, samples) of ``metric`` in a version's metric state."""
     if metric == "accuracy":
-        return _accuracy_counts(state)
+        return classification.wrong(state.get("cls"))
     if metric == "error_rate":
         return state["err"], state["n"]
     return sketch.count_above(state["lat"], latency_bound), state["lat"]["n"]

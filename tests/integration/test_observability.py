@@ -8,7 +8,6 @@ import json
 import random
 import shutil
 import subprocess
-import time
 import urllib.parse
 import urllib.request
 import uuid

@@ -11,7 +11,7 @@ import uuid
 
 import pytest
 
-from schemas import GroundTruth, InferenceRequest, InferenceResponse, Topics, decode
+from schemas import InferenceRequest, InferenceResponse, Topics, decode
 from schemas.control import Decision, RoutingCommand
 from schemas.monitoring import Alert
 from schemas.rollout import RolloutSpec
