@@ -58,14 +58,15 @@ def inference_partitions(settings: KafkaSettings) -> int:
     return states[names[0]].partitions
 
 
-def prepare_state_dir(state_dir: Path) -> list[str]:
-    """Create the folder; after an unclean stop, drop local table state (rebuilt from changelogs)."""
+def prepare_state_dir(state_dir: Path, table_dir: Path) -> list[str]:
+    """Create the folder; after an unclean stop, drop the local table state in ``table_dir`` (the
+    app's ``conf.tabledir``, inside ``state_dir``): the tables are rebuilt from their changelogs."""
     notes = []
     state_dir.mkdir(parents=True, exist_ok=True)
     mark = state_dir / RUNNING_MARK
     if mark.exists():
-        for tables in state_dir.glob("*-data"):
-            shutil.rmtree(tables, ignore_errors=True)
+        if table_dir.exists():
+            shutil.rmtree(table_dir)
         notes.append("the previous worker stopped uncleanly: rebuilding state from the changelog")
     mark.write_text(str(os.getpid()))
     return notes
@@ -82,9 +83,9 @@ def build_evaluator(settings: KafkaSettings, options: AppOptions, join_config: J
     topics = Topics(settings.topic_prefix)
     # One partition: one owner (the merger) reads every partition's partials in order.
     ensure_internal_topic(admin_client(settings), partials_topic_name(topics), partitions=1, compacted=True)
-    notes = prepare_state_dir(state_dir)
     options.data_dir = str(state_dir)
     app = create_app(settings, options)
+    notes = prepare_state_dir(state_dir, Path(app.conf.tabledir))
     app.conf.topic_partitions = partitions
     join = JoinWorker(app, topics, join_config, partitions, options, metrics=metrics_config)
     merger = MergerService(settings, topics, partials_topic_name(topics), options.app_id, metrics_config,
