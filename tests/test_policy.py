@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 
 import pytest
@@ -174,6 +175,60 @@ def test_the_mixture_test_keeps_its_level_under_repeated_looks():
                 rejections += 1
                 break
     assert rejections / 300 <= 0.05
+
+
+def _paired_rollouts(rng: random.Random, rates, cand_extra: float, looks: int = 150, rollouts: int = 300,
+                     alpha: float = 0.05) -> float:
+    """Share of rollouts the paired test rejects; each look draws both versions at ``rates(look)``
+    (the candidate ``cand_extra`` worse), 4 candidate and 36 baseline samples."""
+    rejected = 0
+    for _ in range(rollouts):
+        state = sequential.new_test()
+        for look in range(looks):
+            rate = rates(look)
+            cb = sum(rng.random() < rate + cand_extra for _ in range(4))
+            bb = sum(rng.random() < rate for _ in range(36))
+            sequential.update_paired(state, cb, 4, bb, 36)
+            if sequential.rejects(state, alpha):
+                rejected += 1
+                break
+    return rejected / rollouts
+
+
+def test_the_paired_test_keeps_its_level_without_knowing_the_baseline():
+    assert _paired_rollouts(random.Random(6), lambda look: 0.1, 0.0) <= 0.05
+
+
+def test_the_paired_test_keeps_its_level_when_both_rates_swing_over_the_day():
+    """Both versions swing between 5% and 35% bad (the hours they share); judging the candidate's
+    samples against the baseline's running rate would roll back equal candidates."""
+    def swing(look: int) -> float:
+        return 0.2 + 0.15 * math.sin(look / 8)
+
+    assert _paired_rollouts(random.Random(7), swing, 0.0) <= 0.05
+    rng, rejected = random.Random(7), 0
+    for _ in range(300):  # the plug-in test on the same kind of stream
+        state, base_bad, base_n = sequential.new_test(), 0, 0
+        for look in range(150):
+            rate = swing(look)
+            cb = sum(rng.random() < rate for _ in range(4))
+            bb = sum(rng.random() < rate for _ in range(36))
+            if base_n:
+                sequential.update(state, cb, 4, p0=base_bad / base_n)
+            base_bad, base_n = base_bad + bb, base_n + 36
+            if sequential.rejects(state, 0.05):
+                rejected += 1
+                break
+    assert rejected / 300 > 0.08  # measured: 0.107, twice its level
+
+
+def test_the_paired_test_finds_a_worse_candidate_and_carries_one_sided_looks():
+    assert _paired_rollouts(random.Random(8), lambda look: 0.1, 0.15, rollouts=50) >= 0.9
+    state = sequential.new_test()
+    sequential.update_paired(state, 3, 3, 0, 0)  # candidate samples only: nothing to compare yet
+    assert state["n"] == 0 and state["carry"][:4] == [3, 3, 0, 0]
+    sequential.update_paired(state, 0, 0, 1, 30)
+    assert state["n"] == 3 and "carry" not in state and sequential.statistic(state) > 0
 
 
 def test_rollout_validate_names_the_field_of_an_unsupported_guardrail(tmp_path):

@@ -9,8 +9,10 @@ test (:mod:`evaluators.policy.sequential`) serves them all:
   responses over 250 ms"; against the baseline, the bound is the baseline's own quantile plus the
   allowed degradation.
 
-The null rate ``p0`` is the bound (absolute) or the baseline's rate plus the allowed degradation,
-both measured since the rollout started. Metrics of kind ``mean`` or ``score`` (F1, AUC, MAE, ...)
+Against the baseline (accuracy, error rate), both versions' samples of each look go into a paired
+test, conditional on the look's bad samples, so the baseline's rate is never plugged in as if
+known; the allowed degradation becomes an odds-ratio bound. An absolute bound ``p0`` (or a latency
+bound set by the baseline's quantile) is tested on the candidate's samples alone. Metrics of kind ``mean`` or ``score`` (F1, AUC, MAE, ...)
 have no anytime-valid test here yet: :func:`unsupported_reason` names them, and a spec using
 them is refused when validated rather than held forever.
 """
@@ -118,6 +120,20 @@ def _baseline_then(metric: str, start: dict, last: dict, now: dict) -> tuple[dic
     return now, start
 
 
+def _update_against_baseline(test: dict[str, Any], p0: float, base_then: tuple[int, int],
+                             new_cand: tuple[int, int], new_base: tuple[int, int]) -> None:
+    """The paired (conditional) test of the look's new samples of both versions, with the
+    odds-ratio bound of ``p0`` over the baseline's rate so far; while the baseline has shown no bad
+    sample and the guardrail allows some slack, that bound is infinite, so the candidate's samples
+    are judged against ``p0`` itself (see :mod:`evaluators.policy.sequential`)."""
+    base_bad, base_n = base_then
+    rate = base_bad / base_n
+    if p0 <= rate or base_bad > 0:
+        sequential.update_paired(test, *new_cand, *new_base, sequential.log_odds_ratio(p0, rate))
+    else:
+        sequential.update(test, *new_cand, p0=p0)
+
+
 def judge(guardrail: Guardrail, test: dict[str, Any], base: tuple[dict, dict, dict],
           cand: tuple[dict, dict, dict]) -> GuardrailEvidence:
     """Update the guardrail's sequential ``test`` with the candidate's samples since the last look
@@ -128,13 +144,17 @@ def judge(guardrail: Guardrail, test: dict[str, Any], base: tuple[dict, dict, di
     b_start, b_last, b_now = base
     c_start, c_last, c_now = cand
     latency = metric in _QUANTILES
-    b_last, b_start_then = _baseline_then(metric, b_start, b_last, b_now)
-    bound_then = latency_bound(guardrail, b_last, b_start_then) if latency else None
+    b_then, b_start_then = _baseline_then(metric, b_start, b_last, b_now)
+    bound_then = latency_bound(guardrail, b_then, b_start_then) if latency else None
     bound_now = latency_bound(guardrail, b_now, b_start) if latency else None
     if not latency or bound_then is not None:
-        p0 = null_rate(guardrail, *since(metric, b_last, b_start_then, bound_then))
-        if p0 is not None:
-            sequential.update(test, *since(metric, c_now, c_last, bound_then), p0=p0)
+        base_then = since(metric, b_then, b_start_then, bound_then)
+        p0 = null_rate(guardrail, *base_then)
+        new_cand = since(metric, c_now, c_last, bound_then)
+        if p0 is not None and guardrail.comparison == "baseline" and not latency:
+            _update_against_baseline(test, p0, base_then, new_cand, since(metric, b_now, b_last))
+        elif p0 is not None:
+            sequential.update(test, *new_cand, p0=p0)
     ready = not latency or bound_now is not None
     cand_bad, cand_n = since(metric, c_now, c_start, bound_now) if ready else (0, 0)
     base_bad, base_n = since(metric, b_now, b_start, bound_now) if ready else (0, 0)
