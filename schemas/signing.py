@@ -160,7 +160,11 @@ def load_verifier(path: Path) -> Verifier:
         if not isinstance(key, Ed25519PublicKey):
             raise SigningKeyError(f"{path}: expected an Ed25519 public key, got {type(key).__name__}")
         return Ed25519Verifier(key)
-    signer = load_signer(path)
+    return verifier_for(load_signer(path))
+
+
+def verifier_for(signer: Signer) -> Verifier:
+    """What verifies ``signer``'s signatures: its public key, or the shared secret itself."""
     return signer.verifier() if isinstance(signer, Ed25519Signer) else signer  # type: ignore[return-value]
 
 

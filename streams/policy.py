@@ -31,7 +31,7 @@ from streams.background import BackgroundService
 from streams.config import KafkaSettings
 from streams.merger import MergerService
 from streams.reading import read_to_end
-from streams.telemetry import DECISIONS
+from streams.telemetry import COMMANDS_REFUSED, DECISIONS
 
 log = logging.getLogger("shadowcanary.policy")
 
@@ -151,9 +151,14 @@ class PolicyService(BackgroundService):
     @staticmethod
     def _on_control(engine: RolloutEngine, value: bytes | None) -> None:
         try:
-            engine.observe_command(decode(RoutingCommand, value))
+            command = decode(RoutingCommand, value)
         except DecodeError:
-            pass  # a router ignores it too
+            return  # a router ignores it too
+        refused = engine.observe_command(command)
+        if refused is not None:
+            COMMANDS_REFUSED.inc()
+            log.warning("ignoring command %s (%s %s by %s) on rollout.control: %s", command.command_id,
+                        command.action, command.model, command.issuer, refused)
 
     def _publish(self, producer: Producer, engine: RolloutEngine, outputs: list[Output]) -> None:
         producer.begin_transaction()

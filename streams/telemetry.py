@@ -33,3 +33,9 @@ DECISIONS = Counter(
     "Rollout decisions published on rollout.decisions by this worker (as the policy owner), by action.",
     ["model", "action"],
 )
+
+COMMANDS_REFUSED = Counter(
+    "shadowcanary_commands_refused",
+    "Commands read back from rollout.control that the policy owner ignored: a signing key is set and "
+    "their signature is missing or bad.",
+)

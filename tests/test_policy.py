@@ -141,6 +141,24 @@ def test_a_manual_rollback_and_epochs_from_others_are_obeyed():
     assert commands(out)[0].epoch == 8
 
 
+def test_with_a_key_only_well_signed_commands_from_others_are_obeyed():
+    from schemas.signing import HmacKey, sign_command
+
+    key = HmacKey(b"k" * 32)
+    engine = RolloutEngine(signer=key)
+    started = commands(engine.start(spec(), 0, {}))
+    rollout_id = engine.rollouts["m"]["id"]
+    assert engine.observe_command(started[0]) is None  # its own command, signed by itself
+    forged = RoutingCommand(model="m", epoch=9, issued_at=1, issuer="cli:mallory", action="rollback",
+                            routes={"v1": 100}, reason="x", rollout_id=rollout_id)
+    assert "unsigned" in engine.observe_command(forged)
+    other_key = sign_command(forged, HmacKey(b"o" * 32))
+    assert "does not match" in engine.observe_command(other_key)
+    assert engine.rollouts["m"]["status"] == "running" and engine.epochs["m"] == started[0].epoch
+    assert engine.observe_command(sign_command(forged, key)) is None
+    assert engine.rollouts["m"]["status"] == "rolled_back" and engine.epochs["m"] == 9
+
+
 def test_a_manual_promote_is_the_next_stage_with_the_persons_name_and_reason():
     engine = RolloutEngine()
     engine.start(spec(), 0, {})

@@ -38,7 +38,7 @@ from evaluators.policy.sequential import new_test
 from schemas.control import Decision, GuardrailEvidence, RoutingCommand
 from schemas.monitoring import Alert
 from schemas.rollout import RolloutSpec
-from schemas.signing import Signer, sign_command
+from schemas.signing import Signer, sign_command, verifier_for, verify_command
 
 ISSUER = "evaluator"
 ACTIVE = ("running", "paused", "held")
@@ -103,6 +103,8 @@ class RolloutEngine:
     def __init__(self, state: dict | None = None, signer: Signer | None = None) -> None:
         state = state or {}
         self.signer = signer  # signs every command the engine issues, when set
+        #: With a key, commands read back from ``rollout.control`` count only if their signature is good.
+        self.verifier = verifier_for(signer) if signer is not None else None
         self.rollouts: dict[str, dict] = state.get("rollouts", {})
         self.epochs: dict[str, int] = state.get("epochs", {})
         self._specs: dict[str, tuple[str, RolloutSpec]] = {}  # model -> (rollout id, spec)
@@ -157,12 +159,18 @@ class RolloutEngine:
         """An epoch used on ``rollout.control``: the next command goes above it."""
         self.epochs[model] = max(self.epochs.get(model, -1), epoch)
 
-    def observe_command(self, command: RoutingCommand) -> None:
-        """A command on ``rollout.control``: keep epochs monotonic; obey people's commands."""
+    def observe_command(self, command: RoutingCommand) -> str | None:
+        """A command on ``rollout.control``: keep epochs monotonic; obey people's commands. With a
+        signing key, a command whose signature is missing or bad changes nothing (routers refuse it
+        too): the reason is returned, for the log."""
+        if self.verifier is not None:
+            refused = verify_command(command, self.verifier)
+            if refused is not None:
+                return refused
         self.observe_epoch(command.model, command.epoch)
         rollout = self.rollouts.get(command.model)
         if command.issuer == ISSUER or not rollout or rollout["id"] != command.rollout_id:
-            return
+            return None
         spec = self._spec(rollout)
         if command.action == "rollback":
             rollout["status"] = "rolled_back"
