@@ -152,14 +152,19 @@ class MergerService(BackgroundService):
         ready = self.merger.ready()
         if not ready:
             return
-        for snapshot in ready:
-            self._producer.send(self.topics.metrics, snapshot.key, encode(snapshot))
+        # Alerts, then the monitor's state (its references, alert conditions and each window's
+        # scores), then the windows. A crash before the state is out leaves these windows to be
+        # judged again from the previous state, giving the same scores and the same alerts (their
+        # ids are deterministic); a crash after it leaves them to be published again with the
+        # scores the state kept for them, without counting them twice into references or streaks.
         for alert in self.merger.alerts:
             self._producer.send(self.topics.alerts, alert.model, encode(alert))
             DRIFT_ALERTS.labels(alert.status).inc()
         self.merger.alerts = []
-        # The monitor's references and alert conditions, for the next owner (after the windows).
         self._producer.send(self.partials_topic, DRIFT_KEY.decode(), orjson.dumps(self.merger.drift_state()))
+        self._producer.flush(30)
+        for snapshot in ready:
+            self._producer.send(self.topics.metrics, snapshot.key, encode(snapshot))
         self._producer.flush(30)
         WINDOWS_PUBLISHED.inc(len(ready))
         # The window is out: its finals are no longer needed on the partials topic.

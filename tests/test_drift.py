@@ -12,7 +12,7 @@ from scipy import stats as scipy_stats
 
 from evaluators.drift import statistics as st
 from evaluators.drift.config import DriftConfig
-from evaluators.drift.monitor import CONCEPT, DriftMonitor
+from evaluators.drift.monitor import CONCEPT, RECENT_WINDOWS, DriftMonitor
 from evaluators.drift.summary import MAX_CATEGORIES, OTHER, PREDICTION, add_features, add_value, new_summary
 from evaluators.facts import ServedFeatures
 from evaluators.metrics import MetricsConfig
@@ -192,6 +192,25 @@ def test_state_survives_a_json_round_trip_and_windows_are_observed_once():
     assert first[0] == second[0] and first[0]["v1"]["amount.psi"] > 1
     assert restored.observe("m", 5 * MINUTE, {"v1": ("primary", again)})[1] == []  # already observed
     del twin_rng
+
+
+def test_a_window_observed_again_after_a_restart_gets_its_own_scores_and_no_alert():
+    """The owner saves the monitor before publishing a window's snapshots: after a crash between the
+    two, the next owner closes the window again, and it must come out as the first time."""
+    config = DriftConfig(reference_windows=2, confirm_windows=1)
+    monitor, rng = DriftMonitor(config), random.Random(11)
+    for i in range(3):
+        monitor.observe("m", i * MINUTE, {"v1": ("primary", window(rng, 300))})
+    shifted = [window(rng, 300, amount_mean=160), window(rng, 300, amount_mean=200)]
+    first = [monitor.observe("m", (3 + k) * MINUTE, {"v1": ("primary", w)}) for k, w in enumerate(shifted)]
+    assert first[0][1] and first[0][0]["v1"] != first[1][0]["v1"]  # an alert, and two different windows
+    restored = DriftMonitor(config, json.loads(json.dumps(monitor.to_state())))
+    again = [restored.observe("m", (3 + k) * MINUTE, {"v1": ("primary", w)}) for k, w in enumerate(shifted)]
+    assert [scores for scores, _ in again] == [scores for scores, _ in first]
+    assert [alerts for _, alerts in again] == [[], []]
+    for i in range(6, 6 + RECENT_WINDOWS + 2):  # only recent windows are kept
+        monitor.observe("m", i * MINUTE, {"v1": ("primary", window(rng, 300))})
+    assert len(monitor.recent["m"]) == RECENT_WINDOWS and str(3 * MINUTE) not in monitor.recent["m"]
 
 
 # -- the facts behind it -----------------------------------------------------------------------------

@@ -49,6 +49,9 @@ from evaluators.metrics import classification
 from schemas.monitoring import Alert
 
 CONCEPT = "@errors"
+#: Windows per model whose scores are kept, so that a window published again after a crash gets
+#: its own scores (its owner saves the monitor's state before the window's snapshots go out).
+RECENT_WINDOWS = 16
 _SKEW = "skew."
 _ALERT_NAMESPACE = uuid.UUID("0d6c1f7e-3b0a-4d55-9d0e-6a9b2f4c8e21")
 
@@ -134,10 +137,13 @@ class DriftMonitor:
                           for key, history in state.get("concept", {}).items()}
         #: "model\x1fversion" -> the last judged window's scores (for the exporter and the policy)
         self.latest: dict[str, dict[str, float]] = state.get("latest", {})
+        #: model -> window start (as a string: JSON keys) -> version -> the scores it gave
+        self.recent: dict[str, dict[str, dict[str, dict[str, float]]]] = state.get("recent", {})
 
     def to_state(self) -> dict[str, Any]:
         return {"references": self.references, "conditions": self.conditions, "observed": self.observed,
-                "concept": {k: d.to_state() for k, d in self.detectors.items()}, "latest": self.latest}
+                "concept": {k: d.to_state() for k, d in self.detectors.items()}, "latest": self.latest,
+                "recent": self.recent}
 
     def firing(self) -> set[tuple[str, str, str]]:
         """(model, version, feature) of every firing condition."""
@@ -150,7 +156,8 @@ class DriftMonitor:
         Returns each version's drift scores (``MetricsSnapshot.drift``) and the alerts to publish.
         A window already observed (a re-published one) gives the scores it gave, and no alert."""
         if start <= self.observed.get(model, -1):
-            return {v: self.latest.get(f"{model}\x1f{v}", {}) for v in versions}, []
+            gave = self.recent.get(model, {}).get(str(start), {})
+            return {v: gave.get(v, {}) for v in versions}, []
         self.observed[model] = start
         baseline = self._baseline(versions)
         features = {v: state.get("ft") or {} for v, (_, state) in versions.items()}
@@ -177,6 +184,10 @@ class DriftMonitor:
             scores[version] = out
             if any(not name.startswith(CONCEPT) for name in out):  # the last window with enough data
                 self.latest[f"{model}\x1f{version}"] = out
+        recent = self.recent.setdefault(model, {})
+        recent[str(start)] = scores
+        for old in sorted(recent, key=int)[:-RECENT_WINDOWS]:
+            del recent[old]
         return scores, alerts
 
     @staticmethod
