@@ -114,8 +114,12 @@ def test_a_worker_killed_mid_rollout_resumes_without_repeating_or_regressing(kaf
         producer.flush()
         time.sleep(8)
         rng, sent = random.Random(5), [0]
-        # Traffic for one stage at a time, so that each kill lands mid-rollout (no backlog of stages).
-        paced = {"for": 0, "at": 0.0}
+        # Traffic for one stage at a time, so that each kill lands mid-rollout (no backlog of stages):
+        # a chunk holds exactly one stage's bake of candidate labels (every other request is v2). A
+        # restarted worker waits for the group to drop its dead predecessor (the session timeout)
+        # and rebuilds its tables: more traffic only if a stage stalls well after that.
+        chunk = 2 * walk.bake_at(0).min_samples
+        paced = {"for": 0, "at": 0.0, "killed": 0.0}
 
         def more() -> None:
             nonlocal worker, kills
@@ -124,14 +128,16 @@ def test_a_worker_killed_mid_rollout_resumes_without_repeating_or_regressing(kaf
                 worker.send_signal(signal.SIGKILL)
                 worker.wait(30)
                 kills += 1
+                paced["killed"] = time.monotonic()
                 worker = start_evaluator(kafka_settings, app_id, str(tmp_path / "w"), *args)
-            if steps > paced["for"] or time.monotonic() - paced["at"] > 20:
-                traffic(producer, topics, "walk", {"v1": 0.95, "v2": 0.95}, 400, rng, start=sent[0])
-                sent[0] += 400
+            stalled = time.monotonic() - max(paced["at"], paced["killed"] + 60) > 30
+            if steps > paced["for"] or stalled:
+                traffic(producer, topics, "walk", {"v1": 0.95, "v2": 0.95}, chunk, rng, start=sent[0])
+                sent[0] += chunk
                 paced.update({"for": steps, "at": time.monotonic()})
 
         commands = wait_for_commands(kafka_settings, topics, lambda cs: any(c.action == "promote" for c in cs),
-                                     timeout=240, between=more)
+                                     timeout=420, between=more)
         time.sleep(3)
         commands = [decode(RoutingCommand, m.value()) for m in read_topic(kafka_settings, topics.control, linger=2)]
     finally:
