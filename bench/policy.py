@@ -23,7 +23,7 @@ import statistics
 from bench.report import Result
 from evaluators.metrics.version import new_state
 from evaluators.policy import guardrails as judging
-from evaluators.policy.engine import slim
+from evaluators.metrics.version import slim
 from evaluators.policy.sequential import new_test
 from schemas.rollout import Guardrail
 

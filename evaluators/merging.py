@@ -32,10 +32,9 @@ from datetime import datetime, timezone
 from typing import Any, Callable
 
 from evaluators.metrics import version as version_metrics
-from evaluators.metrics.version import MetricsConfig
+from evaluators.metrics.version import MetricsConfig, add_slim, slim
 from evaluators.windows import running_totals, split_key
 from evaluators.drift.monitor import DriftMonitor
-from evaluators.policy.engine import add_slim, slim
 from schemas.monitoring import Alert, LatencyQuantiles, MetricsSnapshot, Window
 
 SNAPSHOT_NAMESPACE = uuid.UUID("6f1d9a52-4a0e-4f43-9a57-0d8c3f1b2e11")

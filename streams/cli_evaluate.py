@@ -15,6 +15,8 @@ from streams.app import AppOptions
 from streams.cli_context import Context, pass_context
 from streams.local_broker import PROJECT_ROOT
 
+_DRIFT = DriftConfig()  # the defaults of the --drift-* options
+
 
 def _duration(ctx: click.Context, param: click.Parameter, value: str) -> float:
     from pydantic import TypeAdapter, ValidationError
@@ -23,6 +25,14 @@ def _duration(ctx: click.Context, param: click.Parameter, value: str) -> float:
         return TypeAdapter(Duration).validate_python(value)
     except ValidationError:
         raise click.BadParameter(f"expected a duration such as 90s, 15m, 6h or 7d, got {value!r}") from None
+
+
+def _window(ctx: click.Context, param: click.Parameter, value: str) -> float:
+    """A metric window size: a duration of at least one second."""
+    seconds = _duration(ctx, param, value)
+    if seconds < 1:
+        raise click.BadParameter("must be at least 1s")
+    return seconds
 
 
 def _tasks(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> dict[str, str]:
@@ -52,7 +62,7 @@ def _tasks(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) 
               help="Extra event time before a response expires (tolerated disorder between topics).")
 @click.option("--idle-after", default="5s", show_default=True, callback=_duration,
               help="Silence after which an input partition read to its end stops holding time back.")
-@click.option("--window", default="60s", show_default=True, callback=_duration,
+@click.option("--window", default="60s", show_default=True, callback=_window,
               help="Size of the event-time tumbling windows published on evaluator.metrics.")
 @click.option("--task", "tasks", multiple=True, callback=_tasks, metavar="MODEL=TASK",
               help="A model's task (binary, multiclass, regression, ranking); repeatable. Without it, "
@@ -62,15 +72,16 @@ def _tasks(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) 
 @click.option("--metrics-port", type=click.IntRange(0, 65535), default=9464, show_default=True,
               help="Port of the Prometheus endpoint (0: none).")
 @click.option("--metrics-host", default="0.0.0.0", show_default=True, help="Address it listens on.")
-@click.option("--drift-alpha", type=click.FloatRange(0, 0.5, min_open=True), default=0.001, show_default=True,
+@click.option("--drift-alpha", type=click.FloatRange(0, 0.5, min_open=True), default=_DRIFT.alpha, show_default=True,
               help="Largest chance that a closed window falsely flags one feature of a version as drifted.")
-@click.option("--drift-confirm-windows", type=click.IntRange(1, 100), default=2, show_default=True,
+@click.option("--drift-confirm-windows", type=click.IntRange(1, 100), default=_DRIFT.confirm_windows, show_default=True,
               help="Flagged windows in a row before a drift alert fires.")
-@click.option("--drift-reference-windows", type=click.IntRange(1, 10_000), default=5, show_default=True,
+@click.option("--drift-reference-windows", type=click.IntRange(1, 10_000), default=_DRIFT.reference_windows,
+              show_default=True,
               help="A version's first windows with data that make its pinned drift reference.")
-@click.option("--drift-min-samples", type=click.IntRange(1), default=100, show_default=True,
+@click.option("--drift-min-samples", type=click.IntRange(1), default=_DRIFT.min_samples, show_default=True,
               help="Values a window needs (each side) before drift is judged on it.")
-@click.option("--drift-cooldown", default="10m", show_default=True, callback=_duration,
+@click.option("--drift-cooldown", default=f"{_DRIFT.cooldown_ms // 1000}s", show_default=True, callback=_duration,
               help="No second drift alert for one feature of a version within this long.")
 @click.option("--batch-size", type=click.IntRange(1, 100_000), default=2000, show_default=True)
 @click.option("--loglevel", type=click.Choice(["debug", "info", "warning", "error"]), default="warning",
@@ -96,8 +107,6 @@ def evaluate(ctx: Context, app_id: str, store: str, state_dir: Path | None, labe
     options = AppOptions(app_id=app_id, store=f"{store}://", batch_size=batch_size)
     config = JoinConfig(label_timeout_ms=int(label_timeout * 1000), expiry_grace_ms=int(expiry_grace * 1000),
                         idle_after_ms=int(idle_after * 1000))
-    if window < 1:
-        raise click.BadParameter("must be at least 1s", param_hint="'--window'")
     drift = DriftConfig(alpha=drift_alpha, confirm_windows=drift_confirm_windows,
                         reference_windows=drift_reference_windows, min_samples=drift_min_samples,
                         cooldown_ms=int(drift_cooldown * 1000))

@@ -10,7 +10,7 @@ import click
 
 from schemas.types import epoch_ms
 from streams.cli_context import Context, pass_context
-from streams.cli_evaluate import _duration, _tasks
+from streams.cli_evaluate import _duration, _tasks, _window
 from streams.local_broker import PROJECT_ROOT
 
 INPUTS = ("requests", "responses", "labels")
@@ -60,7 +60,7 @@ def record(ctx: Context, out_dir: Path, since: int | None, until: int | None) ->
               help="A rollout spec (YAML) to judge, starting at the first event; repeatable.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Where the outputs go (default .shadowcanary/replay/<time>).")
-@click.option("--window", default="60s", show_default=True, callback=_duration, help="Metric window size.")
+@click.option("--window", default="60s", show_default=True, callback=_window, help="Metric window size.")
 @click.option("--label-timeout", default="7d", show_default=True, callback=_duration)
 @click.option("--expiry-grace", default="10m", show_default=True, callback=_duration)
 @click.option("--task", "tasks", multiple=True, callback=_tasks, metavar="MODEL=TASK")
@@ -84,8 +84,6 @@ def replay(ctx: Context, files: tuple[Path, ...], spec_files: tuple[Path, ...], 
     console = Console(stderr=True)
     specs = [load_spec_file(path) for path in spec_files]
     join_config = JoinConfig(label_timeout_ms=int(label_timeout * 1000), expiry_grace_ms=int(expiry_grace * 1000))
-    if window < 1:
-        raise click.BadParameter("must be at least 1s", param_hint="'--window'")
     metrics = MetricsConfig(tasks=tasks, window_ms=int(window * 1000))
     if sweep:
         if not specs:

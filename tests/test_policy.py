@@ -310,7 +310,7 @@ def test_guardrail_totals_are_the_slim_part_of_the_full_totals():
     from evaluators.facts import JoinedRecord, ResponseFact
     from evaluators.merging import PartialsMerger
     from evaluators.metrics import MetricsConfig
-    from evaluators.policy.engine import slim
+    from evaluators.metrics.version import slim
     from evaluators.windows import MetricsAccumulator
 
     config = MetricsConfig(tasks={"m": "binary"}, window_ms=1000)

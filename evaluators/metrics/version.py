@@ -173,6 +173,27 @@ def merge(a: dict, b: dict) -> dict:
     return a
 
 
+def slim(state: dict | None) -> dict:
+    """The part of a version's metric state the guardrails read (the rest can be large), copied."""
+    empty = {"n": 0, "err": 0, "lab": 0, "lat": sketch.new_sketch(), "cls": None}
+    return add_slim(empty, state) if state else empty
+
+
+def add_slim(total: dict, state: dict) -> dict:
+    """Add the guardrails' part of ``state`` (a full or slim metric state) into the slim ``total``:
+    far cheaper than merging whole states, whose score maps can be large."""
+    total["n"] += state["n"]
+    total["err"] += state["err"]
+    total["lab"] += state["lab"]
+    sketch.merge(total["lat"], state["lat"])
+    cls = state.get("cls")
+    if cls:
+        if total["cls"] is None:
+            total["cls"] = {"cm": {}}
+        merge_counts(total["cls"]["cm"], cls["cm"])
+    return total
+
+
 def compute(state: dict, model: str, config: MetricsConfig) -> dict[str, float]:
     """Every metric the state can give, by the names of :mod:`schemas.metric_names`."""
     values: dict[str, float] = {}

@@ -30,8 +30,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from evaluators.metrics import sketch
-from evaluators.metrics.sums import merge_counts
+from evaluators.metrics.version import slim
 from evaluators.policy import guardrails as judging
 from evaluators.policy.drift_guardrails import DriftView, drift_evidence, is_drift
 from evaluators.policy.sequential import new_test
@@ -52,27 +51,6 @@ class Output:
     topic: str
     key: str
     message: Any
-
-
-def slim(state: dict | None) -> dict:
-    """The part of a version's metric state the guardrails read (the rest can be large), copied."""
-    empty = {"n": 0, "err": 0, "lab": 0, "lat": sketch.new_sketch(), "cls": None}
-    return add_slim(empty, state) if state else empty
-
-
-def add_slim(total: dict, state: dict) -> dict:
-    """Add the guardrails' part of ``state`` (a full or slim metric state) into the slim ``total``:
-    far cheaper than merging whole states, whose score maps can be large."""
-    total["n"] += state["n"]
-    total["err"] += state["err"]
-    total["lab"] += state["lab"]
-    sketch.merge(total["lat"], state["lat"])
-    cls = state.get("cls")
-    if cls:
-        if total["cls"] is None:
-            total["cls"] = {"cm": {}}
-        merge_counts(total["cls"]["cm"], cls["cm"])
-    return total
 
 
 def stages(spec: RolloutSpec) -> list[tuple[dict[str, float], list[str]]]:
@@ -345,4 +323,4 @@ def _describe(routes: dict[str, float], shadow: list[str]) -> str:
     return text + (f"; shadow {', '.join(shadow)}" if shadow else "")
 
 
-__all__ = ["ACTIVE", "ISSUER", "Output", "RolloutEngine", "add_slim", "stages", "slim"]
+__all__ = ["ACTIVE", "ISSUER", "Output", "RolloutEngine", "stages"]

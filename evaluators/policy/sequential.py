@@ -47,7 +47,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy.special import gammaln
+from scipy.special import gammaln, logsumexp
 
 #: Log-odds shifts of the alternatives: a doubling grid from "a little worse" (odds ratio 1.28:
 #: 10% -> 12.5% bad) to "much worse" (7.4: 10% -> 45%). Larger regressions are caught by the top
@@ -55,7 +55,7 @@ from scipy.special import gammaln
 #: of evidence in the mixture (measured in ``bench/policy.py``: this grid needs 8% fewer labels than
 #: a six-point grid from 0.125 to 4 for a 5-point accuracy drop).
 SHIFTS: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0)
-#: The grid of tests saved before :data:`SHIFTS` changed (their states have no "shifts" field).
+#: The grid of tests saved before :data:`SHIFTS` changed (told apart by their number of ratios).
 _FIRST_SHIFTS: tuple[float, ...] = (0.125, 0.25, 0.5, 1.0, 2.0, 4.0)
 #: Prior precision of the normal mixture, in units of information (1 / variance of the estimate):
 #: tightest near that much information (a few hundred labels at typical rates).
@@ -64,12 +64,16 @@ _P_MIN, _P_MAX = 1e-9, 1 - 1e-9
 
 
 def new_test() -> dict:
-    """Log likelihood ratio per alternative, the samples scored, and the grid of alternatives."""
-    return {"llr": [0.0] * len(SHIFTS), "n": 0, "shifts": list(SHIFTS)}
+    """Log likelihood ratio per alternative, and the samples scored."""
+    return {"llr": [0.0] * len(SHIFTS), "n": 0}
 
 
-def _shifts(state: dict) -> list[float]:
-    return state.get("shifts") or list(_FIRST_SHIFTS)
+def _shifts(state: dict) -> tuple[float, ...]:
+    return SHIFTS if len(state["llr"]) == len(SHIFTS) else _FIRST_SHIFTS
+
+
+def _clip(p: float) -> float:
+    return min(max(p, _P_MIN), _P_MAX)
 
 
 def _logit(p: float) -> float:
@@ -85,7 +89,7 @@ def update(state: dict, bad: int, n: int, p0: float) -> None:
     they were seen)."""
     if n <= 0:
         return
-    p0 = min(max(p0, _P_MIN), _P_MAX)
+    p0 = _clip(p0)
     good = n - bad
     base = _logit(p0)
     llr = state["llr"]
@@ -121,7 +125,7 @@ def update_paired(state: dict, cand_bad: int, cand_n: int, base_bad: int, base_n
 
 
 def _conditional_llr(cand_bad: int, cand_n: int, base_bad: int, base_n: int, theta0: float,
-                     shifts: list[float]) -> list[float]:
+                     shifts: tuple[float, ...]) -> list[float]:
     """Log likelihood ratio, per shift, of the candidate's share of the stratum's bad samples under
     the log odds ratio ``theta0 + shift`` against ``theta0`` (Fisher's noncentral hypergeometric)."""
     bad = cand_bad + base_bad
@@ -132,16 +136,13 @@ def _conditional_llr(cand_bad: int, cand_n: int, base_bad: int, base_n: int, the
     log_weight = (gammaln(cand_n + 1) - gammaln(x + 1) - gammaln(cand_n - x + 1)
                   + gammaln(base_n + 1) - gammaln(bad - x + 1) - gammaln(base_n - bad + x + 1))
     thetas = theta0 + np.concatenate(([0.0], np.asarray(shifts)))
-    exponents = log_weight[None, :] + thetas[:, None] * x[None, :]
-    top = exponents.max(axis=1)
-    log_norm = top + np.log(np.exp(exponents - top[:, None]).sum(axis=1))
+    log_norm = logsumexp(log_weight[None, :] + thetas[:, None] * x[None, :], axis=1)
     return [float(shift * cand_bad - (log_norm[i + 1] - log_norm[0])) for i, shift in enumerate(shifts)]
 
 
 def log_odds_ratio(p: float, p_base: float) -> float:
     """``logit(p) - logit(p_base)``, rates clipped away from 0 and 1."""
-    clip = lambda q: min(max(q, _P_MIN), _P_MAX)  # noqa: E731
-    return _logit(clip(p)) - _logit(clip(p_base))
+    return _logit(_clip(p)) - _logit(_clip(p_base))
 
 
 def statistic(state: dict) -> float:
