@@ -75,6 +75,22 @@ def build_snapshot(model: str, version: str, role: str, start: int, end: int, re
         snapshot_id=snapshot_id(model, version, role, start))
 
 
+def by_version(windows: list[tuple[str, dict, int, dict]]) -> dict[str, tuple[str, dict]]:
+    """One model's closed window per version, for the drift monitor: a version that answered in
+    two roles within the window (the candidate that took 100% and became ``primary``) counts
+    whole, as ``primary`` if it was one. The merged states given are not changed."""
+    out: dict[str, tuple[str, dict]] = {}
+    for _, entry, _, merged in windows:
+        version, role = entry["version"], entry["role"]
+        seen = out.get(version)
+        if seen is None:
+            out[version] = (role, merged)
+            continue
+        both = version_metrics.merge(version_metrics.merge(version_metrics.new_state(), seen[1]), merged)
+        out[version] = ("primary" if "primary" in (role, seen[0]) else seen[0], both)
+    return out
+
+
 class PartialsMerger:
     """``drift``: the drift monitor's saved state (see :meth:`drift_state`); its alerts collect in
     ``alerts`` as windows are published, for the caller to send and clear."""
@@ -135,8 +151,7 @@ class PartialsMerger:
             self.mark_published(sid, close)
         out = []
         for (start, model), windows in sorted(groups.items()):
-            scores, alerts = self.drift.observe(model, start, {e["version"]: (e["role"], merged)
-                                                               for _, e, _, merged in windows})
+            scores, alerts = self.drift.observe(model, start, by_version(windows))
             self.alerts += alerts
             for sid, entry, requests, merged in windows:
                 out.append(build_snapshot(model, entry["version"], entry["role"], start, entry["end"],

@@ -42,7 +42,7 @@ from streams.local_broker import PROJECT_ROOT
 from streams.producer import ContractProducer
 from streams.report import write_report
 from streams.router import Router
-from streams.worker_process import start_evaluator, stop_workers
+from streams.worker_process import log_digest, start_evaluator, stop_workers
 
 MODEL = "tumor-classifier"
 
@@ -224,7 +224,8 @@ def demo(ctx: Context, keep_broker: bool, rate: float, timeout: float, with_eval
     console.print(f"report: [b]{path}[/b]")
     if not ok:
         pending = ", ".join(f"{p.candidate} {p.expect}" for p in phases if not p.ended)
+        digest = "".join(f"\n  {line}" for line in log_digest(run_dir / "evaluator.log")) if worker else ""
         raise ShadowCanaryError(f"the demo did not finish within {timeout:.0f}s: still waiting for {pending}; "
-                                f"evaluator log: {run_dir / 'evaluator.log'}")
+                                f"evaluator log: {run_dir / 'evaluator.log'}{digest}")
     console.print(f"[green]done in {time.monotonic() - started:.0f}s[/green]: v2 rolled back, v3 promoted to 100% "
                   f"(see {topics.decisions} and {topics.control})")

@@ -117,6 +117,7 @@ def evaluate(ctx: Context, app_id: str, store: str, state_dir: Path | None, labe
         click.echo(f"Prometheus metrics on http://{metrics_host}:{metrics_port}/metrics", err=True)
     evaluator.merger.start()
     evaluator.policy.start()
+    evaluator.progress.start()
     for note in evaluator.notes:
         click.echo(note, err=True)
     click.echo(f"evaluator {app_id} (run {evaluator.join.run_id}) on {ctx.settings.bootstrap_servers}, "
@@ -129,6 +130,7 @@ def evaluate(ctx: Context, app_id: str, store: str, state_dir: Path | None, labe
         if exc.code not in (0, None):
             raise
     finally:
+        evaluator.progress.stop()
         evaluator.policy.stop()
         evaluator.merger.stop()
     # Only a normal return is a clean stop (its changelogs were flushed); anything else keeps the mark.

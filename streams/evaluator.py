@@ -29,6 +29,7 @@ from streams.join_worker import JoinWorker, partials_topic_name
 from streams.merger import MergerService
 from schemas.signing import Signer
 from streams.policy import PolicyService, rollouts_topic_name
+from streams.progress import ProgressLog
 
 log = logging.getLogger("shadowcanary.evaluator")
 
@@ -42,6 +43,7 @@ class Evaluator:
     merger: MergerService
     collector: EvaluatorCollector
     policy: PolicyService
+    progress: ProgressLog
     state_dir: Path
     notes: list[str] = field(default_factory=list)
 
@@ -93,4 +95,5 @@ def build_evaluator(settings: KafkaSettings, options: AppOptions, join_config: J
     collector = EvaluatorCollector(merger.totals, join.lag, lambda: merger.owner, metrics_config, merger.drift)
     ensure_internal_topic(admin_client(settings), rollouts_topic_name(topics), partitions=1, compacted=True)
     policy = PolicyService(settings, topics, options.app_id, merger, signer)
-    return Evaluator(app, join, merger, collector, policy, state_dir, notes)
+    progress = ProgressLog(lambda: join.events_processed, join.lag, lambda: merger.owner, lambda: policy.engine)
+    return Evaluator(app, join, merger, collector, policy, progress, state_dir, notes)

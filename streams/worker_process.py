@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+from pathlib import Path
 from typing import Sequence
 
 from streams.config import KafkaSettings
@@ -33,3 +34,26 @@ def stop_workers(*workers: subprocess.Popen, timeout: float = 60) -> None:
             worker.wait(timeout)
         except subprocess.TimeoutExpired:
             worker.kill()
+
+
+def log_digest(log_path: Path, errors: int = 6, progress: int = 2) -> list[str]:
+    """What to show of a worker's log when something it should have done did not happen: its last
+    ``errors`` error records (each as its first line and its exception's line) and its last
+    ``progress`` progress lines (:mod:`streams.progress`)."""
+    if not log_path.exists():
+        return [f"(no log at {log_path})"]
+    records: list[list[str]] = []
+    progress_lines: list[str] = []
+    current: list[str] | None = None
+    for raw in log_path.read_text(errors="replace").splitlines():
+        if raw.startswith("["):
+            current = None
+            if "[ERROR]" in raw or "[CRITICAL]" in raw:
+                current = [raw.strip()]
+                records.append(current)
+            elif "progress: " in raw:
+                progress_lines.append(raw.strip())
+        elif current is not None and len(current) == 1 and raw and not raw.startswith((" ", "Traceback")):
+            current.append(raw.strip())  # the exception's line, after the traceback's frames
+    lines = [" | ".join(record) for record in records[-errors:]] + progress_lines[-progress:]
+    return lines or ["(no errors and no progress lines in the log)"]

@@ -135,3 +135,28 @@ def test_merger_publishes_a_window_once_when_every_partition_has_closed_it():
     merger.final(0, {"model": "m", "version": "v1", "role": "primary", "start": 0, "end": 1000,
                      "requests": 1, "state": vm.new_state()})  # re-sent after a restart
     assert merger.ready() == []
+
+
+def test_a_version_in_two_roles_within_a_window_is_judged_for_drift_whole():
+    """The window in which the candidate took 100% (``canary``, then ``primary``): both snapshots are
+    published, and the drift monitor sees the version once, with every response of the window."""
+    config = MetricsConfig(window_ms=1000, tasks={"m": "binary"})
+    merger = PartialsMerger(config, settle_ms=lambda model: 0, partitions=1)
+    seen = {}
+
+    def observe(model, start, versions):
+        seen.update({v: (role, state["n"]) for v, (role, state) in versions.items()})
+        return {}, []
+
+    merger.drift.observe = observe
+    for version, role, n in (("v1", "primary", 2), ("v2", "canary", 3), ("v2", "primary", 4)):
+        state = vm.new_state()
+        for i in range(n):
+            vm.add_fact(state, ResponseFact("m", version, role, 10 + i, 5.0, None, 1), config)
+        merger.final(0, {"model": "m", "version": version, "role": role, "start": 0, "end": 1000,
+                         "requests": n, "state": state})
+    merger.heartbeat(0, {"wm": 5000})
+    snapshots = merger.ready()
+    assert sorted((s.version, s.role, s.responses) for s in snapshots) == [
+        ("v1", "primary", 2), ("v2", "canary", 3), ("v2", "primary", 4)]
+    assert seen == {"v1": ("primary", 2), "v2": ("primary", 7)}

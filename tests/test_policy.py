@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 import random
 
@@ -12,6 +13,7 @@ from evaluators.metrics.version import new_state
 from evaluators.policy import sequential
 from evaluators.policy.engine import RolloutEngine
 from evaluators.policy.guardrails import unsupported_reason
+from evaluators.routing import RouteTable
 from schemas.control import RoutingCommand
 from schemas.rollout import Guardrail, RolloutSpec
 
@@ -128,6 +130,50 @@ def test_state_survives_a_restart_without_repeating_commands():
     epochs = [cmd.epoch for cmd in first + again]
     assert epochs == list(range(len(epochs)))
     assert restored.start(spec(), 99 * MIN, {}, rollout_id="r-1") == []  # the same spec record, re-read
+
+
+def test_the_candidate_counts_in_every_role_the_router_gives_it():
+    """At 100% the router makes the candidate everyone's version (role ``primary``): the engine
+    must sum its roles, not judge whichever one it happens to see."""
+    engine, baseline, rng = RolloutEngine(), Version(0.9), random.Random(3)
+    by_role = {"canary": Version(0.9), "primary": Version(0.9)}
+    table = RouteTable.of(commands(engine.start(spec(), 0, {}))[-1], "v1")
+    for minute in range(1, 61):
+        role = next(a.role for a in table.answers if a.serve == "v2")
+        share = engine.rollouts["m"]["routes"].get("v2", 0.0) / 100
+        by_role[role].serve(rng, int(2000 * share))
+        baseline.serve(rng, int(2000 * (1 - share)))
+        totals = {("m", "v1", "primary"): baseline.state}
+        totals.update({("m", "v2", r): v.state for r, v in by_role.items() if v.state["n"]})
+        out = engine.tick(minute * MIN, totals)
+        for command in commands(out):
+            table = RouteTable.of(command, "v1")
+        if engine.rollouts["m"]["status"] != "running":
+            break
+    assert by_role["primary"].state["n"] > 0  # the last stage was served as primary
+    assert engine.rollouts["m"]["status"] == "completed"
+    accuracy = engine.evidence["m"][0]
+    assert accuracy.candidate.samples == sum(v.state["lab"] for v in by_role.values())
+
+
+def test_a_view_behind_the_last_look_in_any_count_is_not_scored():
+    engine, b, c = RolloutEngine(), Version(0.9), Version(0.9)
+    engine.start(spec(), 0, {})
+    run(engine, b, c, 2)
+    last = engine.rollouts["m"]["last"]
+    older = copy.deepcopy(c.state)
+    cell = next(iter(older["cls"]["cm"]))
+    older["cls"]["cm"][cell] -= 1  # one wrong answer fewer, with the same n and lab
+    assert engine.tick(3 * MIN, {("m", "v1", "primary"): b.state, ("m", "v2", "canary"): older}) == []
+    assert engine.rollouts["m"]["last"] is last
+
+
+def test_inconsistent_counts_are_refused_by_name():
+    state = sequential.new_test()
+    with pytest.raises(ValueError, match="5 bad of 3"):
+        sequential.update_paired(state, 5, 3, 1, 10)
+    with pytest.raises(ValueError, match="-1 bad of 4"):
+        sequential.update(sequential.new_test(), -1, 4, 0.1)
 
 
 def test_a_manual_rollback_and_epochs_from_others_are_obeyed():

@@ -194,6 +194,26 @@ def add_slim(total: dict, state: dict) -> dict:
     return total
 
 
+def is_behind(now: dict, then: dict) -> bool:
+    """Whether some count of the slim state ``now`` is below ``then``'s: ``now`` is an older view
+    of the stream than ``then`` (say, a new merging owner still reading partials), so differences
+    between the two are not samples.
+
+    >>> earlier = slim(None)
+    >>> later = slim(None); later["n"] = 1
+    >>> is_behind(earlier, later), is_behind(later, earlier)
+    (True, False)
+    """
+    if any(now[k] < then[k] for k in ("n", "err", "lab")) or now["lat"]["n"] < then["lat"]["n"]:
+        return True
+    for side in ("pos", "neg"):
+        bins = now["lat"][side]
+        if any(bins.get(key, 0) < count for key, count in then["lat"][side].items()):
+            return True
+    cells = (now["cls"] or {}).get("cm", {})
+    return any(cells.get(cell, 0) < count for cell, count in ((then["cls"] or {}).get("cm", {})).items())
+
+
 def compute(state: dict, model: str, config: MetricsConfig) -> dict[str, float]:
     """Every metric the state can give, by the names of :mod:`schemas.metric_names`."""
     values: dict[str, float] = {}

@@ -30,7 +30,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from evaluators.metrics.version import slim
+from evaluators.metrics.version import add_slim, is_behind, slim
 from evaluators.policy import guardrails as judging
 from evaluators.policy.drift_guardrails import DriftView, drift_evidence, is_drift
 from evaluators.policy.sequential import new_test
@@ -206,18 +206,21 @@ class RolloutEngine:
     # -- inside ------------------------------------------------------------------------------------
     @staticmethod
     def _versions(totals: dict, spec: RolloutSpec) -> tuple[dict, dict]:
-        found: dict[str, dict] = {}
+        """The baseline's and the candidate's slim states, each summed over every role it answered
+        in: a candidate that takes 100% is the one everybody gets, and routers then call it
+        ``primary``, not ``canary``."""
+        found = {spec.baseline: slim(None), spec.candidate: slim(None)}
         for key, state in totals.items():
-            model, version = key[0], key[1]
-            if model == spec.model and version in (spec.baseline, spec.candidate):
-                found[version] = state  # one role per version in practice
-        return slim(found.get(spec.baseline)), slim(found.get(spec.candidate))
+            total = found.get(key[1]) if key[0] == spec.model else None
+            if total is not None:
+                add_slim(total, state)
+        return found[spec.baseline], found[spec.candidate]
 
     def _judge(self, rollout: dict, now_ms: int, totals: dict, drift: DriftView) -> list[Output]:
         spec = self._spec(rollout)
         b, c = self._versions(totals, spec)
         last = rollout["last"]
-        if any(now[k] < last[side][k] for side, now in (("b", b), ("c", c)) for k in ("n", "lab")):
+        if is_behind(b, last["b"]) or is_behind(c, last["c"]):
             return []  # a view behind the last look (a new owner still reading partials): wait
         evidence = [drift_evidence(g, spec.model, spec.candidate, drift) if is_drift(g) else
                     judging.judge(g, rollout["tests"][g.label],

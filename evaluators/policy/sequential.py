@@ -89,6 +89,7 @@ def update(state: dict, bad: int, n: int, p0: float) -> None:
     they were seen)."""
     if n <= 0:
         return
+    _check_counts(bad, n)
     p0 = _clip(p0)
     good = n - bad
     base = _logit(p0)
@@ -116,12 +117,20 @@ def update_paired(state: dict, cand_bad: int, cand_n: int, base_bad: int, base_n
     cb, cn, bb, bn, theta0 = carry
     if cn <= 0 or bn <= 0:
         return  # one version only so far: no information yet, keep it for the next look
+    _check_counts(cb, cn)
+    _check_counts(bb, bn)
     del state["carry"]
     state["n"] += cn
     shifts = _shifts(state)
     llr = state["llr"]
     for i, value in enumerate(_conditional_llr(cb, cn, bb, bn, theta0, shifts)):
         llr[i] += value
+
+
+def _check_counts(bad: int, n: int) -> None:
+    """New samples are counts of one stream between two looks: never negative, bad ones among them."""
+    if not 0 <= bad <= n:
+        raise ValueError(f"inconsistent sample counts: {bad} bad of {n} (the view went back between looks?)")
 
 
 def _conditional_llr(cand_bad: int, cand_n: int, base_bad: int, base_n: int, theta0: float,
