@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 
 class BackgroundService:
@@ -14,6 +15,12 @@ class BackgroundService:
     def __init__(self) -> None:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        #: When the loop last went round (``time.monotonic()``): a loop stuck in a call shows here.
+        self.last_loop = time.monotonic()
+
+    def went_round(self) -> None:
+        """Called by ``_run`` on every turn of its loop."""
+        self.last_loop = time.monotonic()
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name=self.thread_name, daemon=True)

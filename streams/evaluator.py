@@ -95,5 +95,6 @@ def build_evaluator(settings: KafkaSettings, options: AppOptions, join_config: J
     collector = EvaluatorCollector(merger.totals, join.lag, lambda: merger.owner, metrics_config, merger.drift)
     ensure_internal_topic(admin_client(settings), rollouts_topic_name(topics), partitions=1, compacted=True)
     policy = PolicyService(settings, topics, options.app_id, merger, signer)
-    progress = ProgressLog(lambda: join.events_processed, join.lag, lambda: merger.owner, lambda: policy.engine)
+    progress = ProgressLog(lambda: join.events_processed, join.lag, lambda: merger.owner, lambda: policy.engine,
+                           services=(merger, policy))
     return Evaluator(app, join, merger, collector, policy, progress, state_dir, notes)

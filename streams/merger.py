@@ -121,6 +121,7 @@ class MergerService(BackgroundService):
                            on_lost=self._on_revoke)
         try:
             while not self._stop.is_set():
+                self.went_round()
                 messages = consumer.consume(500, 0.2)
                 with self._lock:
                     if not self.owner:

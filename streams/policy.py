@@ -76,6 +76,7 @@ class PolicyService(BackgroundService):
 
     def _run(self) -> None:
         while not self._stop.is_set():
+            self.went_round()
             if not self.merger.owner:
                 self._stop.wait(0.2)
                 continue
@@ -110,6 +111,7 @@ class PolicyService(BackgroundService):
             saved = time.monotonic()
             log.info("policy engine owner: %d rollouts", len(engine.rollouts))
             while not self._stop.is_set() and self.merger.owner:
+                self.went_round()
                 outputs = []
                 messages = [m for m in consumer.consume(100, TICK_S) if m.error() is None]
                 # Merging every partition's totals is the costly part: only when something reads them.

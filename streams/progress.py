@@ -2,14 +2,16 @@
 reads first to tell a stalled join from a merger or policy engine that does not move on.
 
 It runs in a thread of its own, so it keeps writing while faust's event loop is stuck: a line whose
-joined count stays put while the lag grows says so (and says since when).
+joined count stays put while the lag grows says so (and says since when), and a background loop
+(the merger's, the policy engine's) that has not gone round for longer than a line's interval is
+named with how long it has been stuck.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from typing import Callable
+from typing import Callable, Sequence
 
 from prometheus_client import REGISTRY
 
@@ -23,15 +25,17 @@ PROGRESS_EVERY_S = 30.0
 
 class ProgressLog(BackgroundService):
     """``joined()``: events the join has applied; ``lag()``: records behind per input partition;
-    ``owner()``: whether this worker merges; ``engine()``: the policy engine it owns, if any."""
+    ``owner()``: whether this worker merges; ``engine()``: the policy engine it owns, if any;
+    ``services``: the background loops to watch."""
 
     thread_name = "shadowcanary-progress"
 
     def __init__(self, joined: Callable[[], int], lag: Callable[[], dict[tuple[str, int], int]],
                  owner: Callable[[], bool], engine: Callable[[], RolloutEngine | None],
-                 every_s: float = PROGRESS_EVERY_S) -> None:
+                 services: Sequence[BackgroundService] = (), every_s: float = PROGRESS_EVERY_S) -> None:
         super().__init__()
         self.joined, self.lag, self.owner, self.engine = joined, lag, owner, engine
+        self.services = services
         self.every_s = every_s
         self._last_joined = -1
         self._still_since: float | None = None
@@ -50,8 +54,11 @@ class ProgressLog(BackgroundService):
         engine = self.engine()
         rollouts = ("not owned here" if engine is None else
                     f"{sum(r['status'] in ACTIVE for r in engine.rollouts.values())} active")
+        stuck = "".join(f"; {s.thread_name} loop stuck for {now - s.last_loop:.0f}s" for s in self.services
+                        if now - s.last_loop > self.every_s)
         return (f"progress: {joined:,} events joined{stalled}, {behind:,} records behind; merger owner "
-                f"{'yes' if self.owner() else 'no'}, {published:,.0f} windows published; rollouts {rollouts}")
+                f"{'yes' if self.owner() else 'no'}, {published:,.0f} windows published; rollouts {rollouts}"
+                f"{stuck}")
 
     def _run(self) -> None:
         while not self._stop.wait(self.every_s):

@@ -19,6 +19,19 @@ def test_the_progress_line_names_a_join_that_stopped_while_behind():
     assert line.endswith("rollouts 0 active")
 
 
+def test_a_background_loop_that_stopped_going_round_is_named():
+    from streams.background import BackgroundService
+
+    merger, policy = BackgroundService(), BackgroundService()
+    merger.thread_name, policy.thread_name = "shadowcanary-merger", "shadowcanary-policy"
+    merger.last_loop = policy.last_loop = 1000.0
+    progress = ProgressLog(lambda: 0, lambda: {}, lambda: True, lambda: None, services=(merger, policy), every_s=30)
+    assert "stuck" not in progress.line(1010.0)
+    policy.went_round()
+    policy.last_loop = 1090.0
+    assert progress.line(1100.0).endswith("; shadowcanary-merger loop stuck for 100s")
+
+
 def test_a_worker_that_is_not_the_owner_says_so():
     progress = ProgressLog(lambda: 0, lambda: {}, lambda: False, lambda: None)
     assert progress.line(0.0).endswith("merger owner no, 0 windows published; rollouts not owned here")
