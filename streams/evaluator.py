@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,7 +30,7 @@ from streams.join_worker import JoinWorker, partials_topic_name
 from streams.merger import MergerService
 from schemas.signing import Signer
 from streams.policy import PolicyService, rollouts_topic_name
-from streams.progress import ProgressLog
+from streams.progress import ProgressLog, event_loop_state
 
 log = logging.getLogger("shadowcanary.evaluator")
 
@@ -95,6 +96,8 @@ def build_evaluator(settings: KafkaSettings, options: AppOptions, join_config: J
     collector = EvaluatorCollector(merger.totals, join.lag, lambda: merger.owner, metrics_config, merger.drift)
     ensure_internal_topic(admin_client(settings), rollouts_topic_name(topics), partitions=1, compacted=True)
     policy = PolicyService(settings, topics, options.app_id, merger, signer)
+    loop, loop_thread = app.loop, threading.current_thread()  # the loop the worker will run, here
     progress = ProgressLog(lambda: join.events_processed, join.lag, lambda: merger.owner, lambda: policy.engine,
-                           services=(merger, policy))
+                           services=(merger, policy), unstarted=join.unstarted,
+                           where=lambda: event_loop_state(loop, loop_thread))
     return Evaluator(app, join, merger, collector, policy, progress, state_dir, notes)

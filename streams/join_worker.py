@@ -151,6 +151,7 @@ class JoinWorker:
         (state from the table, windows re-published) rather than from what this worker last knew."""
         for tp in revoked:
             if tp.topic in self.codes:
+                self.end_offsets.pop(tp, None)
                 for known in (self.joins, self.idleness, self.idle_used, self.last_event):
                     known.pop(tp.partition, None)
 
@@ -213,6 +214,12 @@ class JoinWorker:
                 if end is not None:
                     out[(topic, partition)] = max(end - fence.get(source, -1) - 1, 0)
         return out
+
+    def unstarted(self) -> int:
+        """Records in input partitions this worker holds but has not applied a batch of since it
+        started (their end offsets: an upper bound). Not lag: until the first batch, where the
+        partition's state stands is not read yet."""
+        return sum(end for tp, end in list(self.end_offsets.items()) if tp.partition not in self.joins)
 
     async def refresh_end_offsets(self) -> None:
         """Observe the end offsets of the input partitions this worker owns (for lag, and as the

@@ -36,24 +36,34 @@ def stop_workers(*workers: subprocess.Popen, timeout: float = 60) -> None:
             worker.kill()
 
 
-def log_digest(log_path: Path, errors: int = 6, progress: int = 2) -> list[str]:
+def log_digest(log_path: Path, errors: int = 6, progress: int = 2, report_lines: int = 12) -> list[str]:
     """What to show of a worker's log when something it should have done did not happen: its last
-    ``errors`` error records (each as its first line and its exception's line) and its last
-    ``progress`` progress lines (:mod:`streams.progress`)."""
+    ``errors`` error records (each as its first line and, after a traceback, its exception's line;
+    a report without a traceback, such as a stall report, with up to ``report_lines`` of its lines)
+    and its last ``progress`` progress lines (:mod:`streams.progress`)."""
     if not log_path.exists():
         return [f"(no log at {log_path})"]
     records: list[list[str]] = []
     progress_lines: list[str] = []
     current: list[str] | None = None
+    mode = "report"  # of the current error record: "report", "traceback" (frames follow) or "done"
     for raw in log_path.read_text(errors="replace").splitlines():
         if raw.startswith("["):
-            current = None
+            current, mode = None, "report"
             if "[ERROR]" in raw or "[CRITICAL]" in raw:
                 current = [raw.strip()]
                 records.append(current)
             elif "progress: " in raw:
                 progress_lines.append(raw.strip())
-        elif current is not None and len(current) == 1 and raw and not raw.startswith((" ", "Traceback")):
-            current.append(raw.strip())  # the exception's line, after the traceback's frames
+        elif current is None or not raw or mode == "done":
+            continue
+        elif raw.startswith("Traceback"):
+            mode = "traceback"
+        elif mode == "traceback":
+            if not raw.startswith(" "):
+                current.append(raw.strip())  # the exception's line, after the traceback's frames
+                mode = "done"
+        elif len(current) <= report_lines:
+            current.append(raw.strip())
     lines = [" | ".join(record) for record in records[-errors:]] + progress_lines[-progress:]
     return lines or ["(no errors and no progress lines in the log)"]
