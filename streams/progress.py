@@ -21,12 +21,14 @@ from typing import Any, Callable, Sequence
 
 from prometheus_client import REGISTRY
 
-from evaluators.policy.engine import ACTIVE, RolloutEngine
+from evaluators.policy.engine import RolloutEngine
 from streams.background import BackgroundService
 
 log = logging.getLogger("shadowcanary.progress")
 
 PROGRESS_EVERY_S = 30.0
+#: How a progress line begins (the demo's log digest finds them by it).
+LINE_PREFIX = "progress: "
 #: Frames shown per task (innermost first) and tasks shown in a stall report.
 _FRAMES, _TASKS = 3, 40
 
@@ -65,11 +67,10 @@ class ProgressLog(BackgroundService):
         not_started = f" (+{waiting:,} in partitions not started)" if waiting else ""
         published = REGISTRY.get_sample_value("shadowcanary_windows_published_total") or 0
         engine = self.engine()
-        rollouts = ("not owned here" if engine is None else
-                    f"{sum(r['status'] in ACTIVE for r in engine.rollouts.values())} active")
+        rollouts = "not owned here" if engine is None else f"{engine.active_count()} active"
         stuck = "".join(f"; {s.thread_name} loop stuck for {now - s.last_loop:.0f}s" for s in self.services
                         if now - s.last_loop > self.every_s)
-        return (f"progress: {joined:,} events joined{stalled}, {behind:,} records behind{not_started}; "
+        return (f"{LINE_PREFIX}{joined:,} events joined{stalled}, {behind:,} records behind{not_started}; "
                 f"merger owner {'yes' if self.owner() else 'no'}, {published:,.0f} windows published; "
                 f"rollouts {rollouts}{stuck}")
 

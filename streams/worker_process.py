@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Sequence
 
 from streams.config import KafkaSettings
+from streams.progress import LINE_PREFIX
 
 
 def start_evaluator(settings: KafkaSettings, app_id: str, state_dir: str, *args: str,
@@ -53,7 +54,7 @@ def log_digest(log_path: Path, errors: int = 6, progress: int = 2, report_lines:
             if "[ERROR]" in raw or "[CRITICAL]" in raw:
                 current = [raw.strip()]
                 records.append(current)
-            elif "progress: " in raw:
+            elif LINE_PREFIX in raw:
                 progress_lines.append(raw.strip())
         elif current is None or not raw or mode == "done":
             continue

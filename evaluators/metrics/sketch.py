@@ -17,6 +17,8 @@ import math
 from ddsketch import DDSketch
 from ddsketch.mapping import LogarithmicMapping
 
+from evaluators.metrics.sums import counts_below
+
 RELATIVE_ACCURACY = 0.01
 _MAPPING = LogarithmicMapping(RELATIVE_ACCURACY)
 _MIN_POSITIVE = _MAPPING.min_possible
@@ -58,6 +60,13 @@ def merge(a: dict, b: dict) -> dict:
         for key, count in b[side].items():
             bins[key] = bins.get(key, 0) + count
     return a
+
+
+def is_behind(a: dict, b: dict) -> bool:
+    """Whether some bin (or the count) of ``a`` is below ``b``'s: ``a`` is not a later state of the
+    stream ``b`` was taken from."""
+    return (a["n"] < b["n"] or a["zero"] < b["zero"]
+            or counts_below(a["pos"], b["pos"]) or counts_below(a["neg"], b["neg"]))
 
 
 def subtract(a: dict, b: dict) -> dict:

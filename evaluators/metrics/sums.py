@@ -37,6 +37,16 @@ def mean(running: list) -> float | None:
     return stats.Mean._from_state(n, total / n).get()
 
 
+def counts_below(a: dict, b: dict) -> bool:
+    """Whether some count in ``b`` is above ``a``'s (missing keys count 0): ``a`` is not a later
+    state of the counts ``b`` was taken from.
+
+    >>> counts_below({"x": 2}, {"x": 1}), counts_below({"x": 2}, {"x": 1, "y": 1})
+    (False, True)
+    """
+    return any(a.get(key, 0) < count for key, count in b.items())
+
+
 def merge_counts(a: dict, b: dict) -> dict:
     """Add a dict of counts (or of nested ``[n, total]`` sums) into another."""
     for key, value in b.items():

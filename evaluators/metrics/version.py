@@ -22,7 +22,7 @@ from evaluators.drift import summary as drift_summary
 from evaluators.drift.config import DriftConfig
 from evaluators.facts import AgreementFact, Expired, Fact, JoinedRecord, ResponseFact, ServedFeatures
 from evaluators.metrics import classification, ranking, regression, sketch
-from evaluators.metrics.sums import mean, merge_counts, merge_sum
+from evaluators.metrics.sums import counts_below, mean, merge_counts, merge_sum
 from schemas.metric_names import Task
 
 RANK_OVERLAP_K = 10
@@ -204,14 +204,8 @@ def is_behind(now: dict, then: dict) -> bool:
     >>> is_behind(earlier, later), is_behind(later, earlier)
     (True, False)
     """
-    if any(now[k] < then[k] for k in ("n", "err", "lab")) or now["lat"]["n"] < then["lat"]["n"]:
-        return True
-    for side in ("pos", "neg"):
-        bins = now["lat"][side]
-        if any(bins.get(key, 0) < count for key, count in then["lat"][side].items()):
-            return True
-    cells = (now["cls"] or {}).get("cm", {})
-    return any(cells.get(cell, 0) < count for cell, count in ((then["cls"] or {}).get("cm", {})).items())
+    return (any(now[k] < then[k] for k in ("n", "err", "lab")) or sketch.is_behind(now["lat"], then["lat"])
+            or counts_below((now["cls"] or {}).get("cm", {}), (then["cls"] or {}).get("cm", {})))
 
 
 def compute(state: dict, model: str, config: MetricsConfig) -> dict[str, float]:

@@ -92,9 +92,13 @@ class RolloutEngine:
     def to_state(self) -> dict:
         return {"rollouts": self.rollouts, "epochs": self.epochs}
 
+    def active_count(self) -> int:
+        """Rollouts still being judged."""
+        return sum(r["status"] in ACTIVE for r in self.rollouts.values())
+
     def active(self) -> bool:
         """Whether some rollout is still being judged."""
-        return any(r["status"] in ACTIVE for r in self.rollouts.values())
+        return self.active_count() > 0
 
     def _spec(self, rollout: dict) -> RolloutSpec:
         """The rollout's spec, parsed once (the state keeps it as JSON)."""

@@ -87,9 +87,9 @@ def _expit(x: float) -> float:
 def update(state: dict, bad: int, n: int, p0: float) -> None:
     """Score ``n`` new samples, ``bad`` of them bad, against the null rate ``p0`` (fixed before
     they were seen)."""
-    if n <= 0:
-        return
     _check_counts(bad, n)
+    if n == 0:
+        return
     p0 = _clip(p0)
     good = n - bad
     base = _logit(p0)
