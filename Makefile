@@ -55,7 +55,11 @@ test-tools: $(COMPOSE_SCHEMA)
 test: setup test-tools
 	$(PY) -m pytest
 
-bench: setup
+$(VENV)/.bench-installed: pyproject.toml $(VENV)/.installed
+	$(PY) -m pip install --quiet -e '.[bench]'
+	@touch $@
+
+bench: setup $(VENV)/.bench-installed
 	$(PY) -m bench
 
 broker-up: setup

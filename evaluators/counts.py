@@ -13,13 +13,18 @@ from collections import defaultdict
 from typing import Any
 
 from evaluators.facts import (
-    AgreementFact, Duplicate, Expired, Fact, JoinedRecord, LabelFact, LateLabel, RequestFact, ResponseFact,
+    AgreementFact, ClockSkew, Duplicate, Expired, Fact, JoinedRecord, LabelFact, LateLabel, RequestFact, ResponseFact,
     UnmatchedLabel,
 )
 
 VERSION_COUNTS = ("responses", "errors", "joined", "expired", "agreement")
+#: Events stamped far from the partition's time (``future_responses`` etc.: see
+#: :class:`evaluators.facts.ClockSkew`), and the largest skew ahead seen (merged by max, not sum).
+SKEW_COUNTS = tuple(f"{direction}_{kind}s" for direction in ("future", "past")
+                    for kind in ("request", "response", "label"))
+MAX_FUTURE_SKEW = "max_future_skew_ms"
 MODEL_COUNTS = ("requests", "labels", "late_labels", "unmatched_labels", "duplicate_requests",
-                "duplicate_responses", "duplicate_labels")
+                "duplicate_responses", "duplicate_labels", *SKEW_COUNTS, MAX_FUTURE_SKEW)
 
 
 def _zero(names: tuple[str, ...]) -> dict[str, int]:
@@ -63,6 +68,11 @@ class JoinCounts:
             self.models[fact.model]["unmatched_labels"] += 1
         elif kind is Duplicate:
             self.models[fact.model][f"duplicate_{fact.kind}s"] += 1
+        elif kind is ClockSkew:
+            counts = self.models[fact.model]
+            counts[f"{fact.direction}_{fact.kind}s"] += 1
+            if fact.direction == "future" and fact.skew_ms > counts[MAX_FUTURE_SKEW]:
+                counts[MAX_FUTURE_SKEW] = fact.skew_ms
 
     def advance(self, watermark: int) -> None:
         """Counts do not depend on time."""
@@ -75,7 +85,7 @@ class JoinCounts:
         for model, counts in other.models.items():
             mine = self.models[model]
             for name, n in counts.items():
-                mine[name] += n
+                mine[name] = max(mine[name], n) if name == MAX_FUTURE_SKEW else mine[name] + n
         return self
 
     def to_state(self) -> dict[str, Any]:

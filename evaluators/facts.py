@@ -119,5 +119,17 @@ class Duplicate:
     kind: str  # "request" | "response" | "label"
 
 
+@dataclass(frozen=True, slots=True)
+class ClockSkew:
+    """An event stamped far from the partition's time: ``direction`` "future" (more than the
+    tolerance ahead of the worker's clock: it did not move time past the bound) or "past" (so far
+    behind the partition's time that it was due to expire on arrival)."""
+
+    model: str
+    kind: str  # "request" | "response" | "label"
+    direction: str  # "future" | "past"
+    skew_ms: int  # how far ahead of the worker's clock, or behind the partition's time
+
+
 Fact = Union[RequestFact, ResponseFact, ServedFeatures, AgreementFact, JoinedRecord, LabelFact, LateLabel, Expired,
-             UnmatchedLabel, Duplicate]
+             UnmatchedLabel, Duplicate, ClockSkew]

@@ -8,6 +8,15 @@ of their responses (topics are consumed at different rates, above all after a re
 anything early. Time moves per event, before the event is applied, so results depend on the order of
 events within each source, never on how they were batched. The stream, replay and tests behave alike.
 
+**Keys.** A request's state is one model's: keyed by (model, request id) (:func:`request_key`), so
+models sharing a request id (a gateway fanning one request out) are joined independently, and a
+label joins the responses of its own model.
+
+**Clocks.** Given the worker's clock (``now_ms``), an event stamped more than
+``max_future_skew_ms`` ahead of it moves its source's time only that far; the event itself keeps its
+timestamps. One far behind the partition's time (due on arrival) affects only itself. Both are
+counted (:class:`~evaluators.facts.ClockSkew`).
+
 **Semantics.** A version's response joins the request's label when the label's event time is at most
 ``label_timeout`` after the response's (order of arrival does not matter: label before response is
 fine). Every response ends either *joined* or *expired* (not labelled within ``label_timeout``), once
@@ -46,7 +55,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, NamedTuple, Union
 
 from evaluators.facts import (
-    AgreementFact, Duplicate, Expired, Fact, JoinedRecord, LabelFact, LateLabel, RequestFact, ResponseFact,
+    AgreementFact, ClockSkew, Duplicate, Expired, Fact, JoinedRecord, LabelFact, LateLabel, RequestFact, ResponseFact,
     ServedFeatures, UnmatchedLabel,
 )
 from evaluators.store import KeyValueStore
@@ -56,11 +65,42 @@ from schemas.types import epoch_ms
 InputMessage = Union[InferenceRequest, InferenceResponse, GroundTruth]
 
 PARTITION_KEY = "p"
-REQUEST_PREFIX = "r"
+#: A request's state is keyed by (model, request id): ``k<len(model)>:<model><request id>``, so a
+#: request id that a gateway gives several models is several independent joins.
+REQUEST_PREFIX = "k"
+#: The layout before that: ``r<request id>`` (one state per request id, holding its first model).
+#: Read and moved to the new key lazily (see ``_Batch._load``); expiry entries and garbage lists of
+#: that layout are converted when read.
+LEGACY_REQUEST_PREFIX = "r"
+#: Version of the key layout the partition state records (absent: the legacy layout).
+LAYOUT = 2
 CHUNK_PREFIX = "x"
 EXPIRY_CHUNK_SIZE = 2000
 MAX_LEDGER_RUNS = 1000
 _NEVER = 2**62
+_KIND = {InferenceRequest: "request", InferenceResponse: "response", GroundTruth: "label"}
+
+
+def request_key(model: str, request_id: str) -> str:
+    """The store key of one model's state of one request.
+
+    >>> request_key("fraud", "r-1"), request_id_of(request_key("fraud", "r-1"))
+    ('k5:fraudr-1', 'r-1')
+    """
+    return f"{REQUEST_PREFIX}{len(model)}:{model}{request_id}"
+
+
+def request_id_of(key: str) -> str:
+    """The request id in a store key (either layout)."""
+    if key[0] == LEGACY_REQUEST_PREFIX:
+        return key[1:]
+    length, _, rest = key[1:].partition(":")
+    return rest[int(length):]
+
+
+def _legacy_entries(entries: list[list]) -> list[list]:
+    """Expiry entries of the legacy layout (``[request id, due, generation]``) as store keys."""
+    return [[LEGACY_REQUEST_PREFIX + entry[0], *entry[1:]] for entry in entries]
 
 
 @dataclass(frozen=True)
@@ -73,6 +113,9 @@ class JoinConfig:
     #: Processing time a source read to its end must stay silent before it stops holding stream
     #: time back (see :mod:`evaluators.idleness`).
     idle_after_ms: int = 5_000
+    #: How far ahead of the worker's clock an event may move its source's time: an event stamped
+    #: later (a client clock running ahead) moves it only this far, and is counted.
+    max_future_skew_ms: int = 5 * 60_000
 
     def timeout_for(self, model: str) -> int:
         return self.model_label_timeout_ms.get(model, self.label_timeout_ms)
@@ -83,6 +126,11 @@ class JoinConfig:
 
     def tombstone_for(self, model: str) -> int:
         return self.tombstone_ttl_ms if self.tombstone_ttl_ms is not None else self.timeout_for(model)
+
+    def longest_life_ms(self) -> int:
+        """An upper bound on how long (stream time) a request's state lives: expiry plus tombstone."""
+        timeouts = [self.label_timeout_ms, *self.model_label_timeout_ms.values()]
+        return max(timeouts) + self.expiry_grace_ms + max(self.tombstone_for(m) for m in ["", *self.model_label_timeout_ms])
 
 
 class Incoming(NamedTuple):
@@ -163,17 +211,26 @@ class JoinPartition:
 
     # -- partition state -------------------------------------------------------------------------
     def partition_state(self) -> dict[str, Any]:
-        return self.store.get(self.partition_key) or {
-            "seq": 0, "runs": {}, "wm": 0, "src": {}, "fence": {}, "acc": None,
-            "xq": {"next": 0, "chunks": {}, "open": []},
-        }
+        part = self.store.get(self.partition_key)
+        if part is None:
+            return {"seq": 0, "runs": {}, "wm": 0, "src": {}, "fence": {}, "acc": None, "layout": LAYOUT,
+                    "xq": {"next": 0, "chunks": {}, "open": []}}
+        if part.get("layout") != LAYOUT:
+            # Written by the legacy layout: its request states stay readable for as long as any of
+            # them can live; its queued entries and pending deletions name request ids.
+            part["layout"] = LAYOUT
+            part["legacy_until"] = part["wm"] + self.config.longest_life_ms()
+            part["xq"]["open"] = _legacy_entries(part["xq"]["open"])
+            part["gc"] = [LEGACY_REQUEST_PREFIX + request_id for request_id in part.get("gc", ())]
+        return part
 
     def accumulator(self) -> Accumulator:
         return self._accumulator_from_state(self.partition_state()["acc"])
 
     # -- batch -----------------------------------------------------------------------------------
     def process(self, batch: Iterable[Incoming], idle_sources: Iterable[str] = (),
-                sources: Iterable[str] | None = None, advance_to: int | None = None) -> list[Fact]:
+                sources: Iterable[str] | None = None, advance_to: int | None = None,
+                now_ms: int | None = None) -> list[Fact]:
         """Apply a batch.
 
         ``sources``: every source of the partition, seen or not (default: those seen so far). A
@@ -181,14 +238,20 @@ class JoinPartition:
         old. ``idle_sources`` are those caught up (nothing older waits; see
         :func:`caught_up_sources` and :mod:`evaluators.idleness`), as of the end of this batch.
         ``advance_to``: stream time moves at least this far (the end of a replay: nothing more comes).
+        ``now_ms``: the worker's clock (replay: its simulated clock). An event stamped more than
+        ``max_future_skew_ms`` after it moves its source's time only that far (and is counted as a
+        :class:`~evaluators.facts.ClockSkew`); without it, event times are taken as they come.
         """
         part = self.partition_state()
         # Deletions the previous batch made after its partition state may have been lost: redo them.
-        for request_id in part.get("gc", ()):
-            self.store.delete(REQUEST_PREFIX + request_id)
+        for key in part.get("gc", ()):
+            self.store.delete(key)
         for number in part.get("gcx", ()):
             self.store.delete(f"{self.chunk_prefix}{number}")
         batch_ctx = _Batch(self, part)
+        if now_ms is not None:
+            batch_ctx.now = now_ms
+            batch_ctx.horizon = now_ms + self.config.max_future_skew_ms
         batch_ctx.expected = frozenset(sources) if sources is not None else None
         fence: dict[str, int] = part["fence"]
         for incoming in batch:
@@ -234,6 +297,12 @@ class _Batch:
         self.chunk_min = min((e for e, _ in queue["chunks"].values()), default=_NEVER)
         self.open_min = min((e[1] for e in queue["open"]), default=_NEVER)
         self.next_due = min(self.chunk_min, self.open_min)
+        #: The worker's clock, and the latest time an event may move its source to.
+        self.now = 0
+        self.horizon = _NEVER
+        #: Whether request states of the legacy layout may still be in the store.
+        self.legacy = part.get("legacy_until", -1) >= part["wm"]
+        self.migrated: list[str] = []
 
     def _stream_time(self) -> int:
         times = self.source_times
@@ -263,14 +332,35 @@ class _Batch:
         return not (seq == self.seq and run == self.join.run_id)
 
     # -- state access ----------------------------------------------------------------------------
-    def _load(self, request_id: str) -> dict[str, Any] | None:
-        if request_id in self.states:
-            return self.states[request_id]
-        state = self.store.get(REQUEST_PREFIX + request_id)
+    def _load(self, key: str) -> dict[str, Any] | None:
+        if key in self.states:
+            return self.states[key]
+        state = self.store.get(key)
+        migrated = False
+        if state is None and self.legacy and key[0] == REQUEST_PREFIX:
+            state = self._migrate(key)
+            migrated = state is not None
         if state is not None:
             state = self._rewind(state)
-        self.states[request_id] = state
+        self.states[key] = state
+        if migrated and state is not None:
+            self._schedule(key, state, self._natural_due(state))
         return state
+
+    def _migrate(self, key: str) -> dict[str, Any] | None:
+        """The legacy state of this key's request, if it belongs to this key's model: it moves to
+        the new key (the legacy key is deleted with the batch's other garbage) and is queued anew."""
+        legacy_key = LEGACY_REQUEST_PREFIX + request_id_of(key)
+        state = self.states[legacy_key] if legacy_key in self.states else self.store.get(legacy_key)
+        if state is None or request_key(state["m"], request_id_of(key)) != key:
+            return None
+        self._drop_legacy(legacy_key)
+        return state
+
+    def _drop_legacy(self, legacy_key: str) -> None:
+        self.states[legacy_key] = None
+        if legacy_key not in self.migrated:
+            self.migrated.append(legacy_key)
 
     def _lost(self, mark: list | None) -> bool:
         """A mark of a batch whose partition state was lost (so nothing it did was counted)."""
@@ -306,20 +396,20 @@ class _Batch:
             return None
         return state
 
-    def _load_or_create(self, request_id: str, model: str, ts_ms: int) -> dict[str, Any]:
-        state = self._load(request_id)
+    def _load_or_create(self, key: str, model: str, ts_ms: int) -> dict[str, Any]:
+        state = self._load(key)
         if state is None:
             state = {"m": model, "v": {}, "q": None, "y": None, "g": 0, "s": None}
-            self.states[request_id] = state
-            self.deleted.discard(request_id)
-            self._schedule(request_id, state, ts_ms + self.config.timeout_for(model) + self.config.expiry_grace_ms)
+            self.states[key] = state
+            self.deleted.discard(key)
+            self._schedule(key, state, ts_ms + self.config.timeout_for(model) + self.config.expiry_grace_ms)
         return state
 
-    def _schedule(self, request_id: str, state: dict[str, Any], due_at: int) -> None:
+    def _schedule(self, key: str, state: dict[str, Any], due_at: int) -> None:
         """Queue the state's (next) expiry; older queue entries of it become stale."""
         state["g"] += 1
         state["s"] = self.mark
-        heapq.heappush(self.pending, (due_at, next(self._order), [request_id, due_at, state["g"]], True))
+        heapq.heappush(self.pending, (due_at, next(self._order), [key, due_at, state["g"]], True))
         if due_at < self.next_due:
             self.next_due = due_at
 
@@ -328,17 +418,25 @@ class _Batch:
         """Apply one event. Time moves first: what is due before the new stream time expires first."""
         ts_ms = epoch_ms(message.ts)
         source = origin[0]
-        if ts_ms > self.source_times.get(source, -1):
-            self.source_times[source] = ts_ms
+        moves_to = ts_ms
+        if ts_ms > self.horizon:  # a clock running ahead moves time no further than the bound
+            moves_to = self.horizon
+            self.facts.append(ClockSkew(message.model, _KIND[type(message)], "future", ts_ms - self.now))
+        if moves_to > self.source_times.get(source, -1):
+            self.source_times[source] = moves_to
             self._advance()
-        state = self._load_or_create(message.request_id, message.model, ts_ms)
+        elif ts_ms + self.config.timeout_for(message.model) + self.config.expiry_grace_ms < self.watermark:
+            # A clock running behind: due to expire on arrival. It affects only itself; counted.
+            self.facts.append(ClockSkew(message.model, _KIND[type(message)], "past", self.watermark - ts_ms))
+        key = request_key(message.model, message.request_id)
+        state = self._load_or_create(key, message.model, ts_ms)
         if isinstance(message, InferenceResponse):
             self._apply_response(state, message, ts_ms, origin)
         elif isinstance(message, GroundTruth):
             self._apply_label(state, message, ts_ms, origin)
         else:
             self._apply_request(state, message, ts_ms, origin)
-        self._settle(message.request_id, state)
+        self._settle(key, state)
 
     def _duplicate(self, state: dict[str, Any], element: dict[str, Any], kind: str, origin: list) -> None:
         # The same record read again (a replay after a restart) is not a duplicate; another record
@@ -373,7 +471,7 @@ class _Batch:
             self._classify_unjoined_label(state)
 
     # -- settling: pairs, agreement, counting ----------------------------------------------------
-    def _settle(self, request_id: str, state: dict[str, Any]) -> None:
+    def _settle(self, key: str, state: dict[str, Any]) -> None:
         """Form on-time pairs and shadow agreements, then count whatever is new."""
         versions = state["v"]
         label = state["y"]
@@ -385,7 +483,7 @@ class _Batch:
                 response["k"] = "joined"
             if response["a"] is None and response["r"] == "shadow" and primary is not None:
                 response["a"] = [None]
-        self._count(request_id, state, primary)
+        self._count(key, state, primary)
 
     def _classify_unjoined_label(self, state: dict[str, Any]) -> None:
         """A label that joined nothing: late if the request had responses, unmatched if it had none."""
@@ -399,12 +497,12 @@ class _Batch:
         else:
             state["u"] = [None]
 
-    def _count(self, request_id: str, state: dict[str, Any], primary: str | None) -> None:
+    def _count(self, key: str, state: dict[str, Any], primary: str | None) -> None:
         """Emit a fact for every effect not yet counted, and mark it with this batch."""
         model = state["m"]
         mark = self.mark
         if self._needs_count(state["s"]):  # its expiry was queued by a batch whose queue was lost
-            self._schedule(request_id, state, self._natural_due(state))
+            self._schedule(key, state, self._natural_due(state))
         request = state["q"]
         if request is not None and self._needs_count(request["e"]):
             request["e"] = mark
@@ -431,7 +529,7 @@ class _Batch:
                 r["j"] = mark
                 if kind == "joined":
                     features = request["f"] if request is not None else None
-                    self.facts.append(JoinedRecord(model, version, r["r"], request_id, r["t"], label["t"],
+                    self.facts.append(JoinedRecord(model, version, r["r"], request_id_of(key), r["t"], label["t"],
                                                    r["p"], r["c"], label["y"], label["oc"], r["l"], r["x"],
                                                    features))
                 else:
@@ -460,8 +558,8 @@ class _Batch:
             due = self._take_due()
             if not due:
                 return
-            for request_id, _, generation in due:
-                self._expire(request_id, generation)
+            for key, _, generation in due:
+                self._expire(key, generation)
 
     def _take_due(self) -> list[list]:
         """Every queued entry due before the watermark. Chunks and the open list are looked at only
@@ -477,7 +575,10 @@ class _Batch:
                 chunk = self.store.get(f"{self.join.chunk_prefix}{number}")
                 del queue["chunks"][number]
                 self.popped_chunks.append(number)
-                for entry in chunk["entries"] if chunk else ():
+                entries = chunk["entries"] if chunk else []
+                if chunk and chunk.get("layout") != LAYOUT:
+                    entries = _legacy_entries(entries)
+                for entry in entries:
                     if entry[1] < watermark:
                         due.append(entry)
                     else:
@@ -503,20 +604,26 @@ class _Batch:
         times += [e["t"] for e in (state["y"], state["q"]) if e is not None]
         return max(times, default=0) + self.config.timeout_for(state["m"]) + self.config.expiry_grace_ms
 
-    def _expire(self, request_id: str, generation: int) -> None:
-        state = self._load(request_id)
+    def _expire(self, key: str, generation: int) -> None:
+        state = self._load(key)
         if state is None:
             return
+        if key[0] == LEGACY_REQUEST_PREFIX:
+            # A legacy state moves to its new key here, or has moved before (a crash may have kept
+            # this copy): the new key's own entry expires it, so this copy is garbage.
+            if self._load(request_key(state["m"], request_id_of(key))) is not None:
+                self._drop_legacy(key)
+                return
         if state["g"] != generation:
             if self._needs_count(state["s"]):
                 # Its current entry was queued by a batch whose queue was lost: this older entry
                 # stands in. Recount what that batch did (this also queues the state again).
-                self._settle(request_id, state)
+                self._settle(key, state)
             return
         if not state.get("z"):
             due_at = self._natural_due(state)
             if due_at >= self.watermark:  # a newer event of this request moved its expiry on
-                self._schedule(request_id, state, due_at)
+                self._schedule(key, state, due_at)
                 return
             for response in state["v"].values():
                 if response["k"] is None:
@@ -525,16 +632,16 @@ class _Batch:
             state["z"] = 1
             state["zm"] = self.mark
             state["zd"] = self.watermark + self.config.tombstone_for(state["m"])
-            self._schedule(request_id, state, state["zd"])
-            self._settle(request_id, state)
+            self._schedule(key, state, state["zd"])
+            self._settle(key, state)
             return
         # Second pass: the tombstone has served its time. Anything that arrived since is settled first.
         for response in state["v"].values():
             if response["k"] is None:
                 response["k"] = "expired"
-        self._settle(request_id, state)
-        self.states[request_id] = None
-        self.deleted.add(request_id)
+        self._settle(key, state)
+        self.states[key] = None
+        self.deleted.add(key)
 
     # -- writes ----------------------------------------------------------------------------------
     def commit(self) -> list[Fact]:
@@ -553,10 +660,10 @@ class _Batch:
             queue["next"] += 1
             dues = [entry[1] for entry in piece]
             queue["chunks"][number] = [min(dues), max(dues)]
-            self.closed_chunks.append((number, {"entries": piece}))
-        for request_id, state in self.states.items():
-            if state is not None and request_id not in self.deleted:
-                self.store.set(REQUEST_PREFIX + request_id, state)
+            self.closed_chunks.append((number, {"entries": piece, "layout": LAYOUT}))
+        for key, state in self.states.items():
+            if state is not None and key not in self.deleted:
+                self.store.set(key, state)
         for number, chunk in self.closed_chunks:
             self.store.set(f"{self.join.chunk_prefix}{number}", chunk)
         accumulator = self.join._accumulator_from_state(self.part["acc"])
@@ -568,15 +675,18 @@ class _Batch:
         if len(runs) > MAX_LEDGER_RUNS:
             for run in sorted(runs, key=runs.__getitem__)[: len(runs) - MAX_LEDGER_RUNS]:
                 del runs[run]
-        deleted = sorted(self.deleted)
+        deleted = sorted(self.deleted) + self.migrated
         self.join.last_state = {
             "seq": self.seq, "runs": runs, "wm": self.watermark, "src": self.source_times, "fence": self.new_fence,
             "acc": accumulator.to_state(), "xq": queue, "gc": deleted, "gcx": self.popped_chunks,
+            "layout": LAYOUT,
         }
+        if self.legacy:
+            self.join.last_state["legacy_until"] = self.part["legacy_until"]
         self.store.set(self.join.partition_key, self.join.last_state)
         # Deletions only now: were the partition state lost, a replay would need what they remove.
-        for request_id in deleted:
-            self.store.delete(REQUEST_PREFIX + request_id)
+        for key in deleted:
+            self.store.delete(key)
         for number in self.popped_chunks:
             self.store.delete(f"{self.join.chunk_prefix}{number}")
         return self.facts

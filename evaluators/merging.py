@@ -31,6 +31,8 @@ import uuid
 from datetime import datetime, timezone
 from typing import Any, Callable
 
+from evaluators.clock import ClockSkewAlerts
+from evaluators.counts import JoinCounts
 from evaluators.metrics import version as version_metrics
 from evaluators.metrics.version import MetricsConfig, add_slim, slim
 from evaluators.windows import running_totals, split_key
@@ -96,11 +98,13 @@ class PartialsMerger:
     ``alerts`` as windows are published, for the caller to send and clear."""
 
     def __init__(self, config: MetricsConfig, settle_ms: Callable[[str], int], partitions: int,
-                 drift: dict | None = None) -> None:
+                 drift: dict | None = None, skew_tolerance_ms: int = 5 * 60_000) -> None:
         self.config = config
         self.settle_ms = settle_ms
         self.partitions = partitions
         self.drift = DriftMonitor(config.drift, drift)
+        #: Alerts on clients stamping events ahead of the evaluator's clock (see :mod:`evaluators.clock`).
+        self.clock = ClockSkewAlerts(skew_tolerance_ms)
         self.alerts: list[Alert] = []
         self.heartbeats: dict[int, dict[str, Any]] = {}
         self.finals: dict[str, dict[str, Any]] = {}
@@ -136,6 +140,8 @@ class PartialsMerger:
         now = self.stream_time()
         if now is None:
             return []
+        if now > 0:  # 0: some partition's time has not started (a source not heard from yet)
+            self.alerts += self.clock.observe(self.model_counts(), now)
         # One model's window: all its versions together (drift compares them with each other).
         groups: dict[tuple[int, str], list[tuple[str, dict, int, dict]]] = {}
         for sid, entry in sorted(self.finals.items(), key=lambda item: (item[1]["start"], item[0])):
@@ -186,6 +192,14 @@ class PartialsMerger:
                 for window in entry["w"].values():
                     add_slim(total, window)
         return {split_key(key): state for key, state in merged.items()}
+
+    def model_counts(self) -> dict[str, dict[str, int]]:
+        """The join's per-model counts (:class:`evaluators.counts.JoinCounts`), merged over partitions."""
+        total = JoinCounts()
+        for heartbeat in self.heartbeats.values():
+            if heartbeat.get("counts"):
+                total.merge(JoinCounts.from_state(heartbeat["counts"]))
+        return {model: dict(counts) for model, counts in total.models.items()}
 
     def model_requests(self) -> dict[str, int]:
         totals: dict[str, int] = {}

@@ -2,7 +2,14 @@
 code as the stream, in event-time order, on a simulated clock.
 
 One partition holds everything (a window's numbers are the same however the stream split them:
-partials merge exactly). Events go through in batches; after each batch the closed windows are
+partials merge exactly).
+
+**The simulated clock** stands for the worker's: the latest event time read so far, except for
+events stamped far ahead by a client whose clock runs ahead. Such an event (more than
+``JoinConfig.max_future_skew_ms`` ahead of the clock) is held back; if events near the clock follow
+it, or the replay ends, it was a clock running ahead and is applied with the clock where it was (the
+join bounds time by it and counts the event, as the stream does with the worker's clock). If more
+than ``SKEW_OUTLIERS`` such events pile up, traffic resumed after a gap: the clock moves to them. Events go through in batches; after each batch the closed windows are
 merged and published, drift is judged on them, and the rollout engine looks at the running totals
 with the clock at the batch's latest event time. A spec starts at the first event.
 
@@ -40,6 +47,9 @@ SOURCES = {InferenceRequest: "requests", InferenceResponse: "responses", GroundT
 #: Far past every event: lets every window close and every request expire at the end.
 END_OF_TIME = 2**62
 BATCH = 2000
+#: More events than this, all far ahead of the simulated clock and in a row, are traffic resuming
+#: after a gap, not a client clock running ahead.
+SKEW_OUTLIERS = 10
 
 
 @dataclass
@@ -60,38 +70,56 @@ class Replay:
         settle = self.join_config.settle_ms
         self._join = JoinPartition(DictStore(), self.join_config, "replay",
                                    evaluator_accumulator(self.metrics_config, settle))
-        self._merger = PartialsMerger(self.metrics_config, settle, partitions=1)
+        self._merger = PartialsMerger(self.metrics_config, settle, partitions=1,
+                                      skew_tolerance_ms=self.join_config.max_future_skew_ms)
         self._engine = RolloutEngine(signer=self.signer)
         self._offsets = {name: -1 for name in SOURCES.values()}
         self._started = False
-        self.clock_ms = 0
+        #: The simulated worker clock (see the module docstring); None before the first event.
+        self.clock_ms: int | None = None
 
     def run(self, events: Iterable[InferenceRequest | InferenceResponse | GroundTruth]) -> None:
         """Replay ``events`` (in event-time order) to the end, then let time run out."""
         pending: list[Incoming] = []
+        ahead: list[InferenceRequest | InferenceResponse | GroundTruth] = []  # held back (see above)
+        tolerance = self.join_config.max_future_skew_ms
         for event in events:
-            source = SOURCES[type(event)]
-            self._offsets[source] += 1
-            pending.append(Incoming(event, source, self._offsets[source]))
+            ts = epoch_ms(event.ts)
+            if self.clock_ms is None:
+                self.clock_ms = ts
+            if ts > self.clock_ms + tolerance:
+                ahead.append(event)
+                if len(ahead) <= SKEW_OUTLIERS:
+                    continue
+                self.clock_ms = max(epoch_ms(e.ts) for e in ahead)  # traffic resumed after a gap
+                ready, ahead = ahead, []
+            else:  # an event near the clock: any held before it came from clocks running ahead
+                ready, ahead = ahead + [event], []
+                self.clock_ms = max(self.clock_ms, ts)
+            pending += [self._incoming(e) for e in ready]
             if len(pending) >= self.batch:
                 self._step(pending)
                 pending = []
+        pending += [self._incoming(held) for held in ahead]  # nothing followed them: clocks ahead
         if pending:
             self._step(pending)
         self._finish()
 
+    def _incoming(self, event: InferenceRequest | InferenceResponse | GroundTruth) -> Incoming:
+        source = SOURCES[type(event)]
+        self._offsets[source] += 1
+        return Incoming(event, source, self._offsets[source])
+
     # -- inside --------------------------------------------------------------------------------------
     def _step(self, incoming: list[Incoming], idle: Iterable[str] = ()) -> None:
-        latest = max(epoch_ms(i.message.ts) for i in incoming) if incoming else END_OF_TIME
         if not self._started:
             self._started = True
-            self.clock_ms = min(epoch_ms(i.message.ts) for i in incoming)
+            first = min(epoch_ms(i.message.ts) for i in incoming)
             for spec in self.specs:
-                self._emit(self._engine.start(spec, self.clock_ms, self._merger.guardrail_totals(),
+                self._emit(self._engine.start(spec, first, self._merger.guardrail_totals(),
                                               rollout_id=f"{spec.model}@replay"))
-        self._join.process(incoming, idle_sources=idle, sources=list(SOURCES.values()))
+        self._join.process(incoming, idle_sources=idle, sources=list(SOURCES.values()), now_ms=self.clock_ms)
         self._publish()
-        self.clock_ms = max(self.clock_ms, min(latest, END_OF_TIME - 1))
         self._look()
         self.progress(len(incoming))
 

@@ -1,5 +1,6 @@
-"""The key-value store the join keeps its state in: a dict in tests and replay, a changelog-backed
-faust table in the stream (``streams.state``). Values are JSON-compatible dicts.
+"""The key-value store the join keeps its state in: a dict in tests and replay, one RocksDB database
+per partition with a transactional changelog in the stream (``streams.worker.store``). Values are
+JSON-compatible dicts.
 
 >>> store = DictStore()
 >>> store.set("k", {"a": 1}); store.get("k"), store.get("missing")
@@ -71,7 +72,7 @@ class DictStore:
 
 
 class EncodedStore:
-    """A :class:`KeyValueStore` over any mutable mapping of bytes to bytes (a faust table, a RocksDB
+    """A :class:`KeyValueStore` over any mutable mapping of bytes to bytes (a RocksDB
     database): keys as UTF-8, values as orjson.
 
     >>> store = EncodedStore({}); store.set("k", {"a": 1}); store.delete("missing"); store.get("k")

@@ -14,8 +14,8 @@ from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 
 from schemas.topics import TOPICS, TopicSpec
-from streams.config import KafkaSettings
-from streams.errors import KafkaUnavailableError, TopicLayoutError
+from streams.config import ClientErrors, KafkaSettings
+from streams.errors import ConfigError, KafkaUnavailableError, TopicLayoutError
 
 
 @dataclass(frozen=True)
@@ -40,17 +40,30 @@ class TopicState:
 
 
 def admin_client(settings: KafkaSettings) -> AdminClient:
-    return AdminClient(settings.confluent_config(**{"socket.connection.setup.timeout.ms": 5000}))
+    """An AdminClient whose ``errors`` keep what librdkafka reported of a refusal (credentials, TLS)."""
+    errors = ClientErrors()
+    admin = AdminClient(settings.confluent_config(**{"socket.connection.setup.timeout.ms": 5000,
+                                                     "error_cb": errors}))
+    admin.errors = errors
+    return admin
 
 
 def describe_topics(admin: AdminClient, names: list[str], timeout: float = 10.0,
                     bootstrap: str = "Kafka") -> dict[str, TopicState]:
     """Partition count and cleanup policy of those of ``names`` that exist."""
-    try:
-        metadata = admin.list_topics(timeout=timeout)
-    except KafkaException as exc:
-        raise KafkaUnavailableError(f"Kafka at {bootstrap} did not answer within {timeout:.0f}s "
-                                    f"({exc.args[0].str()})") from None
+    errors: ClientErrors | None = getattr(admin, "errors", None)
+    deadline = time.monotonic() + timeout
+    while True:  # in short steps, so a refusal (a wrong password) ends the wait at once
+        try:
+            metadata = admin.list_topics(timeout=min(1.0, max(deadline - time.monotonic(), 0.1)))
+            break
+        except KafkaException as exc:
+            admin.poll(0)  # serves error_cb: what librdkafka said of the connection
+            if errors is not None and errors.refusal is not None:
+                raise ConfigError(f"Kafka at {bootstrap} refused the connection: {errors.refusal}") from None
+            if time.monotonic() >= deadline:
+                raise KafkaUnavailableError(f"Kafka at {bootstrap} did not answer within {timeout:.0f}s "
+                                            f"({exc.args[0].str()})") from None
     present = [n for n in names if n in metadata.topics and metadata.topics[n].error is None]
     policies: dict[str, str | None] = {n: None for n in present}
     if present:

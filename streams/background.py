@@ -1,4 +1,4 @@
-"""A loop in a daemon thread beside the faust worker (the merger, the policy engine)."""
+"""A loop in a daemon thread beside the worker's batch loop (the merger, the policy engine)."""
 
 from __future__ import annotations
 

@@ -11,7 +11,6 @@ from evaluators.drift.config import DriftConfig
 from evaluators.join import JoinConfig
 from evaluators.metrics import MetricsConfig
 from schemas.types import Duration
-from streams.app import AppOptions
 from streams.cli_context import Context, pass_context
 from streams.local_broker import PROJECT_ROOT
 
@@ -62,6 +61,9 @@ def _tasks(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) 
               help="Extra event time before a response expires (tolerated disorder between topics).")
 @click.option("--idle-after", default="5s", show_default=True, callback=_duration,
               help="Silence after which an input partition read to its end stops holding time back.")
+@click.option("--max-clock-skew", default="5m", show_default=True, callback=_duration,
+              help="How far ahead of this worker's clock an event may move its partition's time; events "
+                   "stamped later are counted (shadowcanary_future_events_total) and alerted on.")
 @click.option("--window", default="60s", show_default=True, callback=_window,
               help="Size of the event-time tumbling windows published on evaluator.metrics.")
 @click.option("--task", "tasks", multiple=True, callback=_tasks, metavar="MODEL=TASK",
@@ -88,14 +90,16 @@ def _tasks(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) 
               show_default=True)
 @pass_context
 def evaluate(ctx: Context, app_id: str, store: str, state_dir: Path | None, label_timeout: float,
-             expiry_grace: float, idle_after: float, window: float, tasks: dict[str, str], ks: tuple[int, ...],
+             expiry_grace: float, idle_after: float, max_clock_skew: float, window: float, tasks: dict[str, str], ks: tuple[int, ...],
              metrics_port: int, metrics_host: str, drift_alpha: float, drift_confirm_windows: int,
              drift_reference_windows: int, drift_min_samples: int, drift_cooldown: float, batch_size: int,
              loglevel: str) -> None:
     """Run an evaluator worker until Ctrl-C (or SIGTERM) stops it cleanly."""
-    from faust import Worker
+    import signal
+    import threading
 
-    from streams.evaluator import build_evaluator, mark_clean_stop
+    from streams.evaluator import build_evaluator
+    from streams.worker.loop import LoopOptions
 
     if store == "rocksdb":
         try:
@@ -103,35 +107,26 @@ def evaluate(ctx: Context, app_id: str, store: str, state_dir: Path | None, labe
         except ImportError:
             raise click.UsageError("--store rocksdb needs the rocksdict package (pip install rocksdict); "
                                    "or use --store memory") from None
+    logging.basicConfig(format="[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s")
+    logging.getLogger("shadowcanary").setLevel(loglevel.upper())
     state_dir = state_dir or PROJECT_ROOT / ".shadowcanary" / "evaluator" / app_id
-    options = AppOptions(app_id=app_id, store=f"{store}://", batch_size=batch_size)
+    options = LoopOptions(app_id=app_id, batch_size=batch_size)
     config = JoinConfig(label_timeout_ms=int(label_timeout * 1000), expiry_grace_ms=int(expiry_grace * 1000),
-                        idle_after_ms=int(idle_after * 1000))
+                        idle_after_ms=int(idle_after * 1000), max_future_skew_ms=int(max_clock_skew * 1000))
     drift = DriftConfig(alpha=drift_alpha, confirm_windows=drift_confirm_windows,
                         reference_windows=drift_reference_windows, min_samples=drift_min_samples,
                         cooldown_ms=int(drift_cooldown * 1000))
     metrics = MetricsConfig(tasks=tasks, ks=tuple(sorted(set(ks))), window_ms=int(window * 1000), drift=drift)
-    evaluator = build_evaluator(ctx.settings, options, config, state_dir, metrics, ctx.signer)
+    evaluator = build_evaluator(ctx.settings, options, config, state_dir, metrics, ctx.signer,
+                                in_memory=store == "memory")
     if metrics_port:
         evaluator.serve_metrics(metrics_port, metrics_host)
         click.echo(f"Prometheus metrics on http://{metrics_host}:{metrics_port}/metrics", err=True)
-    evaluator.merger.start()
-    evaluator.policy.start()
-    evaluator.progress.start()
     for note in evaluator.notes:
         click.echo(note, err=True)
     click.echo(f"evaluator {app_id} (run {evaluator.join.run_id}) on {ctx.settings.bootstrap_servers}, "
                f"state in {state_dir}", err=True)
-    logging.getLogger("shadowcanary").setLevel(loglevel.upper())
-    worker = Worker(evaluator.app, loglevel=loglevel.upper(), quiet=True)
-    try:
-        worker.execute_from_commandline()
-    except SystemExit as exc:
-        if exc.code not in (0, None):
-            raise
-    finally:
-        evaluator.progress.stop()
-        evaluator.policy.stop()
-        evaluator.merger.stop()
-    # Only a normal return is a clean stop (its changelogs were flushed); anything else keeps the mark.
-    mark_clean_stop(state_dir)
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    evaluator.run(stop)  # a refusal (ClusterMisconfigured) names the settings; cli.main prints it

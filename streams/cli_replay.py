@@ -63,6 +63,9 @@ def record(ctx: Context, out_dir: Path, since: int | None, until: int | None) ->
 @click.option("--window", default="60s", show_default=True, callback=_window, help="Metric window size.")
 @click.option("--label-timeout", default="7d", show_default=True, callback=_duration)
 @click.option("--expiry-grace", default="10m", show_default=True, callback=_duration)
+@click.option("--max-clock-skew", default="5m", show_default=True, callback=_duration,
+              help="How far ahead of the simulated clock (each batch's median event time) an event may "
+                   "move time; as the worker's --max-clock-skew.")
 @click.option("--task", "tasks", multiple=True, callback=_tasks, metavar="MODEL=TASK")
 @click.option("--sweep", "sweep", multiple=True, metavar="NAME=V1,V2",
               help="Replay once per combination (alpha, bake.min_samples, guardrails.0.max_degradation, ...) "
@@ -70,7 +73,7 @@ def record(ctx: Context, out_dir: Path, since: int | None, until: int | None) ->
 @click.option("--report/--no-report", default=True, show_default=True, help="Write the HTML report.")
 @pass_context
 def replay(ctx: Context, files: tuple[Path, ...], spec_files: tuple[Path, ...], out_dir: Path | None,
-           window: float, label_timeout: float, expiry_grace: float, tasks: dict[str, str],
+           window: float, label_timeout: float, expiry_grace: float, max_clock_skew: float, tasks: dict[str, str],
            sweep: tuple[str, ...], report: bool) -> None:
     """Run the evaluator (join, metrics, drift, policy) over recorded events, without a broker."""
     from rich.console import Console
@@ -83,7 +86,8 @@ def replay(ctx: Context, files: tuple[Path, ...], spec_files: tuple[Path, ...], 
 
     console = Console(stderr=True)
     specs = [load_spec_file(path) for path in spec_files]
-    join_config = JoinConfig(label_timeout_ms=int(label_timeout * 1000), expiry_grace_ms=int(expiry_grace * 1000))
+    join_config = JoinConfig(label_timeout_ms=int(label_timeout * 1000), expiry_grace_ms=int(expiry_grace * 1000),
+                             max_future_skew_ms=int(max_clock_skew * 1000))
     metrics = MetricsConfig(tasks=tasks, window_ms=int(window * 1000))
     if sweep:
         if not specs:

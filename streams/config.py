@@ -4,9 +4,8 @@ Settings come from, highest precedence first: command-line flags, environment va
 config file (``--config`` or ``SHADOWCANARY_CONFIG``), and defaults. They are validated by pydantic,
 so a typo in a file or a bad value in the environment is reported with the field's name.
 
-The same settings feed both Kafka clients: :meth:`KafkaSettings.confluent_config` for
-confluent-kafka (librdkafka property names) and :meth:`KafkaSettings.aiokafka_kwargs` for aiokafka,
-which faust-streaming runs on.
+Every Kafka client of the project is confluent-kafka (librdkafka); :meth:`KafkaSettings.confluent_config`
+gives its properties.
 
 >>> s = KafkaSettings(bootstrap_servers="127.0.0.1:9092", topic_prefix="acme.")
 >>> s.confluent_config()["bootstrap.servers"]
@@ -15,9 +14,9 @@ which faust-streaming runs on.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
-import ssl
 from pathlib import Path
 from typing import Any, Literal, Mapping
 
@@ -79,6 +78,21 @@ class KafkaSettings(BaseModel):
                 raise ValueError(f"expected host:port[,host:port...], got {server.strip()!r}")
         return value
 
+    def environment(self) -> dict[str, str]:
+        """These settings as the environment variables a child process reads (``librdkafka``
+        extras are not carried: they have no variable).
+
+        >>> KafkaSettings(bootstrap_servers="a:1", sasl_password="pw").environment()["KAFKA_SASL_PASSWORD"]
+        'pw'
+        """
+        out = {}
+        for variable, name in ENVIRONMENT.items():
+            value = getattr(self, name)
+            if value is None:
+                continue
+            out[variable] = value.get_secret_value() if isinstance(value, SecretStr) else str(value)
+        return out
+
     def confluent_config(self, **extra: Any) -> dict[str, Any]:
         """Properties for a confluent-kafka Producer, Consumer or AdminClient."""
         config: dict[str, Any] = {
@@ -102,36 +116,51 @@ class KafkaSettings(BaseModel):
         config.update(extra)
         return config
 
-    def aiokafka_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments for aiokafka clients (the security part; faust passes them through)."""
-        kwargs: dict[str, Any] = {
-            "bootstrap_servers": self.bootstrap_servers.split(","),
-            "security_protocol": self.security_protocol,
-        }
-        if self.sasl_mechanism:
-            kwargs["sasl_mechanism"] = self.sasl_mechanism
-        if self.sasl_username is not None:
-            kwargs["sasl_plain_username"] = self.sasl_username
-        if self.sasl_password is not None:
-            kwargs["sasl_plain_password"] = self.sasl_password.get_secret_value()
-        if self.security_protocol in ("SSL", "SASL_SSL"):
-            kwargs["ssl_context"] = self.ssl_context()
-        return kwargs
 
-    def ssl_context(self) -> ssl.SSLContext:
-        context = ssl.create_default_context(
-            cafile=str(self.ssl_ca_location) if self.ssl_ca_location else None
-        )
-        if self.ssl_certificate_location:
-            context.load_cert_chain(
-                str(self.ssl_certificate_location),
-                str(self.ssl_key_location) if self.ssl_key_location else None,
-            )
-        return context
+#: librdkafka error codes that retrying will not mend -> the settings to look at.
+_REFUSALS = {
+    "_AUTHENTICATION": "sasl_mechanism, sasl_username and sasl_password (KAFKA_SASL_MECHANISM, "
+                       "KAFKA_SASL_USERNAME, KAFKA_SASL_PASSWORD)",
+    "SASL_AUTHENTICATION_FAILED": "sasl_mechanism, sasl_username and sasl_password (KAFKA_SASL_MECHANISM, "
+                                  "KAFKA_SASL_USERNAME, KAFKA_SASL_PASSWORD)",
+    "_SSL": "security_protocol and ssl_ca_location (KAFKA_SECURITY_PROTOCOL, KAFKA_SSL_CA_LOCATION)",
+    "TOPIC_AUTHORIZATION_FAILED": "the ACLs of the user in sasl_username (KAFKA_SASL_USERNAME)",
+    "GROUP_AUTHORIZATION_FAILED": "the ACLs of the user in sasl_username (KAFKA_SASL_USERNAME)",
+    "TRANSACTIONAL_ID_AUTHORIZATION_FAILED": "the ACLs of the user in sasl_username (KAFKA_SASL_USERNAME)",
+    "CLUSTER_AUTHORIZATION_FAILED": "the ACLs of the user in sasl_username (KAFKA_SASL_USERNAME)",
+}
 
-    def faust_broker_url(self) -> str:
-        """The ``broker`` argument of a faust App."""
-        return ";".join(f"kafka://{server.strip()}" for server in self.bootstrap_servers.split(","))
+
+def refusal_hint(error: Any) -> str | None:
+    """For a librdkafka error (``KafkaError``) that means the cluster refuses these settings (wrong
+    password, TLS, ACLs): the settings to check; None for anything retrying may mend.
+
+    >>> from confluent_kafka import KafkaError
+    >>> refusal_hint(KafkaError(KafkaError._AUTHENTICATION)).startswith("sasl_mechanism")
+    True
+    >>> refusal_hint(KafkaError(KafkaError._TRANSPORT)) is None
+    True
+    """
+    return _refusal_by_code().get(error.code())
+
+
+@functools.cache
+def _refusal_by_code() -> dict[int, str]:
+    from confluent_kafka import KafkaError
+
+    return {getattr(KafkaError, name): hint for name, hint in _REFUSALS.items()}
+
+
+class ClientErrors:
+    """A client's ``error_cb``: keeps the first refusal librdkafka reports (see :func:`refusal_hint`)."""
+
+    def __init__(self) -> None:
+        self.refusal: str | None = None
+
+    def __call__(self, error: Any) -> None:
+        hint = refusal_hint(error)
+        if hint is not None and self.refusal is None:
+            self.refusal = f"{error.str()}: check {hint}"
 
 
 def _from_environment(environ: Mapping[str, str]) -> dict[str, Any]:

@@ -1,10 +1,17 @@
-"""Assemble and run an evaluator worker: the faust app, the join, and its state folder.
+"""Assemble and run an evaluator worker: the batch loop, the join, and its state folder.
 
-RocksDB state written by a worker that died (SIGKILL, power loss) may hold writes its changelog
-lost; mixing the two would break the join's exactly-once counting (see :mod:`evaluators.join`). So
-a worker marks its state folder while it runs, and one that finds the mark of a dead predecessor
-rebuilds its tables from the changelog, as Kafka Streams does under exactly-once after an unclean
-shutdown. A clean stop removes the mark and keeps the local state.
+The local state (one RocksDB database per input partition, under ``<state-dir>/tables``) is written
+only after each batch's transaction commits, with the changelog offset it reflects (its checkpoint):
+see :mod:`streams.worker`. A worker that died (SIGKILL, power loss) may still have left a database
+half written, so a worker marks its state folder while it runs, and one that finds the mark of a
+dead predecessor does not trust the checkpoints: it drops the local tables and rebuilds them from the
+changelog, as Kafka Streams does under exactly-once after an unclean shutdown. A clean stop removes
+the mark and keeps the local state, which the next start brings up to date by reading only the
+changelog after its checkpoint.
+
+The worker's id (in ``<state-dir>/worker.id``) stays with the folder: its transactional id
+``<app-id>.join.<worker id>`` is the same after a restart, which fences the previous process's open
+transaction at once.
 """
 
 from __future__ import annotations
@@ -13,34 +20,36 @@ import logging
 import os
 import shutil
 import threading
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import faust
-
 from evaluators.join import JoinConfig
 from evaluators.metrics import MetricsConfig
+from schemas.signing import Signer
 from schemas.topics import TOPICS, Topics
 from streams.admin import admin_client, ensure_internal_topic, verify_topics
-from streams.app import AppOptions, create_app
 from streams.config import KafkaSettings
 from streams.errors import TopicLayoutError
 from streams.exporter import EvaluatorCollector, PolicyCollector, serve
-from streams.join_worker import JoinWorker, partials_topic_name
 from streams.merger import MergerService
-from schemas.signing import Signer
 from streams.policy import PolicyService, rollouts_topic_name
-from streams.progress import ProgressLog, event_loop_state
+from streams.progress import ProgressLog, thread_state
+from streams.worker.join_stage import JoinStage, changelog_topic_name, partials_topic_name
+from streams.worker.loop import BatchLoop, LoopOptions
 
 log = logging.getLogger("shadowcanary.evaluator")
 
 RUNNING_MARK = "worker.running"
+WORKER_ID = "worker.id"
+#: The local tables' folder inside the state folder.
+TABLES = "tables"
 
 
 @dataclass
 class Evaluator:
-    app: faust.App
-    join: JoinWorker
+    loop: BatchLoop
+    join: JoinStage
     merger: MergerService
     collector: EvaluatorCollector
     policy: PolicyService
@@ -50,6 +59,21 @@ class Evaluator:
 
     def serve_metrics(self, port: int, host: str = "0.0.0.0") -> None:
         serve([self.collector, PolicyCollector(lambda: self.policy.engine)], port, host)
+
+    def run(self, stop: threading.Event) -> None:
+        """The services in their threads, the loop in this one until ``stop``; then a clean stop."""
+        thread = threading.current_thread()
+        self.progress.where = lambda: thread_state(thread)
+        self.merger.start()
+        self.policy.start()
+        self.progress.start()
+        try:
+            self.loop.run(stop)
+        finally:
+            self.progress.stop()
+            self.policy.stop()
+            self.merger.stop()
+        mark_clean_stop(self.state_dir)  # only a normal return: anything else keeps the mark
 
 
 def inference_partitions(settings: KafkaSettings) -> int:
@@ -62,8 +86,8 @@ def inference_partitions(settings: KafkaSettings) -> int:
 
 
 def prepare_state_dir(state_dir: Path, table_dir: Path) -> list[str]:
-    """Create the folder; after an unclean stop, drop the local table state in ``table_dir`` (the
-    app's ``conf.tabledir``, inside ``state_dir``): the tables are rebuilt from their changelogs."""
+    """Create the folder; after an unclean stop, drop the local tables in ``table_dir``: they are
+    rebuilt from their changelogs."""
     notes = []
     state_dir.mkdir(parents=True, exist_ok=True)
     mark = state_dir / RUNNING_MARK
@@ -79,25 +103,37 @@ def mark_clean_stop(state_dir: Path) -> None:
     (state_dir / RUNNING_MARK).unlink(missing_ok=True)
 
 
-def build_evaluator(settings: KafkaSettings, options: AppOptions, join_config: JoinConfig,
+def worker_id(state_dir: Path) -> str:
+    """This state folder's worker id (made on first use)."""
+    path = state_dir / WORKER_ID
+    if not path.exists():
+        path.write_text(uuid.uuid4().hex[:12])
+    return path.read_text().strip()
+
+
+def build_evaluator(settings: KafkaSettings, options: LoopOptions, join_config: JoinConfig,
                     state_dir: Path, metrics_config: MetricsConfig = MetricsConfig(),
-                    signer: Signer | None = None) -> Evaluator:
+                    signer: Signer | None = None, in_memory: bool = False,
+                    heartbeat_interval_s: float = 0.5) -> Evaluator:
     partitions = inference_partitions(settings)
     topics = Topics(settings.topic_prefix)
+    admin = admin_client(settings)
     # One partition: one owner (the merger) reads every partition's partials in order.
-    ensure_internal_topic(admin_client(settings), partials_topic_name(topics), partitions=1, compacted=True)
-    options.data_dir = str(state_dir)
-    app = create_app(settings, options)
-    notes = prepare_state_dir(state_dir, Path(app.conf.tabledir))
-    app.conf.topic_partitions = partitions
-    join = JoinWorker(app, topics, join_config, partitions, options, metrics=metrics_config)
+    ensure_internal_topic(admin, partials_topic_name(topics), partitions=1, compacted=True)
+    ensure_internal_topic(admin, changelog_topic_name(topics, options.app_id), partitions=partitions, compacted=True)
+    ensure_internal_topic(admin, rollouts_topic_name(topics), partitions=1, compacted=True)
+    tables = state_dir / TABLES
+    notes = prepare_state_dir(state_dir, tables)
+    options.worker_id = worker_id(state_dir)
+    run_id = uuid.uuid4().hex[:12]
+    join = JoinStage(settings, topics, options.app_id, join_config, metrics_config,
+                     None if in_memory else tables, run_id, heartbeat_interval_s)
+    loop = BatchLoop(settings, topics, join, options)
     merger = MergerService(settings, topics, partials_topic_name(topics), options.app_id, metrics_config,
-                           join_config.settle_ms, partitions)
-    collector = EvaluatorCollector(merger.totals, join.lag, lambda: merger.owner, metrics_config, merger.drift)
-    ensure_internal_topic(admin_client(settings), rollouts_topic_name(topics), partitions=1, compacted=True)
+                           join_config.settle_ms, partitions, join_config.max_future_skew_ms)
+    collector = EvaluatorCollector(merger.totals, join.lag, lambda: merger.owner, metrics_config, merger.drift,
+                                   merger.model_counts)
     policy = PolicyService(settings, topics, options.app_id, merger, signer)
-    loop, loop_thread = app.loop, threading.current_thread()  # the loop the worker will run, here
     progress = ProgressLog(lambda: join.events_processed, join.lag, lambda: merger.owner, lambda: policy.engine,
-                           services=(merger, policy), unstarted=join.unstarted,
-                           where=lambda: event_loop_state(loop, loop_thread))
-    return Evaluator(app, join, merger, collector, policy, progress, state_dir, notes)
+                           services=(merger, policy), loop_went_round=lambda: loop.turn_began)
+    return Evaluator(loop, join, merger, collector, policy, progress, state_dir, notes)

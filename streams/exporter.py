@@ -26,6 +26,9 @@ VERSION_LABELS = ["model", "version", "role"]
 _LATENCY = (("latency_p50_ms", "0.5"), ("latency_p95_ms", "0.95"), ("latency_p99_ms", "0.99"))
 _DELAY = (("label_delay_p50_s", "0.5"), ("label_delay_p95_s", "0.95"))
 _NOT_QUALITY = {name for name, _ in _LATENCY + _DELAY} | {"error_rate", "label_coverage"}
+#: The join's event kinds and the contract topics they come from (the ``topic`` label).
+_SKEW_TOPICS = (("request", "inference.requests"), ("response", "inference.responses"),
+                ("label", "inference.labels"))
 
 
 class EvaluatorCollector(Collector):
@@ -34,8 +37,10 @@ class EvaluatorCollector(Collector):
     def __init__(self, totals: Callable[[], tuple[dict, dict[str, int]]],
                  lag: Callable[[], dict[tuple[str, int], int]], is_owner: Callable[[], bool],
                  config: MetricsConfig,
-                 drift: Callable[[], tuple[dict[str, dict[str, float]], set]] = lambda: ({}, set())) -> None:
+                 drift: Callable[[], tuple[dict[str, dict[str, float]], set]] = lambda: ({}, set()),
+                 model_counts: Callable[[], dict[str, dict[str, int]]] = dict) -> None:
         self.totals = totals
+        self.model_counts = model_counts
         self.lag = lag
         self.is_owner = is_owner
         self.config = config
@@ -97,7 +102,24 @@ class EvaluatorCollector(Collector):
                     quality.add_metric(labels + [name], value)
         yield from families.values()
         yield from (error_rate, coverage, latency, delay, quality)
+        yield from self._clock_skew()
         yield from self._drift()
+
+    def _clock_skew(self) -> Iterable[Metric]:
+        """Events stamped far from their partition's time, per input topic and model (exact, merged)."""
+        help_text = {
+            "future": "Events stamped more than the tolerance ahead of the worker's clock (they did not "
+                      "move time past it), per input topic and model.",
+            "past": "Events stamped so far behind their partition's time that they were due to expire on "
+                    "arrival (a client clock running behind), per input topic and model.",
+        }
+        counts = self.model_counts()
+        for direction, text in help_text.items():
+            family = CounterMetricFamily(f"shadowcanary_{direction}_events", text, labels=["topic", "model"])
+            for model, values in sorted(counts.items()):
+                for kind, topic in _SKEW_TOPICS:
+                    family.add_metric([topic, model], float(values.get(f"{direction}_{kind}s", 0)))
+            yield family
 
     def _drift(self) -> Iterable[Metric]:
         """The last closed window's drift scores per version, and which drift conditions fire."""

@@ -123,6 +123,24 @@ def cluster_answers(bootstrap: str, timeout: float = 2.0) -> bool:
     return bool(metadata.brokers)
 
 
+@dataclass(frozen=True)
+class SecureListener:
+    """A second client listener, SASL_SSL with SCRAM-SHA-512 over TLS, beside the plaintext one
+    (which stays for the broker's own traffic and the readiness check).
+
+    ``keystore``: one PEM file holding the broker's certificate (chain) and its unencrypted PKCS#8
+    private key; ``users``: SCRAM user name -> password, created when storage is formatted.
+    """
+
+    port: int
+    keystore: Path
+    users: tuple[tuple[str, str], ...]
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+
 @dataclass
 class BrokerStatus:
     running: bool
@@ -143,11 +161,12 @@ class LocalBroker:
     """Start, query and stop one local KRaft broker whose files all live under ``home``."""
 
     def __init__(self, home: Path, port: int = 9092, controller_port: int | None = None,
-                 heap: str = "768m") -> None:
+                 heap: str = "768m", secure: SecureListener | None = None) -> None:
         self.home = Path(home)
         self.port = port
         self.controller_port = controller_port or port + 1
         self.heap = heap
+        self.secure = secure
 
     @staticmethod
     def default_home() -> Path:
@@ -212,6 +231,18 @@ class LocalBroker:
             "log.segment.bytes": str(64 * 1024 * 1024),
             "message.max.bytes": str(2 * 1024 * 1024),
         }
+        if self.secure is not None:
+            secure = self.secure
+            props["listeners"] += f",SASL_SSL://127.0.0.1:{secure.port}"
+            props["advertised.listeners"] += f",SASL_SSL://127.0.0.1:{secure.port}"
+            props["listener.security.protocol.map"] += ",SASL_SSL:SASL_SSL"
+            props.update({
+                "sasl.enabled.mechanisms": "SCRAM-SHA-512",
+                "listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config":
+                    "org.apache.kafka.common.security.scram.ScramLoginModule required;",
+                "listener.name.sasl_ssl.ssl.keystore.type": "PEM",
+                "listener.name.sasl_ssl.ssl.keystore.location": str(secure.keystore),
+            })
         self._config_file.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
 
     def _java_command(self, java: str, lib: Path, main: str, *args: str, heap: str | None = None) -> list[str]:
@@ -233,11 +264,18 @@ class LocalBroker:
             # "--cluster-id=..." in one word: a base64 id may start with "-", which argparse would
             # take for an option.
             self._java_command(java, lib, "kafka.tools.StorageTool", "format",
-                               f"--cluster-id={cluster_id}", "-c", str(self._config_file)),
+                               f"--cluster-id={cluster_id}", "-c", str(self._config_file), *self._scram_users()),
             capture_output=True, text=True,
         )
         if result.returncode != 0:
             raise BrokerError(f"formatting storage failed: {(result.stdout + result.stderr).strip()[-300:]}")
+
+    def _scram_users(self) -> list[str]:
+        """``--add-scram`` arguments: SCRAM credentials are written with the storage (KRaft)."""
+        if self.secure is None:
+            return []
+        return [arg for name, password in self.secure.users
+                for arg in ("--add-scram", f"SCRAM-SHA-512=[name={name},password={password}]")]
 
     def up(self, timeout: float = 90.0) -> BrokerStatus:
         """Start the broker unless it already runs; return once it answers metadata requests."""
@@ -245,7 +283,7 @@ class LocalBroker:
         if current.running:
             return current
         java = find_java()
-        for port in (self.port, self.controller_port):
+        for port in (self.port, self.controller_port, *([self.secure.port] if self.secure else [])):
             if not port_is_free(port):
                 raise BrokerError(f"port {port} on 127.0.0.1 is in use by another process; "
                                   "choose another with --port")

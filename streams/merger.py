@@ -16,8 +16,9 @@ import time
 from typing import Callable
 
 import orjson
-from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
+from evaluators.clock import ClockSkewAlerts
 from evaluators.drift.monitor import DriftMonitor
 from evaluators.merging import PartialsMerger
 from evaluators.metrics import MetricsConfig
@@ -25,6 +26,7 @@ from schemas.codec import encode
 from schemas.topics import Topics
 from streams.background import BackgroundService
 from streams.config import KafkaSettings
+from streams.errors import KafkaUnavailableError
 from streams.producer import ContractProducer
 from streams.reading import read_to_end
 from streams.telemetry import DRIFT_ALERTS, WINDOWS_PUBLISHED
@@ -35,21 +37,24 @@ log = logging.getLogger("shadowcanary.merger")
 PUBLISHED_LOOKBACK_S = 3600
 #: The drift monitor's state on the partials topic.
 DRIFT_KEY = b"d/monitor"
+#: The clock-skew alerts' state on the partials topic.
+CLOCK_KEY = b"c/clock"
 
 
 class MergerService(BackgroundService):
-    """Runs in a thread beside the faust worker; ``totals`` is what the exporter and policy read."""
+    """Runs in a thread beside the worker's loop; ``totals`` is what the exporter and policy read."""
 
     thread_name = "shadowcanary-merger"
 
     def __init__(self, settings: KafkaSettings, topics: Topics, partials_topic: str, app_id: str,
-                 config: MetricsConfig, settle_ms: Callable[[str], int], partitions: int) -> None:
+                 config: MetricsConfig, settle_ms: Callable[[str], int], partitions: int,
+                 skew_tolerance_ms: int = 5 * 60_000) -> None:
         super().__init__()
         self.settings = settings
         self.topics = topics
         self.partials_topic = partials_topic
         self.group = f"{app_id}.merger"
-        self.make_merger = lambda: PartialsMerger(config, settle_ms, partitions)
+        self.make_merger = lambda: PartialsMerger(config, settle_ms, partitions, skew_tolerance_ms=skew_tolerance_ms)
         self.merger = self.make_merger()
         self.owner = False
         self._lock = threading.Lock()
@@ -72,6 +77,11 @@ class MergerService(BackgroundService):
         :meth:`PartialsMerger.guardrail_totals`."""
         with self._lock:
             return self.merger.guardrail_totals() if self.owner else {}
+
+    def model_counts(self) -> dict[str, dict[str, int]]:
+        """The join's per-model counts merged over partitions (empty unless owner)."""
+        with self._lock:
+            return self.merger.model_counts() if self.owner else {}
 
     def totals(self) -> tuple[dict, dict[str, int]]:
         """Merged running totals per version, and requests per model (empty unless owner)."""
@@ -113,8 +123,30 @@ class MergerService(BackgroundService):
         return found
 
     def _run(self) -> None:
+        """Merge until stopped; a failure (the broker away when the role was taken, say) leaves the
+        group and joins it again after a second, instead of ending the thread."""
+        while not self._stop.is_set():
+            self.went_round()
+            try:
+                self._merge()
+            except (KafkaException, KafkaUnavailableError) as exc:
+                log.warning("merger stopped (%s); joining again", exc)
+            except Exception:  # keep the worker alive; the owner role moves on while we are away
+                log.exception("merger stopped; joining again")
+            with self._lock:
+                self.owner = False
+                self.merger = self.make_merger()
+            self._stop.wait(1.0)
+
+    def _merge(self) -> None:
+        # read_committed: the workers write partials inside their batches' transactions, so an
+        # aborted batch's heartbeat is never merged. Transaction markers take offsets no message has,
+        # so the end is where librdkafka reports it (partition EOF, at the last stable offset); an EOF
+        # short of the end offset seen at assignment means a transaction is still open before records
+        # that must be read first (the previous owner's saved drift and clock state).
         consumer = Consumer(self.settings.confluent_config(**{
             "group.id": self.group, "enable.auto.commit": False, "auto.offset.reset": "earliest",
+            "isolation.level": "read_committed", "enable.partition.eof": True,
             "session.timeout.ms": 10_000, "heartbeat.interval.ms": 1000}))
         self._producer = ContractProducer(self.settings)
         consumer.subscribe([self.partials_topic], on_assign=self._on_assign, on_revoke=self._on_revoke,
@@ -127,14 +159,19 @@ class MergerService(BackgroundService):
                     if not self.owner:
                         continue
                     for message in messages:
-                        if message.error() is None:
+                        error = message.error()
+                        if error is None:
                             self._apply(message.key(), message.value())
                             self._position = message.offset() + 1
+                        elif error.code() == KafkaError._PARTITION_EOF and message.offset() >= self._catch_up_to:
+                            # At the end with no transaction open (the last stable offset is the high
+                            # watermark): everything written before the assignment has been read.
+                            self._position = max(self._position, message.offset())
                     if self._position >= self._catch_up_to:
                         self._publish_ready()
-        except Exception:  # keep the worker alive; the owner role moves on when we leave the group
-            log.exception("merger stopped")
         finally:
+            with self._lock:
+                self.owner = False
             consumer.close()
             self._producer.flush(10)
 
@@ -148,10 +185,12 @@ class MergerService(BackgroundService):
             self.merger.final(partial["partition"], partial)
         elif key == DRIFT_KEY:
             self.merger.drift = DriftMonitor(self.merger.config.drift, partial)
+        elif key == CLOCK_KEY:
+            self.merger.clock = ClockSkewAlerts(self.merger.clock.tolerance_ms, self.merger.clock.cooldown_ms, partial)
 
     def _publish_ready(self) -> None:
         ready = self.merger.ready()
-        if not ready:
+        if not ready and not self.merger.alerts:
             return
         # Alerts, then the monitor's state (its references, alert conditions and each window's
         # scores), then the windows. A crash before the state is out leaves these windows to be
@@ -160,9 +199,11 @@ class MergerService(BackgroundService):
         # scores the state kept for them, without counting them twice into references or streaks.
         for alert in self.merger.alerts:
             self._producer.send(self.topics.alerts, alert.model, encode(alert))
-            DRIFT_ALERTS.labels(alert.status).inc()
+            if alert.kind == "drift":
+                DRIFT_ALERTS.labels(alert.status).inc()
         self.merger.alerts = []
         self._producer.send(self.partials_topic, DRIFT_KEY.decode(), orjson.dumps(self.merger.drift_state()))
+        self._producer.send(self.partials_topic, CLOCK_KEY.decode(), orjson.dumps(self.merger.clock.to_state()))
         self._producer.flush(30)
         for snapshot in ready:
             self._producer.send(self.topics.metrics, snapshot.key, encode(snapshot))

@@ -14,6 +14,7 @@ and the new owner decides again. No command is issued twice and no epoch goes ba
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 
@@ -82,6 +83,9 @@ class PolicyService(BackgroundService):
                 continue
             try:
                 self._own()
+            except KafkaException as exc:  # the broker away, or a transaction it did not finish
+                log.warning("policy engine stopped (%s); restarting from its saved state", exc.args[0].str())
+                self._stop.wait(1.0)
             except Exception:  # the next owner (maybe this worker again) starts from the saved state
                 log.exception("policy engine stopped; restarting from its saved state")
                 self._stop.wait(1.0)
@@ -171,7 +175,11 @@ class PolicyService(BackgroundService):
             producer.produce(rollouts_topic_name(self.topics), key=STATE_KEY, value=orjson.dumps(engine.to_state()))
             producer.commit_transaction(30)
         except KafkaException:
-            producer.abort_transaction(30)
+            # Whatever became of the transaction, the next owner's producer settles it (its
+            # init_transactions) before reading the saved state back: an abort that fails too (a
+            # commit still in progress) changes nothing.
+            with contextlib.suppress(KafkaException):
+                producer.abort_transaction(30)
             raise
         for output in outputs:
             log.info("%s %s: %s", output.topic, output.key, getattr(output.message, "reason", ""))

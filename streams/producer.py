@@ -1,7 +1,7 @@
 """confluent-kafka producers that follow the contract: murmur2 partitioning, JSON via the codec.
 
 librdkafka's default partitioner is not Kafka's murmur2; the contract requires it on the request_id
-key so that every producer (Java, faust/aiokafka, librdkafka) puts a request's events in the same
+key so that every producer (Java, librdkafka, kafka-python...) puts a request's events in the same
 partition of the three co-partitioned topics.
 """
 

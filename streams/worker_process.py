@@ -17,8 +17,7 @@ def start_evaluator(settings: KafkaSettings, app_id: str, state_dir: str, *args:
                     global_args: Sequence[str] = ()) -> subprocess.Popen:
     """``shadowcanary [global_args] evaluate --app-id ... --state-dir ... [args]``; its output goes to
     ``<state_dir>.log``."""
-    env = {**os.environ, "KAFKA_BOOTSTRAP": settings.bootstrap_servers,
-           "SHADOWCANARY_TOPIC_PREFIX": settings.topic_prefix}
+    env = {**os.environ, **settings.environment()}
     log = open(f"{state_dir}.log", "ab")
     return subprocess.Popen(
         [sys.executable, "-m", "streams.cli", *global_args, "evaluate", "--app-id", app_id, "--state-dir", state_dir,

@@ -18,7 +18,9 @@ def read_topic(settings: KafkaSettings, topic: str, expected: int | None = None,
     """Every record of ``topic`` from the beginning: until ``expected`` arrived (or ``timeout``), then
     ``linger`` seconds more, so that anything beyond the expected count (a duplicate) shows too."""
     consumer = Consumer(settings.confluent_config(**{
-        "group.id": f"reader-{uuid.uuid4()}", "auto.offset.reset": "earliest", "enable.auto.commit": False}))
+        "group.id": f"reader-{uuid.uuid4()}", "auto.offset.reset": "earliest", "enable.auto.commit": False,
+        # The worker writes its outputs in transactions: read only what committed, as every reader must.
+        "isolation.level": "read_committed"}))
     consumer.subscribe([topic])
     out: list[Message] = []
     deadline = time.monotonic() + (timeout if expected is not None else linger)

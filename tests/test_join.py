@@ -7,10 +7,13 @@ from typing import Any
 
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from evaluators.counts import JoinCounts
-from evaluators.facts import AgreementFact, Duplicate, Expired, JoinedRecord, LateLabel, UnmatchedLabel
-from evaluators.join import Incoming, JoinConfig, JoinPartition, caught_up_sources, fence_after
+from evaluators.accumulators import evaluator_accumulator
+from evaluators.counts import MAX_FUTURE_SKEW, JoinCounts
+from evaluators.facts import AgreementFact, ClockSkew, Duplicate, Expired, JoinedRecord, LateLabel, UnmatchedLabel
+from evaluators.join import Incoming, JoinConfig, JoinPartition, caught_up_sources, fence_after, request_key
+from evaluators.metrics import MetricsConfig
 from evaluators.store import DictStore
+from evaluators.windows import running_totals
 from schemas import GroundTruth, InferenceRequest, InferenceResponse
 
 MIN = 60_000
@@ -114,9 +117,9 @@ def test_tombstones_are_deleted_after_their_ttl():
     feed, join = Feed(), new_join()
     join.process(feed(resp("r1", "v1", "primary", 0)))
     join.process(feed(resp("r2", "v1", "primary", 12 * MIN)))  # r1 expires, becomes a tombstone
-    assert join.store.get("rr1") is not None
+    assert join.store.get(request_key("m", "r1")) is not None
     join.process(feed(resp("r3", "v1", "primary", 40 * MIN)))  # past the tombstone's ttl
-    assert join.store.get("rr1") is None
+    assert join.store.get(request_key("m", "r1")) is None
 
 
 def test_unmatched_label_expires_as_unmatched():
@@ -280,3 +283,173 @@ def test_end_offsets_observed_before_the_newest_record_read_prove_nothing():
     # Observed after it: everything is read, time may jump to the far-future request.
     facts = process_caught_up(join, [], {"InferenceRequest": 2, "InferenceResponse": 1, "GroundTruth": 1}, sources)
     assert any(isinstance(f, Expired) for f in facts)
+
+
+# --- several models sharing request ids ----------------------------------------------------------
+
+#: Every event of the scenarios below lies within 20 minutes, under timeout + grace (40 minutes):
+#: nothing expires before the final tick, so each response's fate (joined or late) is decided by its
+#: own timestamps, never by another model's events moving time.
+SHARED = JoinConfig(label_timeout_ms=10 * MIN, expiry_grace_ms=30 * MIN)
+MODELS = ("fraud", "pricing")
+
+
+def _event(kind: str, model: str, rid: str, ts: int, version: str = "", role: str = "", value: int = 1):
+    if kind == "request":
+        return InferenceRequest(request_id=rid, model=model, ts=ts, features={"amount": float(ts % 97)})
+    if kind == "response":
+        return InferenceResponse(request_id=rid, model=model, version=version, role=role, ts=ts,
+                                 prediction=value, latency_ms=3.0 + ts % 5)
+    return GroundTruth(request_id=rid, model=model, ts=ts, label=value)
+
+
+@st.composite
+def shared_id_streams(draw) -> dict[str, list]:
+    """Per model, its own stream (in its own shuffled order) over request ids the models share."""
+    streams: dict[str, list] = {model: [] for model in MODELS}
+    for i in range(draw(st.integers(1, 20))):
+        rid, t0 = f"r{i}", draw(st.integers(0, 5 * MIN))
+        for model in draw(st.lists(st.sampled_from(MODELS), min_size=1, max_size=2, unique=True)):
+            events = streams[model]
+            if draw(st.booleans()):
+                events.append(_event("request", model, rid, t0))
+            for version, role in draw(st.lists(st.sampled_from([("v1", "primary"), ("v2", "canary"),
+                                                                ("v3", "shadow")]), unique=True, max_size=3)):
+                events.append(_event("response", model, rid, t0 + draw(st.integers(0, 2000)), version, role,
+                                     draw(st.integers(0, 1))))
+            fate = draw(st.sampled_from(["on_time", "late", "never"]))
+            if fate != "never":
+                delay = draw(st.integers(1, 9)) * MIN if fate == "on_time" else draw(st.integers(12, 15)) * MIN
+                events.append(_event("label", model, rid, t0 + delay, value=draw(st.integers(0, 1))))
+    for model, events in streams.items():
+        events += draw(st.lists(st.sampled_from(events), max_size=3)) if events else []  # duplicates
+        random.Random(draw(st.integers(0, 10**6))).shuffle(events)
+    return streams
+
+
+def _settled(events: list, models: tuple[str, ...]) -> list:
+    """``events`` and, for each model, one event per source far later: everything settles."""
+    tick = [_event(kind, model, "tick", 200 * MIN, "v1", "primary") for model in models
+            for kind in ("request", "response", "label")]
+    return events + tick
+
+
+def _per_model(join: JoinPartition, model: str) -> tuple[dict, dict, dict, int]:
+    """One model's counts, per-version counts and metric running totals, and request count."""
+    state = join.partition_state()["acc"]
+    counts = JoinCounts.from_state(state["counts"])
+    versions = {key: value for key, value in counts.by_version().items() if key[0] == model}
+    totals = {key: value for key, value in running_totals(state["metrics"]["v"]).items()
+              if key.startswith(model + "\x1f")}
+    return dict(counts.models[model]), versions, totals, state["metrics"]["q"][model]["cum"] \
+        if model in state["metrics"]["q"] else 0
+
+
+def _run(events: list, batch_seed: int) -> JoinPartition:
+    join = JoinPartition(DictStore(snapshot=True), SHARED, "run", evaluator_accumulator(
+        MetricsConfig(window_ms=MIN), SHARED.settle_ms))
+    for batch in _batches(Feed()(*events), random.Random(batch_seed)):
+        join.process(batch)
+    return join
+
+
+@settings(max_examples=int(__import__("os").environ.get("JOIN_SHARED_EXAMPLES", "150")), deadline=None,
+          suppress_health_check=list(HealthCheck), database=None)
+@given(shared_id_streams(), st.lists(st.booleans(), min_size=200, max_size=200), st.integers(0, 10**6))
+def test_models_sharing_request_ids_each_get_what_they_would_get_alone(streams, picks, seed):
+    # Any interleaving of the two models' streams (each keeps its own order), batched at random.
+    fraud, pricing, merged = list(streams["fraud"]), list(streams["pricing"]), []
+    for take_fraud in picks + [True] * len(fraud):
+        source = fraud if (take_fraud and fraud) or not pricing else pricing
+        if not source:
+            break
+        merged.append(source.pop(0))
+    merged = _settled(merged, MODELS)
+    together = _run(merged, seed)
+    for model in MODELS:
+        alone = _run(_settled(streams[model], (model,)), seed + 1)
+        assert _per_model(together, model) == _per_model(alone, model)
+
+
+def test_a_label_joins_the_responses_of_its_own_model_only():
+    feed, join = Feed(), new_join()
+    shared = [InferenceResponse(request_id="r1", model="fraud", version="v1", role="primary", ts=0, prediction=1),
+              InferenceResponse(request_id="r1", model="pricing", version="v1", role="primary", ts=0, prediction=0),
+              GroundTruth(request_id="r1", model="pricing", ts=MIN, label=0)]
+    facts = join.process(feed(*shared))
+    assert [(f.model, f.prediction) for f in facts if isinstance(f, JoinedRecord)] == [("pricing", 0)]
+    assert not [f for f in facts if isinstance(f, Duplicate)]
+    assert {key[0] for key in counts(join)} == {"fraud", "pricing"}
+
+
+def test_state_of_the_legacy_layout_is_moved_to_its_model_and_counted_once():
+    # A partition state and a request state as the previous layout wrote them (one state per
+    # request id under "r<id>", expiry entries naming request ids).
+    store = DictStore(snapshot=True)
+    legacy = new_join(store)
+    legacy.process(Feed()(resp("r1", "v1", "primary", 0)))
+    moved = store.get(request_key("m", "r1"))
+    part = store.get(legacy.partition_key)
+    store.delete(request_key("m", "r1"))
+    store.set("rr1", moved)
+    part.pop("layout")
+    part["xq"]["open"] = [[request_key_entry[0][len(request_key("m", "")):], *request_key_entry[1:]]
+                          for request_key_entry in part["xq"]["open"]]
+    store.set(legacy.partition_key, part)
+    join = new_join(store, run="run-b")
+    feed = Feed()
+    feed.offsets = {"InferenceResponse": 0}
+    # Another model's label for the same id does not take the legacy state ...
+    join.process(feed(GroundTruth(request_id="r1", model="other", ts=MIN, label=1)))
+    assert store.get("rr1") is not None
+    # ... its own model's label does: it joins, and the state now lives under its new key.
+    facts = join.process(feed(label("r1", MIN)))
+    assert [f.request_id for f in facts if isinstance(f, JoinedRecord)] == ["r1"]
+    assert store.get("rr1") is None and store.get(request_key("m", "r1")) is not None
+    # When time moves on, the old expiry entry finds nothing; the new one expires the state once.
+    join.process(feed(resp("r9", "v1", "primary", 40 * MIN), label("r9", 40 * MIN),
+                      req("r9", 40 * MIN)))
+    c = counts(join)[("m", "v1", "primary")]
+    assert (c["responses"], c["joined"], c["expired"]) == (2, 2, 0)
+
+
+# --- clocks that run ahead or behind -----------------------------------------------------------
+
+def test_an_event_stamped_ahead_of_the_clock_moves_time_only_to_the_tolerance():
+    feed, join = Feed(), new_join()
+    now = 60 * MIN
+    join.process(feed(req("r1", now), resp("r1", "v1", "primary", now)), now_ms=now)
+    # One client two hours ahead: request, response and label.
+    ahead = now + 120 * MIN
+    facts = join.process(feed(req("x", ahead), resp("x", "v1", "primary", ahead), label("x", ahead)), now_ms=now)
+    skews = [f for f in facts if isinstance(f, ClockSkew)]
+    assert [(f.kind, f.direction, f.skew_ms) for f in skews] == [
+        ("request", "future", 120 * MIN), ("response", "future", 120 * MIN), ("label", "future", 120 * MIN)]
+    assert join.partition_state()["wm"] == now + CONFIG.max_future_skew_ms
+    # r1's label a minute later still joins: the future triple did not expire it.
+    facts = join.process(feed(label("r1", now + MIN)), now_ms=now + MIN)
+    assert any(isinstance(f, JoinedRecord) and f.request_id == "r1" for f in facts)
+    assert join.accumulator().models["m"]["future_requests"] == 1
+    assert join.accumulator().models["m"][MAX_FUTURE_SKEW] == 120 * MIN
+
+
+def test_without_a_clock_event_times_are_taken_as_they_come():
+    feed, join = Feed(), new_join()
+    join.process(feed(req("r1", 0), resp("r1", "v1", "primary", 0), label("r0", 0)))
+    facts = join.process(feed(req("x", 500 * MIN), resp("x", "v1", "primary", 500 * MIN), label("x", 500 * MIN)))
+    assert not any(isinstance(f, ClockSkew) for f in facts)
+    assert any(isinstance(f, Expired) for f in facts)
+
+
+def test_an_event_stamped_far_behind_affects_only_itself_and_is_counted():
+    feed, join = Feed(), new_join()
+    now = 100 * MIN
+    join.process(feed(req("r1", now), resp("r1", "v1", "primary", now), label("r0", now)), now_ms=now)
+    facts = join.process(feed(resp("old", "v1", "primary", now - 30 * MIN)), now_ms=now)
+    [skew] = [f for f in facts if isinstance(f, ClockSkew)]
+    assert (skew.kind, skew.direction, skew.skew_ms) == ("response", "past", 30 * MIN)
+    assert join.partition_state()["wm"] == now
+    facts = join.process(feed(label("r1", now + MIN)), now_ms=now + MIN)
+    assert any(isinstance(f, JoinedRecord) and f.request_id == "r1" for f in facts)
+    assert join.accumulator().models["m"]["past_responses"] == 1
+

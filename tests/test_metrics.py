@@ -160,3 +160,24 @@ def test_a_version_in_two_roles_within_a_window_is_judged_for_drift_whole():
     assert sorted((s.version, s.role, s.responses) for s in snapshots) == [
         ("v1", "primary", 2), ("v2", "canary", 3), ("v2", "primary", 4)]
     assert seen == {"v1": ("primary", 2), "v2": ("primary", 7)}
+
+
+def test_clock_skew_is_judged_only_once_every_partition_has_a_time():
+    from evaluators.counts import JoinCounts
+    from evaluators.facts import ClockSkew
+
+    counts = JoinCounts()
+    counts.add(ClockSkew("pay", "request", "future", 7_200_000))
+    merger = PartialsMerger(MetricsConfig(), settle_ms=lambda model: 100, partitions=2)
+    merger.heartbeat(0, {"wm": 1_790_000_000_000, "counts": counts.to_state()})
+    merger.heartbeat(1, {"wm": 0, "counts": JoinCounts().to_state()})  # a source not heard from yet
+    merger.ready()
+    assert merger.alerts == []  # no alert stamped at time 0, whose cool-down would end at once
+    merger.heartbeat(1, {"wm": 1_790_000_000_500, "counts": JoinCounts().to_state()})
+    merger.ready()
+    [alert] = merger.alerts
+    assert alert.kind == "schema" and alert.ts.timestamp() == 1_790_000_000
+    counts.add(ClockSkew("pay", "label", "future", 7_200_000))
+    merger.heartbeat(0, {"wm": 1_790_000_060_000, "counts": counts.to_state()})
+    merger.ready()
+    assert len(merger.alerts) == 1  # within the cool-down

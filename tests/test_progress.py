@@ -20,7 +20,7 @@ def test_the_progress_line_names_a_join_that_stopped_while_behind():
 
 
 def test_a_join_that_never_started_is_reported_once_with_where_the_loop_stands():
-    where = ["loop thread: selectors.py:468 select", "task join: aiokafka/fetcher.py:100 wait"]
+    where = ["MainThread: cimpl consume <- worker/loop.py:160 turn"]
     progress = ProgressLog(lambda: 0, lambda: {}, lambda: True, lambda: None, unstarted=lambda: 900,
                            where=lambda: where, every_s=30)
     assert "0 events joined, 0 records behind (+900 in partitions not started)" in progress.line(0.0)
@@ -29,37 +29,37 @@ def test_a_join_that_never_started_is_reported_once_with_where_the_loop_stands()
     assert progress.stall_report(30.0) is None  # one still line: not yet
     progress.line(60.0)
     assert progress.stall_report(60.0) == ("join stalled: no events joined for 60s while records wait; where the "
-                                           "event loop stands:\n  loop thread: selectors.py:468 select\n"
-                                           "  task join: aiokafka/fetcher.py:100 wait")
+                                           "worker's loop stands:\n  MainThread: cimpl consume <- worker/loop.py:160 turn")
     progress.line(90.0)
     assert progress.stall_report(90.0) is None  # once per stall
 
 
-def test_the_event_loop_state_names_what_each_task_awaits():
-    import asyncio
+def test_the_thread_state_names_where_a_thread_is_busy():
     import threading
+    import time
 
-    from streams.progress import event_loop_state
+    from streams.progress import thread_state
 
-    async def innermost(gate: asyncio.Event) -> None:
-        await gate.wait()
+    gate = threading.Event()
 
-    async def outer(gate: asyncio.Event) -> None:
-        await innermost(gate)
+    def innermost() -> None:
+        while not gate.is_set():  # busy in this frame (time.sleep is C: no frame of its own)
+            time.sleep(0.005)
 
-    async def main() -> list[str]:
-        gate = asyncio.Event()
-        task = asyncio.create_task(outer(gate), name="the-join")
-        await asyncio.sleep(0)
-        state = await asyncio.to_thread(event_loop_state, asyncio.get_running_loop(), threading.current_thread())
+    def outer() -> None:
+        innermost()
+
+    thread = threading.Thread(target=outer, name="the-join")
+    thread.start()
+    try:
+        time.sleep(0.1)
+        [state] = thread_state(thread)
+    finally:
         gate.set()
-        await task
-        return state
-
-    state = asyncio.run(main())
-    assert state[0].startswith("loop thread: ")
-    [joined] = [line for line in state if line.startswith("task the-join: ")]
-    assert "wait <- " in joined and "innermost <- " in joined and joined.endswith(" outer")
+        thread.join()
+    assert state.startswith("the-join: ")
+    assert "test_progress.py" in state and " innermost <- " in state and " outer <- " in state
+    assert thread_state(thread) == ["the-join: not running"]
 
 
 def test_a_background_loop_that_stopped_going_round_is_named():
@@ -106,3 +106,19 @@ def test_a_log_digest_gives_each_error_with_its_exception_and_the_last_progress(
         "[2026-11-22 07:37:20,000] [1] [INFO] progress: 10 events joined, 0 records behind; merger owner yes",
         "[2026-11-22 07:37:50,000] [1] [INFO] progress: 20 events joined, 0 records behind; merger owner yes"]
     assert log_digest(tmp_path / "none.log") == [f"(no log at {tmp_path / 'none.log'})"]
+
+
+def test_a_worker_loop_stuck_in_one_turn_is_named_and_reported_once():
+    began = 0.0
+    progress = ProgressLog(lambda: 5, lambda: {}, lambda: True, lambda: None, where=lambda: ["MainThread: restore"],
+                           every_s=30, loop_went_round=lambda: began)
+    assert "stuck" not in progress.line(10.0) and progress.stall_report(10.0) is None
+    assert "the worker's loop stuck in one turn for 40s" in progress.line(40.0)
+    assert progress.stall_report(40.0) is None  # not yet two intervals
+    progress.line(70.0)
+    assert progress.stall_report(70.0) == ("the worker's loop has been in one turn for 70s; where the worker's "
+                                           "loop stands:\n  MainThread: restore")
+    progress.line(100.0)
+    assert progress.stall_report(100.0) is None  # once per stall
+    began = 100.0
+    assert "stuck" not in progress.line(101.0)

@@ -127,3 +127,78 @@ def test_replay_cli_writes_outputs_reports_bad_lines_and_sweeps(tmp_path):
     assert "rolled back" in swept.output and "max_degradation=0.5" in swept.output
     bad = CliRunner().invoke(cli, args + ["--sweep", "steps=oops", *map(str, paths)])
     assert bad.exit_code == 2 and "steps" in bad.output
+
+
+def test_request_ids_shared_by_two_models_give_each_model_its_own_exact_metrics(tmp_path):
+    # A gateway fans one request id out to a fraud model and a pricing model; each has its own
+    # request, response and label (2,000 ids, 12,000 events). Pricing is wrong half the time.
+    from sklearn.metrics import accuracy_score
+
+    rng = random.Random(7)
+    events: dict[str, list] = {"requests": [], "responses": [], "labels": []}
+    truth: dict[str, tuple[list, list]] = {"fraud": ([], []), "pricing": ([], [])}
+    for i in range(2000):
+        ts = T0 + i * 10
+        for model, accuracy in (("fraud", 1.0), ("pricing", 0.5)):
+            label = rng.randint(0, 1)
+            prediction = label if rng.random() < accuracy else 1 - label
+            truth[model][0].append(label)
+            truth[model][1].append(prediction)
+            events["requests"].append({"request_id": f"id{i}", "model": model, "ts": ts})
+            events["responses"].append({"request_id": f"id{i}", "model": model, "version": "v1", "role": "primary",
+                                        "ts": ts + 5, "prediction": prediction, "latency_ms": 4.0})
+            events["labels"].append({"request_id": f"id{i}", "model": model, "ts": ts + 50, "label": label})
+    paths = []
+    for name, items in events.items():
+        paths.append(tmp_path / f"inference.{name}.jsonl")
+        paths[-1].write_bytes(b"".join(orjson.dumps(item) + b"\n" for item in items))
+    replay = Replay(JoinConfig(label_timeout_ms=2000, expiry_grace_ms=1000),
+                    MetricsConfig(tasks={"fraud": "binary", "pricing": "binary"}, window_ms=5000))
+    replay.run(EventFiles(paths))
+    for model in ("fraud", "pricing"):
+        snapshots = [s for s in replay.snapshots if s.model == model]
+        assert sum(s.requests for s in snapshots) == 2000
+        assert sum(s.responses for s in snapshots) == 2000
+        assert sum(s.labelled for s in snapshots) == 2000 and not any(s.expired for s in snapshots)
+        correct = sum(round(s.metrics["accuracy"] * s.labelled) for s in snapshots)
+        assert correct / 2000 == pytest.approx(accuracy_score(*truth[model]))
+
+
+def test_a_client_clock_two_hours_ahead_does_not_expire_the_others_in_replay(tmp_path):
+    requests, responses, labels = rows(1000, {"v1": 0.9, "v2": 0.9})
+    ahead = T0 + 1000 * 10 + 2 * 3_600_000
+    requests.append({"request_id": "skewed", "model": "m", "ts": ahead})
+    responses.append({"request_id": "skewed", "model": "m", "version": "v1", "role": "primary", "ts": ahead,
+                      "prediction": 1})
+    labels.append({"request_id": "skewed", "model": "m", "ts": ahead, "label": 1})
+    # The real labels a minute after their responses, after the skewed triple.
+    for label in labels[:-1]:
+        label["ts"] = label["ts"] + 60_000
+    paths = []
+    for name, items in (("requests", requests), ("responses", responses), ("labels", labels)):
+        paths.append(tmp_path / f"inference.{name}.jsonl")
+        paths[-1].write_bytes(b"".join(orjson.dumps(item) + b"\n" for item in items))
+    replay = Replay(JoinConfig(label_timeout_ms=600_000), MetricsConfig(tasks={"m": "binary"}, window_ms=60_000),
+                    batch=100)
+    replay.run(EventFiles(paths))
+    assert sum(s.labelled for s in replay.snapshots) == 1001
+    assert sum(s.expired for s in replay.snapshots) == 0
+    skew_alerts = [a for a in replay.alerts if a.kind == "schema"]
+    assert [(a.model, a.value) for a in skew_alerts] == [("m", pytest.approx(2 * 3600 - 60, abs=120))]
+
+
+def test_traffic_resuming_after_a_gap_is_not_a_clock_running_ahead(tmp_path):
+    before = rows(500, {"v1": 0.9, "v2": 0.9})
+    after = rows(500, {"v1": 0.9, "v2": 0.9}, seed=2)
+    for items in after:  # the same traffic an hour later, under other ids
+        for item in items:
+            item["ts"] += 3_600_000
+            item["request_id"] = "late-" + item["request_id"]
+    paths = []
+    for name, first, second in zip(("requests", "responses", "labels"), before, after):
+        paths.append(tmp_path / f"inference.{name}.jsonl")
+        paths[-1].write_bytes(b"".join(orjson.dumps(item) + b"\n" for item in first + second))
+    replay = Replay(JoinConfig(label_timeout_ms=600_000), MetricsConfig(tasks={"m": "binary"}, window_ms=60_000))
+    replay.run(EventFiles(paths))
+    assert sum(s.labelled for s in replay.snapshots) == 1000
+    assert not [a for a in replay.alerts if a.kind == "schema"]

@@ -1,11 +1,12 @@
 """Thousands of generated malformed records, mixed with valid ones, through the real broker and the
-evaluator's ingest agents: every bad one in the DLQ with its reason, every good one processed, exact
-counts, and the consumer never stops."""
+worker's batch loop (its transactions included): every bad one in the DLQ with its reason, every good
+one processed, exact counts, and the consumer never stops."""
 
 from __future__ import annotations
 
-import asyncio
 import random
+import threading
+import time
 import uuid
 from collections import Counter
 
@@ -16,11 +17,10 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from schemas.codec import MAX_RECORD_BYTES
 from schemas.topics import Topics
 from streams.admin import admin_client, create_topics, wait_for_topics
-from streams.app import INPUT_TOPICS, AppOptions, IngestAgent, create_app
 from streams.producer import ContractProducer
 from streams.telemetry import DEAD_LETTERS
-from tests.faust_harness import running, wait_until
-from tests.kafka_helpers import read_topic
+from streams.worker.loop import BatchLoop, LoopOptions, Record, Transaction
+from tests.kafka_helpers import read_topic, wait_for
 from tests.strategies import oversize, record
 
 pytestmark = pytest.mark.kafka
@@ -82,9 +82,26 @@ def test_generated_malformed_records_all_reach_the_dlq_and_good_ones_are_process
 
     processed: Counter[str] = Counter()
 
-    async def handler(batch: list) -> None:
-        for event, message in batch:
-            processed[message.request_id] += 1
+    class CountingStage:
+        """Counts the request ids of what the loop hands on, once its batch committed."""
+
+        def __init__(self) -> None:
+            self.batch: list[str] = []
+
+        def assigned(self, partitions: list[int]) -> None: ...
+        def revoked(self, partitions: list[int], transaction: Transaction | None) -> None: ...
+        def tick(self, transaction: Transaction) -> None: ...
+        def observe(self, consumer) -> None: ...
+
+        def process(self, partition: int, records: list[Record], transaction: Transaction) -> None:
+            self.batch += [record.message.request_id for record in records]
+
+        def committed(self) -> None:
+            processed.update(self.batch)
+            self.batch = []
+
+        def aborted(self) -> None:
+            self.batch = []
 
     # The processed keys are request ids; map them back to record keys.
     valid_ids = {}
@@ -95,20 +112,22 @@ def test_generated_malformed_records_all_reach_the_dlq_and_good_ones_are_process
 
     dead_before = _dead_letter_total()
 
-    async def run() -> None:
-        app = create_app(kafka_settings, AppOptions(app_id=f"dlq-test-{uuid.uuid4().hex[:8]}"))
-        IngestAgent(app, topics, INPUT_TOPICS, handler, AppOptions())
-        async with running(app):
-            await wait_until(lambda: sum(processed.values()) >= len(good)
-                             and _dead_letter_total() - dead_before >= len(bad), timeout=300)
-            # The consumer is still alive after all of that: one more good record gets through.
-            sentinel = ContractProducer(kafka_settings)
-            sentinel.send(topics.requests, "sentinel", b'{"request_id": "sentinel", "model": "m", "ts": 1}')
-            sentinel.flush()
-            await wait_until(lambda: processed["sentinel"] == 1, timeout=60)
-            await asyncio.sleep(1.0)  # let any duplicate show itself
-
-    asyncio.run(run())
+    loop = BatchLoop(kafka_settings, topics, CountingStage(), LoopOptions(app_id=f"dlq-test-{uuid.uuid4().hex[:8]}"))
+    stop = threading.Event()
+    thread = threading.Thread(target=loop.run, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        assert wait_for(lambda: sum(processed.values()) >= len(good)
+                        and _dead_letter_total() - dead_before >= len(bad), timeout=300)
+        # The consumer is still alive after all of that: one more good record gets through.
+        sentinel = ContractProducer(kafka_settings)
+        sentinel.send(topics.requests, "sentinel", b'{"request_id": "sentinel", "model": "m", "ts": 1}')
+        sentinel.flush()
+        assert wait_for(lambda: processed["sentinel"] == 1, timeout=60)
+        time.sleep(1.0)  # let any duplicate show itself
+    finally:
+        stop.set()
+        thread.join(30)
 
     assert sum(processed.values()) == len(good) + 1
     assert {rid: n for rid, n in processed.items() if rid != "sentinel"} == \

@@ -1,0 +1,11 @@
+"""The evaluator worker's runtime on confluent-kafka (librdkafka), one idea per module:
+
+- :mod:`~streams.worker.loop`: the consumer loop in batches, one Kafka transaction per batch, the
+  rebalance callbacks (checkpoint order written down there);
+- :mod:`~streams.worker.join_stage`: the join over the partitions this worker owns, its changelog,
+  partials and heartbeats, idle sources from librdkafka's watermarks;
+- :mod:`~streams.worker.store`: one partition's state in RocksDB, written after the commit, with its
+  changelog checkpoint;
+- :mod:`~streams.worker.restore`: a partition's state brought up to its changelog on assignment;
+- :mod:`~streams.worker.outage`: a broker outage logged once when it starts and once when it ends.
+"""

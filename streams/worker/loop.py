@@ -1,0 +1,443 @@
+"""The worker's consumer loop: batches from librdkafka, one Kafka transaction per batch.
+
+Each turn:
+
+1. ``consume(batch_size)`` from the subscribed input topics (``read_committed``; the range assignor,
+   so partition p of co-partitioned topics goes to one worker).
+2. Every record is decoded (:func:`schemas.dead_letter.decode_or_dead_letter`); a bad one becomes a
+   dead letter *in the batch's transaction*; good ones are grouped by partition and handed to the
+   :class:`Stage`, which produces its outputs (changelog records, partials) in the same transaction.
+3. The input offsets go in with ``send_offsets_to_transaction`` (with the consumer's group metadata,
+   so a zombie of an older group generation is fenced), and the transaction commits.
+4. Only then does the stage apply the batch to its local state (:meth:`Stage.committed`) and do the
+   counters move. If the transaction aborts, the stage forgets the batch (:meth:`Stage.aborted`) and
+   the consumer goes back to the committed offsets: the batch is read again.
+
+Checkpoint order, written down: outputs and changelog -> offsets -> commit -> local state. A worker
+killed at any point leaves either all of a batch (outputs, state changes, offsets) or none of it.
+
+When a transaction cannot be finished (a step still failing after ``LoopOptions.retry_patience_s``,
+a fatal producer error, an abort that fails), its outcome is not known here, and a producer left
+that way after a broker outage can stay stuck for good (KAFKA-19925): the loop **restarts its
+producer** (:meth:`BatchLoop._restart_producer`). The new producer's ``init_transactions`` under the
+same transactional id makes the coordinator settle the old transaction (committed if it was
+prepared, else aborted) before it answers; then every partition this worker holds is restored from
+its changelog after its local checkpoint (which picks up the uncertain batch exactly when it
+committed), and the consumer goes back to the committed offsets (read with ``require_stable``, so
+they are settled too). Local state, changelog and offsets agree again, whatever became of the batch.
+
+Rebalances run inside ``consume()``, between batches: nothing is in flight when partitions go
+(:meth:`Stage.revoked` may still publish, in a transaction of its own) and a partition assigned is
+restored (:meth:`Stage.assigned`) before its first record is processed.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any, Callable, Protocol, Sequence
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from pydantic import BaseModel
+
+from schemas.catalog import model_for_topic
+from schemas.dead_letter import DeadLetter, decode_or_dead_letter
+from schemas.topics import DEAD_LETTER_MAX_BYTES, Topics
+from streams.config import KafkaSettings
+from streams.telemetry import DEAD_LETTERS, RECORDS_INGESTED
+from streams.worker.outage import ClusterMisconfigured, OutageLog
+
+log = logging.getLogger("shadowcanary.worker")
+
+#: Contract names of the co-partitioned input topics the join reads.
+INPUT_TOPICS = ("inference.requests", "inference.responses", "inference.labels")
+
+
+@dataclass(frozen=True)
+class Record:
+    """A decoded input record: its contract message and where it was read."""
+
+    topic: str
+    partition: int
+    offset: int
+    message: BaseModel
+
+
+@dataclass
+class LoopOptions:
+    app_id: str = "shadowcanary-evaluator"
+    #: Stable per worker (its state folder keeps it): a restarted worker fences its own predecessor.
+    worker_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    batch_size: int = 2000
+    #: How long ``consume`` waits for a batch to fill.
+    batch_wait_s: float = 0.1
+    #: How often :meth:`Stage.tick` runs (idle partitions, heartbeats due) at least.
+    tick_s: float = 0.25
+    #: Bounds the wait for a killed worker's open transaction (the new owner waits for it to abort).
+    transaction_timeout_ms: int = 15_000
+    #: Timeout of one transactional call (retried within ``retry_patience_s``).
+    commit_timeout_s: float = 10.0
+    #: How long a transactional step is retried before the transaction is settled another way.
+    retry_patience_s: float = 20.0
+
+
+class Transaction:
+    """The batch's transaction, begun on the first write (a batch that writes nothing and has no
+    offsets to commit costs no round trip)."""
+
+    def __init__(self, producer: Producer) -> None:
+        self.producer = producer
+        self.open = False
+
+    def produce(self, topic: str, key: bytes | None, value: bytes | None, partition: int | None = None,
+                headers: list[tuple[str, bytes]] | None = None,
+                on_delivery: Callable[[KafkaError | None, Message], None] | None = None) -> None:
+        self.begin()
+        kwargs: dict[str, Any] = {"key": key, "value": value}
+        if partition is not None:
+            kwargs["partition"] = partition
+        if headers:
+            kwargs["headers"] = headers
+        if on_delivery is not None:
+            kwargs["on_delivery"] = on_delivery
+        while True:
+            try:
+                self.producer.produce(topic, **kwargs)
+                return
+            except BufferError:  # the local queue is full: let deliveries drain it
+                self.producer.poll(0.05)
+
+    def begin(self) -> None:
+        """Begin the transaction unless it is open (a batch with offsets but no output needs one too)."""
+        if not self.open:
+            self.producer.begin_transaction()
+            self.open = True
+
+
+class Stage(Protocol):
+    """What the loop drives (the join): all its outputs go through the transaction it is given."""
+
+    def assigned(self, partitions: list[int]) -> None:
+        """Partitions taken on: restore their state before any of their records is processed."""
+
+    def revoked(self, partitions: list[int], transaction: Transaction | None) -> None:
+        """Partitions handed over (``transaction`` None: lost, nothing may be written for them)."""
+
+    def process(self, partition: int, records: list[Record], transaction: Transaction) -> None:
+        """One partition's records of the batch."""
+
+    def tick(self, transaction: Transaction) -> None:
+        """Called at least every ``tick_s``, between batches: time-driven work."""
+
+    def committed(self) -> None:
+        """The transaction committed: apply the batch to local state."""
+
+    def aborted(self) -> None:
+        """The transaction aborted: forget the batch."""
+
+    def observe(self, consumer: Consumer) -> None:
+        """After each turn, in the loop's thread: read what it needs of the consumer (watermarks)."""
+
+
+#: How the log line of an assignment begins (tests read the assignments from the workers' logs).
+ASSIGNMENT_PREFIX = "assignment: "
+
+
+def describe_assignment(tps: Sequence[TopicPartition], contract_name: dict[str, str]) -> str:
+    """``inference.labels=[0, 1] inference.requests=[0, 1] ...``: the partitions assigned per topic.
+
+    >>> describe_assignment([TopicPartition("x.inference.labels", 1), TopicPartition("x.inference.labels", 0)],
+    ...                     {"x.inference.labels": "inference.labels"})
+    'inference.labels=[0, 1]'
+    """
+    by_topic: dict[str, list[int]] = defaultdict(list)
+    for tp in tps:
+        by_topic[contract_name.get(tp.topic, tp.topic)].append(tp.partition)
+    return " ".join(f"{topic}={sorted(parts)}" for topic, parts in sorted(by_topic.items()))
+
+
+class BatchLoop:
+    def __init__(self, settings: KafkaSettings, topics: Topics, stage: Stage, options: LoopOptions,
+                 input_topics: Sequence[str] = INPUT_TOPICS) -> None:
+        self.settings = settings
+        self.topics = topics
+        self.stage = stage
+        self.options = options
+        self.outage = OutageLog()
+        self.contract_name = {topics.name(n): n for n in input_topics}
+        self.models = {topics.name(n): model_for_topic(n) for n in input_topics}
+        self._ingested = {full: RECORDS_INGESTED.labels(n) for full, n in self.contract_name.items()}
+        #: Records applied (decoded or dead-lettered, committed) since start.
+        self.records_done = 0
+        self.batches_done = 0
+        #: ``time.perf_counter()`` when the first batch with records arrived (benchmarks).
+        self.first_batch_at: float | None = None
+        #: Input partitions this worker holds (restored, so their records may be processed).
+        self.owned: set[int] = set()
+        self.consumer = Consumer(settings.confluent_config(**{
+            "group.id": options.app_id, "enable.auto.commit": False, "auto.offset.reset": "earliest",
+            "isolation.level": "read_committed", "partition.assignment.strategy": "range",
+            "session.timeout.ms": 10_000, "heartbeat.interval.ms": 1_000,
+            "fetch.wait.max.ms": 100, "error_cb": self.outage.error}))
+        self.producer = self._new_producer()
+        #: Times the producer was restarted because a transaction could not be finished.
+        self.producer_restarts = 0
+        self._stop: threading.Event | None = None
+        self._initialised = False
+        self._last_tick = 0.0
+        #: When the current turn began (``time.monotonic()``): a turn stuck in one call shows here.
+        self.turn_began = time.monotonic()
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    def _new_producer(self) -> Producer:
+        return Producer(self.settings.confluent_config(**{
+            "transactional.id": f"{self.options.app_id}.join.{self.options.worker_id}", "enable.idempotence": True,
+            "transaction.timeout.ms": self.options.transaction_timeout_ms, "linger.ms": 5,
+            "message.max.bytes": DEAD_LETTER_MAX_BYTES, "error_cb": self.outage.error}))
+
+    def _init_transactions(self) -> None:
+        """Fence any older instance of this transactional id; its open transaction is settled first.
+        Retried for as long as it takes (nothing can be written before it), until the loop stops."""
+        self._retrying("initialise transactions", lambda: self.producer.init_transactions(10), until_done=True)
+
+    def start(self) -> None:
+        """Fence this worker's predecessor (same transactional id) and join the group."""
+        self._init_transactions()
+        self._initialised = True
+        self.consumer.subscribe(list(self.models), on_assign=self._on_assign, on_revoke=self._on_revoke,
+                                on_lost=self._on_lost)
+
+    def run(self, stop: threading.Event) -> None:
+        """Process batches until ``stop`` is set, then leave the group cleanly."""
+        self._stop = stop
+        if not self._initialised:
+            self.start()
+        try:
+            while not stop.is_set():
+                self.turn()
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        try:
+            self.consumer.close()  # revokes (a last heartbeat per partition) and leaves the group
+        finally:
+            self.producer.flush(10)
+
+    def turn(self) -> None:
+        """One batch (possibly empty), then the stage's tick if it is due."""
+        self.turn_began = time.monotonic()
+        if self.outage.fatal is not None:
+            raise self.outage.fatal
+        messages = self.consumer.consume(self.options.batch_size, self.options.batch_wait_s)
+        if messages:
+            if self.first_batch_at is None:
+                self.first_batch_at = time.perf_counter()
+            self.handle(messages)
+        now = time.monotonic()
+        if now - self._last_tick >= self.options.tick_s:
+            self._last_tick = now
+            transaction = Transaction(self.producer)
+            try:
+                self.stage.tick(transaction)
+            except KafkaException as exc:
+                self._abort(exc.args[0], [])
+            else:
+                self._finish(transaction, [])
+        self.stage.observe(self.consumer)
+
+    # -- a batch ---------------------------------------------------------------------------------
+    def handle(self, messages: list[Message]) -> None:
+        transaction = Transaction(self.producer)
+        by_partition: dict[int, list[Record]] = defaultdict(list)
+        positions: dict[tuple[str, int], int] = {}
+        ingested: dict[str, int] = defaultdict(int)
+        dead: dict[tuple[str, str], int] = defaultdict(int)
+        letters: list[DeadLetter] = []
+        for message in messages:
+            error = message.error()
+            if error is not None:
+                if error.code() != KafkaError._PARTITION_EOF:
+                    self.outage.error(error)
+                continue
+            topic, partition, offset = message.topic(), message.partition(), message.offset()
+            if partition not in self.owned:
+                continue  # fetched before its partition was lost or revoked: its next owner reads it
+            positions[(topic, partition)] = offset + 1
+            decoded, letter = decode_or_dead_letter(self.models[topic], message.value(), message.key(),
+                                                    topic, partition, offset)
+            if letter is not None:
+                letters.append(letter)
+                dead[(self.contract_name[topic], letter.reason)] += 1
+            else:
+                ingested[topic] += 1
+                by_partition[partition].append(Record(topic, partition, offset, decoded))
+        if not positions:
+            return  # only errors (the broker away, an end of partition): nothing read
+        self.outage.working()
+        offsets = [TopicPartition(topic, partition, offset) for (topic, partition), offset in positions.items()]
+        try:
+            for letter in letters:
+                transaction.produce(self.topics.dlq, letter.key, letter.value, headers=letter.headers())
+            for partition, records in by_partition.items():
+                self.stage.process(partition, records, transaction)
+        except KafkaException as exc:  # the producer refused a record: the batch cannot commit
+            committed = self._abort(exc.args[0], offsets)
+        else:
+            committed = self._finish(transaction, offsets)
+        if committed:
+            for topic, n in ingested.items():
+                self._ingested[topic].inc(n)
+            for (topic, reason), n in dead.items():
+                DEAD_LETTERS.labels(topic, reason).inc(n)
+            self.records_done += len(messages)
+            self.batches_done += 1
+
+    def _finish(self, transaction: Transaction, offsets: list[TopicPartition]) -> bool:
+        """Commit the transaction (with ``offsets``); True when it committed.
+
+        Each step is retried while it fails with a retriable error (the broker away), for
+        ``LoopOptions.retry_patience_s`` at most. A failure before the commit, or a commit refused as
+        abortable, aborts: the stage forgets the batch and the consumer rewinds to the committed offsets (so
+        the batch is read again, by this worker or by the partitions' next owner). A commit whose
+        outcome stays unknown, and any fatal error, restart the producer (:meth:`_restart_producer`)."""
+        if not transaction.open and not offsets:
+            return True
+        timeout = self.options.commit_timeout_s
+        try:
+            transaction.begin()
+            if offsets:
+                self._retrying("add the batch's offsets to its transaction", lambda: self.producer.send_offsets_to_transaction(
+                    offsets, self.consumer.consumer_group_metadata(), timeout))
+        except KafkaException as exc:
+            return self._abort(exc.args[0], offsets)
+        try:
+            self._retrying("commit the batch", lambda: self.producer.commit_transaction(timeout))
+        except KafkaException as exc:
+            error = exc.args[0]
+            if error.txn_requires_abort():
+                return self._abort(error, offsets)
+            self._restart_producer(f"the commit of a batch failed: {error.str()}")
+            return False
+        self.producer.poll(0)  # delivery reports of the batch: the changelog offsets it reached
+        self.stage.committed()
+        return True
+
+    def _abort(self, error: KafkaError, offsets: list[TopicPartition]) -> bool:
+        """Abort the open transaction (nothing of it committed); False, for ``_finish``."""
+        if error.fatal():
+            self._restart_producer(error.str())
+            return False
+        log.warning("batch aborted (%s); reading it again", error.str())
+        try:
+            self._retrying("abort the batch", lambda: self.producer.abort_transaction(self.options.commit_timeout_s))
+        except KafkaException as exc:
+            self._restart_producer(f"the abort of a batch failed: {exc.args[0].str()}")
+            return False
+        self.stage.aborted()
+        self._rewind([TopicPartition(tp.topic, tp.partition) for tp in offsets])
+        return False
+
+    def _restart_producer(self, why: str) -> None:
+        """A transaction whose outcome is unknown here, or a producer that cannot go on: settle it
+        through a new producer and bring local state and positions back in line with what committed.
+
+        The new producer's ``init_transactions`` (same transactional id) returns once the
+        coordinator has settled the old producer's transaction; each partition held is then closed
+        and restored from its changelog after its local checkpoint (local state is written only
+        after a commit, so it is never ahead), and the consumer seeks to the committed offsets."""
+        if self.outage.fatal is not None:  # a refusal (credentials, ACLs): no restart will help
+            raise self.outage.fatal
+        self.producer_restarts += 1
+        log.warning("restarting the transactional producer (%s); the partitions it held are restored "
+                    "from their changelogs", why)
+        old, self.producer = self.producer, self._new_producer()
+        try:
+            old.purge(in_queue=True, in_flight=True, blocking=False)
+        except (KafkaException, RuntimeError) as exc:
+            log.debug("purging the old producer: %r", exc)
+        del old  # destroyed here: its writes are fenced by the new producer's epoch anyway
+        self._init_transactions()
+        held = sorted(self.owned)
+        self.stage.revoked(held, None)
+        self.stage.assigned(held)
+        self._rewind([TopicPartition(tp.topic, tp.partition) for tp in self.consumer.assignment()])
+
+    def _rewind(self, partitions: list[TopicPartition]) -> None:
+        """Seek the partitions still assigned here back to their committed offsets."""
+        assigned = {(tp.topic, tp.partition) for tp in self.consumer.assignment()}
+        partitions = [tp for tp in partitions if (tp.topic, tp.partition) in assigned]
+        if not partitions:
+            return
+        committed: list[TopicPartition] = []
+        self._retrying("read the committed offsets", lambda: committed.extend(self.consumer.committed(partitions, 30)))
+        for tp in committed:
+            if tp.offset < 0:
+                tp.offset = OFFSET_BEGINNING  # nothing committed yet: from the beginning (auto.offset.reset)
+            self.consumer.seek(tp)
+
+    def _retrying(self, what: str, call: Callable[[], Any], until_done: bool = False) -> None:
+        """``call`` again while it fails with a retriable error (the broker away), logged as one
+        outage, for ``LoopOptions.retry_patience_s`` at most (``until_done``: until it succeeds or the
+        loop is stopped); then the last error is raised. A step stuck longer than that is not waited for: the caller
+        settles the transaction another way (a group rebalancing waits for this worker's consumer,
+        which is not polled meanwhile)."""
+        started = time.monotonic()
+        while True:
+            try:
+                call()
+                self.outage.working()
+                return
+            except KafkaException as exc:
+                error = exc.args[0]
+                out_of_patience = not until_done and time.monotonic() - started > self.options.retry_patience_s
+                stopping = self._stop is not None and self._stop.is_set()
+                if not error.retriable() or out_of_patience or stopping:
+                    raise
+                self.outage.error(KafkaError(KafkaError._TRANSPORT, f"{what}: {error.str()}"))
+                if self.outage.fatal is not None:
+                    raise self.outage.fatal from None
+                time.sleep(0.5)
+
+    # -- rebalance -------------------------------------------------------------------------------
+    def _partitions(self, tps: list[TopicPartition]) -> list[int]:
+        return sorted({tp.partition for tp in tps if tp.topic in self.models})
+
+    def _on_assign(self, consumer: Consumer, tps: list[TopicPartition]) -> None:
+        partitions = self._partitions(tps)
+        log.info("%s%s", ASSIGNMENT_PREFIX, describe_assignment(tps, self.contract_name))
+        split = [p for p in partitions
+                 if {tp.topic for tp in tps if tp.partition == p} != set(self.contract_name)]
+        if split:
+            # The range assignor gives partition p of every input topic to one member; a group
+            # member with another strategy (or topics not co-partitioned) would break the join.
+            log.error("partitions %s of the input topics are not all assigned here: the join needs the "
+                      "three inference topics co-partitioned and every worker of the group on the range "
+                      "assignor", split)
+        self.stage.assigned(partitions)
+        self.owned |= set(partitions)
+
+    def _on_revoke(self, consumer: Consumer, tps: list[TopicPartition]) -> None:
+        partitions = self._partitions(tps)
+        log.info("revoking partitions %s", partitions)
+        transaction = Transaction(self.producer)
+        try:
+            self.stage.revoked(partitions, transaction)  # their last heartbeats; their state closes
+        except KafkaException as exc:  # the last heartbeat is a courtesy: the next owner sends its own
+            log.warning("last heartbeats of %s not sent: %s", partitions, exc)
+            self.stage.revoked(partitions, None)
+        self.owned -= set(partitions)  # before the commit: a producer restart restores only what stays
+        self._finish(transaction, [])
+
+    def _on_lost(self, consumer: Consumer, tps: list[TopicPartition]) -> None:
+        partitions = self._partitions(tps)
+        log.warning("partitions %s lost (this worker left the group without handing them over)", partitions)
+        self.stage.revoked(partitions, None)
+        self.owned -= set(partitions)
+
+
+__all__ = ["ASSIGNMENT_PREFIX", "BatchLoop", "ClusterMisconfigured", "INPUT_TOPICS", "LoopOptions", "Record", "Stage", "Transaction"]

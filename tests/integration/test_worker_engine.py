@@ -1,0 +1,264 @@
+"""The worker's engine (confluent-kafka in batches, one transaction per batch) through a real broker:
+exact counts while workers come, go and are killed, partition p of the three input topics always on
+one worker, and a broker outage that the worker rides out, a rollout going on through it, with a few
+lines in its log."""
+
+from __future__ import annotations
+
+import random
+import re
+import signal
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from confluent_kafka import KafkaError, KafkaException
+
+from evaluators.join import JoinConfig
+from evaluators.metrics import MetricsConfig
+from schemas import GroundTruth, InferenceRequest, InferenceResponse
+from schemas.rollout import RolloutSpec
+from streams.admin import admin_client, ensure_internal_topic
+from streams.config import KafkaSettings
+from streams.errors import KafkaUnavailableError
+from streams.evaluator import build_evaluator
+from streams.local_broker import LocalBroker, free_port
+from streams.merger import MergerService
+from streams.producer import ContractProducer
+from streams.worker.join_stage import partials_topic_name
+from streams.worker.loop import ASSIGNMENT_PREFIX, LoopOptions
+from streams.worker_process import log_digest
+from tests.integration.test_join_worker import T0, _prepare, produce, wait_for
+from tests.integration.test_policy_worker import spec as accuracy_spec
+from tests.integration.test_policy_worker import wait_for_commands
+from tests.kafka_helpers import read_topic, send_ticks, start_evaluator, stop_workers
+from tests.kafka_helpers import wait_for as wait_until
+
+pytestmark = pytest.mark.kafka
+
+INPUTS = ("inference.requests", "inference.responses", "inference.labels")
+
+
+def start_worker(settings: KafkaSettings, app_id: str, state_dir: str):
+    return start_evaluator(settings, app_id, state_dir, "--label-timeout", "60s", "--expiry-grace", "30s",
+                           "--batch-size", "300", "--metrics-port", "0", "--loglevel", "info")
+
+
+def assignments(log: Path) -> list[dict[str, list[int]]]:
+    """Every assignment a worker logged: contract topic -> partitions."""
+    out = []
+    for line in log.read_text(errors="replace").splitlines():
+        if ASSIGNMENT_PREFIX not in line:
+            continue
+        described = line.split(ASSIGNMENT_PREFIX, 1)[1]
+        out.append({topic: [int(p) for p in parts.split(",") if p.strip()]
+                    for topic, parts in re.findall(r"(\S+)=\[([^\]]*)\]", described)})
+    return out
+
+
+def test_three_workers_one_killed_one_added_stay_exact_and_co_partitioned(kafka_settings, tmp_path):
+    topics, scenario = _prepare(kafka_settings, 4000, seed=21)
+    app_id = f"trio-{uuid.uuid4().hex[:8]}"
+    dirs = [str(tmp_path / f"w{i}") for i in range(4)]
+    workers = [start_worker(kafka_settings, app_id, d) for d in dirs[:3]]
+    time.sleep(8)
+    producer = threading.Thread(target=produce, args=(kafka_settings, scenario.events, 700.0))
+    producer.start()
+    try:
+        time.sleep(7)
+        workers[1].send_signal(signal.SIGKILL)  # its partitions move once its session times out
+        workers[1].wait(30)
+        time.sleep(6)
+        workers.append(start_worker(kafka_settings, app_id, dirs[3]))
+        producer.join()
+        send_ticks(kafka_settings, topics, 4, T0 + 10 * 86_400_000)
+        seen = wait_for(kafka_settings, topics, scenario.expected)
+        alive = [w.poll() is None for w in workers]
+    finally:
+        stop_workers(*workers)
+    assert alive == [True, False, True, True]
+    assert seen == scenario.expected
+    every = [a for d in dirs for a in assignments(Path(d + ".log"))]
+    assert len(every) >= 6, every  # three joins, a death and an addition: several rebalances each seen
+    for assignment in every:
+        assert set(assignment) <= set(INPUTS)
+        # Partition p of the three input topics, always together on one worker.
+        assert all(assignment.get(topic, []) == assignment.get(INPUTS[0], []) for topic in INPUTS), assignment
+    final = [assignments(Path(d + ".log"))[-1] for i, d in enumerate(dirs) if i != 1]
+    owned = sorted(p for a in final for p in a.get(INPUTS[0], []))
+    assert owned == [0, 1, 2, 3]  # after the last rebalance each partition has exactly one owner
+
+
+#: After the scenario's last event (3,000 requests 100 ms apart) and its labels' disorder.
+ROLLOUT_T0 = T0 + 3000 * 100 + 5_000
+
+
+def rollout_traffic(producer: ContractProducer, topics, n: int, start: int, rng: random.Random) -> None:
+    """Labelled traffic of model ``roll`` (v2 the canary on every other request, both 95% right), just
+    after the scenario's event times (it is sent once the scenario's traffic is out)."""
+    for i in range(start, start + n):
+        rid, ts = f"roll-{i}", ROLLOUT_T0 + i * 20
+        version = "v2" if i % 2 else "v1"
+        label = rng.randint(0, 1)
+        prediction = label if rng.random() < 0.95 else 1 - label
+        producer.send(topics.requests, rid, InferenceRequest(request_id=rid, model="roll", ts=ts))
+        producer.send(topics.responses, rid, InferenceResponse(
+            request_id=rid, model="roll", version=version, role="primary" if version == "v1" else "canary",
+            ts=ts + 5, prediction=prediction, latency_ms=8.0))
+        producer.send(topics.labels, rid, GroundTruth(request_id=rid, model="roll", ts=ts + 50, label=label))
+    producer.flush(60)
+
+
+def test_a_broker_outage_of_ten_seconds_keeps_counts_exact_a_rollout_going_and_the_log_short(tmp_path):
+    broker = LocalBroker(tmp_path / "kafka", port=free_port(), controller_port=free_port())
+    broker.up()
+    try:
+        settings = KafkaSettings(bootstrap_servers=f"127.0.0.1:{broker.port}", topic_prefix="outage.")
+        topics, scenario = _prepare(settings, 3000, seed=22)
+        state_dir = str(tmp_path / "worker")
+        worker = start_evaluator(settings, f"outage-{uuid.uuid4().hex[:8]}", state_dir, "--label-timeout", "60s",
+                                 "--expiry-grace", "30s", "--batch-size", "300", "--metrics-port", "0",
+                                 "--loglevel", "info", "--task", "roll=binary")
+        rollout = ContractProducer(settings)
+        roll = accuracy_spec("roll").model_dump(mode="json")
+        roll["steps"] = [10, 50, 100]
+        rollout.send(topics.specs, "roll", RolloutSpec.model_validate(roll))
+        rollout.flush()
+        rng, sent = random.Random(3), [0]
+        chunk = 2 * accuracy_spec("roll").bake_at(0).min_samples
+        producer = threading.Thread(target=produce, args=(settings, scenario.events, 500.0))
+        producer.start()
+        try:
+            # The rollout starts on its spec (its first step is a command), so it runs through the
+            # outage; its evidence comes after.
+            time.sleep(10)
+            broker.down()
+            time.sleep(10)
+            broker.up()
+            producer.join()
+            paced = {"for": 0, "at": time.monotonic()}
+
+            def more() -> None:
+                steps = len([c for c in read_topic(settings, topics.control, linger=0.5) if c.value()])
+                if steps > paced["for"] or time.monotonic() - paced["at"] > 30:
+                    rollout_traffic(rollout, topics, chunk, sent[0], rng)
+                    sent[0] += chunk
+                    paced.update({"for": steps, "at": time.monotonic()})
+
+            # Both waits end well inside the test's timeout, so a failure shows the worker's log.
+            commands = wait_for_commands(settings, topics, lambda cs: any(c.action == "promote" for c in cs),
+                                         timeout=200, between=more)
+            send_ticks(settings, topics, 4, T0 + 10 * 86_400_000)
+            seen = wait_for(settings, topics, scenario.expected, timeout=150)
+            alive = worker.poll() is None
+        finally:
+            stop_workers(worker)
+    finally:
+        broker.down(purge=True)
+    digest = "\n".join(log_digest(Path(state_dir + ".log")))
+    assert alive, digest
+    assert seen == scenario.expected, digest
+    assert [c.action for c in commands][-1:] == ["promote"], (commands, digest)
+    assert [c.epoch for c in commands] == list(range(len(commands)))  # none repeated, none skipped
+    log = Path(state_dir + ".log").read_text(errors="replace").splitlines()
+    about_kafka = [line for line in log if "Kafka" in line]
+    assert any("Kafka unreachable" in line for line in log), log[-20:]
+    assert any("Kafka reachable again after" in line for line in log), log[-20:]
+    assert len([line for line in log if "[WARNING]" in line or "[ERROR]" in line]) <= 8, log[-40:]
+    assert len(about_kafka) <= 6, about_kafka
+
+
+class LosesCommitOutcome:
+    """A transactional producer that loses the outcome of its ``nth`` commit: the commit reaches the
+    broker (``commits``) or not, then a timeout is reported, and every transactional call after it
+    times out too, as a producer stuck after a broker outage does (KAFKA-19925)."""
+
+    def __init__(self, producer, nth: int, commits: bool) -> None:
+        self.producer, self.nth, self.commits = producer, nth, commits
+        self.commit_calls = 0
+        self.stuck = False
+
+    def __getattr__(self, name: str):
+        return getattr(self.producer, name)
+
+    def _timed_out(self):
+        return KafkaException(KafkaError(KafkaError._TIMED_OUT, "injected: the call timed out", retriable=True))
+
+    def commit_transaction(self, *args):
+        self.commit_calls += 1
+        if self.commit_calls == self.nth:
+            if self.commits:
+                self.producer.commit_transaction(*args)
+            self.stuck = True
+        if self.stuck:
+            raise self._timed_out()
+        return self.producer.commit_transaction(*args)
+
+    def begin_transaction(self, *args):
+        if self.stuck:
+            raise self._timed_out()
+        return self.producer.begin_transaction(*args)
+
+    def send_offsets_to_transaction(self, *args):
+        if self.stuck:
+            raise self._timed_out()
+        return self.producer.send_offsets_to_transaction(*args)
+
+    def abort_transaction(self, *args):
+        if self.stuck:
+            raise self._timed_out()
+        return self.producer.abort_transaction(*args)
+
+
+@pytest.mark.parametrize("commits", [True, False], ids=["committed", "not-committed"])
+def test_a_commit_whose_outcome_is_lost_restarts_the_producer_and_counts_stay_exact(kafka_settings, tmp_path, commits):
+    """The worker cannot tell whether a batch committed: it restarts its producer (which settles the
+    transaction), restores its partitions from the changelog and rewinds, and the counts are exact
+    whichever way the broker settled it."""
+    topics, scenario = _prepare(kafka_settings, 1500, seed=23 + commits)
+    options = LoopOptions(app_id=f"lost-{uuid.uuid4().hex[:8]}", batch_size=300, retry_patience_s=2.0)
+    evaluator = build_evaluator(kafka_settings, options, JoinConfig(label_timeout_ms=60_000, expiry_grace_ms=30_000),
+                                tmp_path / "worker")
+    loop = evaluator.loop
+    loop.producer = faulty = LosesCommitOutcome(loop.producer, nth=12, commits=commits)
+    stop = threading.Event()
+    thread = threading.Thread(target=loop.run, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        produce(kafka_settings, scenario.events)
+        send_ticks(kafka_settings, topics, 4, T0 + 10 * 86_400_000)
+        seen = wait_for(kafka_settings, topics, scenario.expected, timeout=180)
+    finally:
+        stop.set()
+        thread.join(60)
+    assert faulty.stuck, "the injected failure never happened"
+    assert loop.producer is not faulty and loop.producer_restarts == 1
+    assert not thread.is_alive()
+    assert seen == scenario.expected
+
+
+def test_the_merger_joins_again_after_failing_to_take_the_owner_role(kafka_settings):
+    """The broker away just as the owner role arrives (reading what was published fails): the merger
+    leaves the group and joins again, instead of ending its thread and holding the role dead."""
+    topics, _ = _prepare(kafka_settings, 1, seed=25)
+    admin = admin_client(kafka_settings)
+    ensure_internal_topic(admin, partials_topic_name(topics), partitions=1, compacted=True)
+    merger = MergerService(kafka_settings, topics, partials_topic_name(topics), f"m-{uuid.uuid4().hex[:8]}",
+                           MetricsConfig(), lambda model: 0, 4)
+    real, failures = merger._published_recently, []
+
+    def fails_once() -> set[str]:
+        if not failures:
+            failures.append(time.monotonic())
+            raise KafkaUnavailableError("cannot read evaluator.metrics: Local: Broker transport failure")
+        return real()
+
+    merger._published_recently = fails_once
+    merger.start()
+    try:
+        assert wait_until(lambda: failures and merger.owner, timeout=60)
+        assert merger._thread.is_alive()
+    finally:
+        merger.stop()
