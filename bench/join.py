@@ -37,6 +37,7 @@ from evaluators.metrics import MetricsConfig
 from schemas import GroundTruth, InferenceRequest, InferenceResponse, Topics, encode
 from schemas.catalog import model_for_topic
 from schemas.dead_letter import decode_or_dead_letter
+from schemas.fast_codec import decode_fast
 from streams.admin import TopicLayout, admin_client, create_topics, ensure_internal_topic
 from streams.config import KafkaSettings
 from streams.producer import make_producer
@@ -105,7 +106,7 @@ def confluent_consumption(settings: KafkaSettings, topics: Topics, expected: int
                 if decode:
                     topic = message.topic()
                     decode_or_dead_letter(models[topic], message.value(), message.key(), topic,
-                                          message.partition(), message.offset())
+                                          message.partition(), message.offset(), decode_fast)
                 if keep is not None:
                     keep.append((message.topic(), message.partition(), message.offset(), message.value()))
     finally:
@@ -128,7 +129,7 @@ def core_alone(settings: KafkaSettings, topics: Topics, records: list, metrics: 
     for start in range(0, len(records), BATCH):
         by_partition: dict[int, list[Incoming]] = defaultdict(list)
         for topic, partition, offset, value in records[start:start + BATCH]:
-            message, _ = decode_or_dead_letter(models[topic], value, None, topic, partition, offset)
+            message, _ = decode_or_dead_letter(models[topic], value, None, topic, partition, offset, decode_fast)
             by_partition[partition].append(Incoming(message, f"{codes[topic]}{partition}", offset))
         if decode_only:
             continue

@@ -59,10 +59,11 @@ from evaluators.facts import (
     ServedFeatures, UnmatchedLabel,
 )
 from evaluators.store import KeyValueStore
+from schemas.fast_codec import Event, LabelEvent, RequestEvent, ResponseEvent
 from schemas.inference import GroundTruth, InferenceRequest, InferenceResponse
-from schemas.types import epoch_ms
 
-InputMessage = Union[InferenceRequest, InferenceResponse, GroundTruth]
+#: An input event: the hot path's Struct or the model (both carry ``kind`` and ``ts_ms``).
+InputMessage = Event
 
 PARTITION_KEY = "p"
 #: A request's state is keyed by (model, request id): ``k<len(model)>:<model><request id>``, so a
@@ -78,7 +79,6 @@ CHUNK_PREFIX = "x"
 EXPIRY_CHUNK_SIZE = 2000
 MAX_LEDGER_RUNS = 1000
 _NEVER = 2**62
-_KIND = {InferenceRequest: "request", InferenceResponse: "response", GroundTruth: "label"}
 
 
 def request_key(model: str, request_id: str) -> str:
@@ -416,23 +416,24 @@ class _Batch:
     # -- events ----------------------------------------------------------------------------------
     def apply(self, message: InputMessage, origin: list) -> None:
         """Apply one event. Time moves first: what is due before the new stream time expires first."""
-        ts_ms = epoch_ms(message.ts)
+        ts_ms = message.ts_ms
+        kind = message.kind
         source = origin[0]
         moves_to = ts_ms
         if ts_ms > self.horizon:  # a clock running ahead moves time no further than the bound
             moves_to = self.horizon
-            self.facts.append(ClockSkew(message.model, _KIND[type(message)], "future", ts_ms - self.now))
+            self.facts.append(ClockSkew(message.model, kind, "future", ts_ms - self.now))
         if moves_to > self.source_times.get(source, -1):
             self.source_times[source] = moves_to
             self._advance()
         elif ts_ms + self.config.timeout_for(message.model) + self.config.expiry_grace_ms < self.watermark:
             # A clock running behind: due to expire on arrival. It affects only itself; counted.
-            self.facts.append(ClockSkew(message.model, _KIND[type(message)], "past", self.watermark - ts_ms))
+            self.facts.append(ClockSkew(message.model, kind, "past", self.watermark - ts_ms))
         key = request_key(message.model, message.request_id)
         state = self._load_or_create(key, message.model, ts_ms)
-        if isinstance(message, InferenceResponse):
+        if kind == "response":
             self._apply_response(state, message, ts_ms, origin)
-        elif isinstance(message, GroundTruth):
+        elif kind == "label":
             self._apply_label(state, message, ts_ms, origin)
         else:
             self._apply_request(state, message, ts_ms, origin)
@@ -444,13 +445,13 @@ class _Batch:
         if element["o"] != origin:
             self.facts.append(Duplicate(state["m"], kind))
 
-    def _apply_request(self, state: dict[str, Any], message: InferenceRequest, ts_ms: int, origin: list) -> None:
+    def _apply_request(self, state: dict[str, Any], message: InferenceRequest | RequestEvent, ts_ms: int, origin: list) -> None:
         if state["q"] is not None:
             self._duplicate(state, state["q"], "request", origin)
             return
         state["q"] = {"t": ts_ms, "f": message.features, "e": None, "o": origin}
 
-    def _apply_response(self, state: dict[str, Any], message: InferenceResponse, ts_ms: int, origin: list) -> None:
+    def _apply_response(self, state: dict[str, Any], message: InferenceResponse | ResponseEvent, ts_ms: int, origin: list) -> None:
         versions = state["v"]
         if message.version in versions:
             self._duplicate(state, versions[message.version], "response", origin)
@@ -461,7 +462,7 @@ class _Batch:
             "o": origin,
         }
 
-    def _apply_label(self, state: dict[str, Any], message: GroundTruth, ts_ms: int, origin: list) -> None:
+    def _apply_label(self, state: dict[str, Any], message: GroundTruth | LabelEvent, ts_ms: int, origin: list) -> None:
         if state["y"] is not None:
             self._duplicate(state, state["y"], "label", origin)
             return

@@ -37,13 +37,13 @@ from evaluators.policy.drift_guardrails import DriftView
 from evaluators.policy.engine import Output, RolloutEngine
 from evaluators.store import DictStore
 from schemas.control import Decision, RoutingCommand
-from schemas.inference import GroundTruth, InferenceRequest, InferenceResponse
+from schemas.fast_codec import Event
 from schemas.monitoring import Alert, MetricsSnapshot
 from schemas.rollout import RolloutSpec
 from schemas.signing import Signer
-from schemas.types import epoch_ms
 
-SOURCES = {InferenceRequest: "requests", InferenceResponse: "responses", GroundTruth: "labels"}
+#: The source name of each kind of event.
+SOURCES = {"request": "requests", "response": "responses", "label": "labels"}
 #: Far past every event: lets every window close and every request expire at the end.
 END_OF_TIME = 2**62
 BATCH = 2000
@@ -78,20 +78,20 @@ class Replay:
         #: The simulated worker clock (see the module docstring); None before the first event.
         self.clock_ms: int | None = None
 
-    def run(self, events: Iterable[InferenceRequest | InferenceResponse | GroundTruth]) -> None:
+    def run(self, events: Iterable[Event]) -> None:
         """Replay ``events`` (in event-time order) to the end, then let time run out."""
         pending: list[Incoming] = []
-        ahead: list[InferenceRequest | InferenceResponse | GroundTruth] = []  # held back (see above)
+        ahead: list[Event] = []  # held back (see above)
         tolerance = self.join_config.max_future_skew_ms
         for event in events:
-            ts = epoch_ms(event.ts)
+            ts = event.ts_ms
             if self.clock_ms is None:
                 self.clock_ms = ts
             if ts > self.clock_ms + tolerance:
                 ahead.append(event)
                 if len(ahead) <= SKEW_OUTLIERS:
                     continue
-                self.clock_ms = max(epoch_ms(e.ts) for e in ahead)  # traffic resumed after a gap
+                self.clock_ms = max(e.ts_ms for e in ahead)  # traffic resumed after a gap
                 ready, ahead = ahead, []
             else:  # an event near the clock: any held before it came from clocks running ahead
                 ready, ahead = ahead + [event], []
@@ -105,8 +105,8 @@ class Replay:
             self._step(pending)
         self._finish()
 
-    def _incoming(self, event: InferenceRequest | InferenceResponse | GroundTruth) -> Incoming:
-        source = SOURCES[type(event)]
+    def _incoming(self, event: Event) -> Incoming:
+        source = SOURCES[event.kind]
         self._offsets[source] += 1
         return Incoming(event, source, self._offsets[source])
 
@@ -114,7 +114,7 @@ class Replay:
     def _step(self, incoming: list[Incoming], idle: Iterable[str] = ()) -> None:
         if not self._started:
             self._started = True
-            first = min(epoch_ms(i.message.ts) for i in incoming)
+            first = min(i.message.ts_ms for i in incoming)
             for spec in self.specs:
                 self._emit(self._engine.start(spec, first, self._merger.guardrail_totals(),
                                               rollout_id=f"{spec.model}@replay"))

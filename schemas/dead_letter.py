@@ -13,7 +13,7 @@ low-cardinality category used as a metrics label.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, Callable, TypeVar
 
 from pydantic import BaseModel
 
@@ -46,9 +46,12 @@ class DeadLetter:
 
 
 def decode_or_dead_letter(model: type[M], value: bytes | None, key: bytes | None, topic: str,
-                          partition: int, offset: int) -> tuple[M | None, DeadLetter | None]:
-    """``(message, None)`` for a good record, ``(None, dead letter)`` for a bad one; never raises."""
+                          partition: int, offset: int,
+                          decoder: Callable[[type[M], bytes | None], Any] = decode) -> tuple[Any, DeadLetter | None]:
+    """``(message, None)`` for a good record, ``(None, dead letter)`` for a bad one; never raises.
+    ``decoder``: :func:`schemas.codec.decode` (the model), or the hot path's
+    :func:`schemas.fast_codec.decode_fast` (its Struct), which refuse alike."""
     try:
-        return decode(model, value), None
+        return decoder(model, value), None
     except DecodeError as exc:
         return None, DeadLetter(key, value, topic, partition, offset, exc.reason, exc.detail)

@@ -8,32 +8,49 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field, JsonValue, model_validator
 
 from schemas.base import WireModel
-from schemas.types import FeatureValue, FiniteFloat, Name, NonNegativeFloat, RequestId, Timestamp
+from schemas.types import (
+    MAX_SUBJECT_LENGTH, FeatureValue, FiniteFloat, Name, NonNegativeFloat, RequestId, Timestamp, epoch_ms,
+)
 
 Role = Literal["primary", "canary", "shadow"]
 
 
-class InferenceRequest(WireModel):
+class InferenceEvent(WireModel):
+    """What the three inference messages share beyond their fields: ``kind`` and ``ts_ms``, as the
+    hot path's Structs (:mod:`schemas.fast_codec`) carry them, so the core reads either alike."""
+
+    #: "request", "response" or "label".
+    kind: ClassVar[str]
+
+    @property
+    def ts_ms(self) -> int:
+        """``ts`` in epoch milliseconds."""
+        return epoch_ms(self.ts)  # type: ignore[attr-defined]
+
+
+class InferenceRequest(InferenceEvent):
     """A request as the serving layer saw it; keyed by ``request_id``."""
 
+    kind: ClassVar[str] = "request"
     request_id: RequestId
     model: Name
     ts: Timestamp
     features: dict[str, FeatureValue] = Field(default_factory=dict)
-    subject: str | None = Field(None, max_length=256,
+    subject: str | None = Field(None, max_length=MAX_SUBJECT_LENGTH,
                                 description="Stable key of the user or entity: sticky routing and cohorts.")
     attributes: dict[str, str] = Field(default_factory=dict,
                                        description="Region, segment, ... for cohort rules.")
 
 
-class InferenceResponse(WireModel):
+class InferenceResponse(InferenceEvent):
     """One model version's answer to a request (served or shadowed)."""
 
+    kind: ClassVar[str] = "response"
     request_id: RequestId
     model: Name
     version: Name
@@ -53,9 +70,10 @@ class InferenceResponse(WireModel):
         return self
 
 
-class GroundTruth(WireModel):
+class GroundTruth(InferenceEvent):
     """The label of a request and the business outcomes credited to the version that served it."""
 
+    kind: ClassVar[str] = "label"
     request_id: RequestId
     model: Name
     ts: Timestamp

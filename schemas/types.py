@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 import uuid
 import re
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Annotated, Any, Union
 
 from pydantic import (
@@ -42,6 +42,8 @@ _RFC3339 = re.compile(
 )
 #: Epoch milliseconds accepted: years 1970 to 9999.
 _MAX_EPOCH_MS = 253402300799999
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_ONE_MS = timedelta(milliseconds=1)
 
 
 def _parse_timestamp(value: Any) -> Any:
@@ -52,7 +54,8 @@ def _parse_timestamp(value: Any) -> Any:
     if isinstance(value, (int, float)):
         if not math.isfinite(value) or not 0 <= value <= _MAX_EPOCH_MS:
             raise ValueError("epoch milliseconds out of range (1970 to 9999)")
-        return datetime.fromtimestamp(value / 1000.0, tz=timezone.utc)
+        # Exact for integers (a float division would round 0.6% of them to the millisecond before).
+        return _EPOCH + timedelta(milliseconds=value)
     if isinstance(value, str):
         if not _RFC3339.match(value):
             raise ValueError(f"expected an RFC 3339 timestamp with a time zone, got {value[:40]!r}")
@@ -64,8 +67,54 @@ def _parse_timestamp(value: Any) -> Any:
 
 
 def epoch_ms(value: datetime) -> int:
-    """A contract timestamp in epoch milliseconds, what the core's clocks count in."""
-    return int(value.timestamp() * 1000)
+    """A contract timestamp in epoch milliseconds, what the core's clocks count in (exact: whole
+    milliseconds since the epoch, rounded down).
+
+    >>> epoch_ms(datetime(2023, 11, 14, 22, 13, 20, 999, tzinfo=timezone.utc))
+    1700000000000
+    """
+    return (value - _EPOCH) // _ONE_MS
+
+
+def timestamp_ms(value: Any) -> int:
+    """A wire ``ts`` (RFC 3339 string or epoch milliseconds) straight to epoch milliseconds, with
+    :data:`Timestamp`'s accept/reject (the hot path's decoder uses it; the result is what
+    ``epoch_ms`` gives for the model's ``ts``).
+
+    >>> timestamp_ms(1700000000000), timestamp_ms("2023-11-14T23:13:20+01:00")
+    (1700000000000, 1700000000000)
+    """
+    if type(value) is int and 0 <= value <= _MAX_EPOCH_MS:
+        return value  # exact either way
+    if type(value) is str and len(value) >= 20:
+        # RFC 3339 as "<19 characters of date and time>[.fraction]<zone>": the whole second is parsed
+        # once (events come in time order, so most share a second with the one before) and the
+        # fraction's first three digits added (the parser truncates a fraction; epoch_ms rounds down).
+        if value[-1] in "Zz":
+            zone, fraction = "Z", value[19:-1]
+        else:
+            zone, fraction = value[-6:], value[19:-6]
+        digits = fraction[1:]
+        if not fraction or (fraction[0] == "." and 1 <= len(digits) <= 9 and digits.isascii() and digits.isdigit()):
+            second = value[:19] + zone
+            base = _SECONDS.get(second)
+            if base is None:
+                try:
+                    base = epoch_ms(_to_utc(_parse_timestamp(second)))
+                except ValueError:
+                    base = None  # the whole value's own error is raised below
+                else:
+                    if len(_SECONDS) >= _SECONDS_KEPT:
+                        _SECONDS.clear()
+                    _SECONDS[second] = base
+            if base is not None:
+                return base + (int((digits + "00")[:3]) if digits else 0)
+    return epoch_ms(_to_utc(_parse_timestamp(value)))
+
+
+#: Epoch milliseconds of recently seen whole seconds, by their text (see ``timestamp_ms``).
+_SECONDS: dict[str, int] = {}
+_SECONDS_KEPT = 4096
 
 
 def _to_utc(value: datetime) -> datetime:
@@ -124,10 +173,16 @@ Duration = Annotated[
 #: A feature value: number, string, bool or null (no nested objects).
 FeatureValue = Union[StrictBool, StrictInt, StrictFloat, StrictStr, None]
 
-#: Names: model, version, KPI and feature names.
-Name = Annotated[str, Field(min_length=1, max_length=256)]
+#: Longest name (model, version, KPI, feature), request id and subject (the hot path's decoder
+#: checks the same bounds: :mod:`schemas.fast_codec`).
+MAX_NAME_LENGTH = 256
+MAX_ID_LENGTH = 128
+MAX_SUBJECT_LENGTH = 256
 
-RequestId = Annotated[str, Field(min_length=1, max_length=128)]
+#: Names: model, version, KPI and feature names.
+Name = Annotated[str, Field(min_length=1, max_length=MAX_NAME_LENGTH)]
+
+RequestId = Annotated[str, Field(min_length=1, max_length=MAX_ID_LENGTH)]
 
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
 NonNegativeFloat = Annotated[float, Field(ge=0, allow_inf_nan=False)]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 from typing import Any
 
+import msgspec
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from evaluators.accumulators import evaluator_accumulator
@@ -14,7 +15,8 @@ from evaluators.join import Incoming, JoinConfig, JoinPartition, caught_up_sourc
 from evaluators.metrics import MetricsConfig
 from evaluators.store import DictStore
 from evaluators.windows import running_totals
-from schemas import GroundTruth, InferenceRequest, InferenceResponse
+from schemas import GroundTruth, InferenceRequest, InferenceResponse, encode
+from schemas.fast_codec import decode_fast
 
 MIN = 60_000
 CONFIG = JoinConfig(label_timeout_ms=10 * MIN, expiry_grace_ms=MIN)
@@ -453,3 +455,22 @@ def test_an_event_stamped_far_behind_affects_only_itself_and_is_counted():
     assert any(isinstance(f, JoinedRecord) and f.request_id == "r1" for f in facts)
     assert join.accumulator().models["m"]["past_responses"] == 1
 
+
+# --- the hot path's Structs ----------------------------------------------------------------------
+
+@settings(max_examples=100, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+@given(scenarios(), st.integers(0, 10**6))
+def test_the_hot_paths_structs_join_exactly_as_the_models(events, seed):
+    """The worker hands the core msgspec Structs (schemas.fast_codec), tests and replay hand it the
+    models: the same records give the same facts and the same stored state either way."""
+    metrics = evaluator_accumulator(MetricsConfig(), CONFIG.settle_ms)
+    by_models = Feed()(*events)
+    by_structs = [Incoming(decode_fast(type(i.message), encode(i.message)), i.source, i.offset) for i in by_models]
+    assert all(isinstance(i.message, msgspec.Struct) for i in by_structs)
+    joins = [JoinPartition(DictStore(snapshot=True), CONFIG, "run", metrics) for _ in range(2)]
+    facts: list[list] = [[], []]
+    for batch in _batches(list(range(len(by_models))), random.Random(seed)):
+        for k, stream in enumerate((by_models, by_structs)):
+            facts[k] += joins[k].process([stream[i] for i in batch], now_ms=300 * MIN)
+    assert facts[0] == facts[1]
+    assert joins[0].store.data == joins[1].store.data

@@ -42,10 +42,10 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol, Sequence
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
-from pydantic import BaseModel
 
 from schemas.catalog import model_for_topic
 from schemas.dead_letter import DeadLetter, decode_or_dead_letter
+from schemas.fast_codec import Event, decode_fast
 from schemas.topics import DEAD_LETTER_MAX_BYTES, Topics
 from streams.config import KafkaSettings
 from streams.telemetry import DEAD_LETTERS, RECORDS_INGESTED
@@ -59,12 +59,13 @@ INPUT_TOPICS = ("inference.requests", "inference.responses", "inference.labels")
 
 @dataclass(frozen=True)
 class Record:
-    """A decoded input record: its contract message and where it was read."""
+    """A decoded input record: its contract message (the hot path's Struct, or the model) and where
+    it was read."""
 
     topic: str
     partition: int
     offset: int
-    message: BaseModel
+    message: Event
 
 
 @dataclass
@@ -269,7 +270,7 @@ class BatchLoop:
                 continue  # fetched before its partition was lost or revoked: its next owner reads it
             positions[(topic, partition)] = offset + 1
             decoded, letter = decode_or_dead_letter(self.models[topic], message.value(), message.key(),
-                                                    topic, partition, offset)
+                                                    topic, partition, offset, decode_fast)
             if letter is not None:
                 letters.append(letter)
                 dead[(self.contract_name[topic], letter.reason)] += 1
