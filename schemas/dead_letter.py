@@ -17,7 +17,7 @@ from typing import Any, Callable, TypeVar
 
 from pydantic import BaseModel
 
-from schemas.codec import DecodeError, DecodeReason, decode
+from schemas.codec import DecodeError, decode
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -32,7 +32,9 @@ class DeadLetter:
     source_topic: str
     source_partition: int
     source_offset: int
-    reason: DecodeReason
+    #: A :data:`~schemas.codec.DecodeReason`; on the control topics also ``no_key``,
+    #: ``key_not_utf8`` or ``model_mismatch`` (:mod:`evaluators.policy.control_records`).
+    reason: str
     error: str
 
     def headers(self) -> list[tuple[str, bytes]]:

@@ -69,3 +69,7 @@ class Alert(WireModel):
         None, description="Added in v1: for drift alerts, the feature (or '@prediction', '@errors') that drifted.")
     status: Literal["firing", "resolved"] = Field(
         "firing", description="Added in v1: 'resolved' when the condition has cleared.")
+    source_topic: str | None = Field(
+        None, description="Added in v1: for a refused record (kind 'schema'), the topic it was read from.")
+    source_partition: int | None = Field(None, ge=0, description="Added in v1: its partition.")
+    source_offset: int | None = Field(None, ge=0, description="Added in v1: its offset.")

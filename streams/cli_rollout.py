@@ -58,10 +58,16 @@ def validate(path: Path) -> None:
 
 @rollout.command()
 @click.option("-f", "--file", "path", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--dry-run", is_flag=True,
+              help="Say what the evaluator would do (a new rollout, a replacement, no change) and publish nothing.")
 @pass_context
-def start(ctx: Context, path: Path) -> None:
-    """Publish a spec on rollout.specs: the evaluator starts the rollout."""
-    spec = checked_spec(path)
+def start(ctx: Context, path: Path, dry_run: bool) -> None:
+    """Publish a spec on rollout.specs: the evaluator starts the rollout (a spec for a model whose
+    rollout is running replaces it: that one is rolled back and the new one starts)."""
+    spec = checked_spec(path)  # a spec the evaluator would refuse stops here, naming the field
+    if dry_run:
+        click.echo(RolloutEngine({"rollouts": _rollouts(ctx)}).preview(spec)[1])
+        return
     producer = ContractProducer(ctx.settings)
     producer.send(Topics(ctx.settings.topic_prefix).specs, spec.model, spec)
     producer.flush()

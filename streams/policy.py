@@ -10,6 +10,10 @@ every ``TICK_S``. Each tick's commands, decisions and alerts are published *in o
 the engine state that produced them*: after a crash either all of them are visible (to
 ``read_committed`` readers: the router SDK, the CLI, the tests) and the state says so, or none is
 and the new owner decides again. No command is issued twice and no epoch goes back.
+
+Records on ``rollout.specs`` and ``rollout.control`` that are not what they should be are refused
+(:mod:`evaluators.policy.control_records`): they change nothing, and each is told once, an alert and
+a dead letter in the same transaction as the state that records it was told.
 """
 
 from __future__ import annotations
@@ -17,14 +21,20 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+from collections import Counter
+from dataclasses import dataclass
 
 import orjson
-from confluent_kafka import Consumer, KafkaException, Producer
+from confluent_kafka import Consumer, KafkaException, Message, Producer
 
+from evaluators.policy.control_records import (
+    ReadRecord, Refusal, ToldPositions, latest_specs, read_command_record, read_spec_record, refusal_alert,
+)
 from evaluators.policy.drift_guardrails import DriftView
 from evaluators.policy.engine import Output, RolloutEngine
-from schemas.codec import DecodeError, decode, encode
-from schemas.control import RoutingCommand
+from schemas.codec import encode
+from schemas.dead_letter import DeadLetter
+from schemas.monitoring import Alert
 from schemas.rollout import RolloutSpec
 from schemas.signing import Signer
 from schemas.topics import Topics
@@ -32,7 +42,7 @@ from streams.background import BackgroundService
 from streams.config import KafkaSettings
 from streams.merger import MergerService
 from streams.reading import read_to_end
-from streams.telemetry import COMMANDS_REFUSED, DECISIONS
+from streams.telemetry import COMMANDS_REFUSED, CONTROL_RECORDS_REFUSED, DECISIONS
 
 log = logging.getLogger("shadowcanary.policy")
 
@@ -40,6 +50,8 @@ TICK_S = 0.25
 #: Without outputs, the state is saved at most this often (a restart re-scores what came after).
 SAVE_EVERY_S = 5.0
 STATE_KEY = b"engine"
+#: In the saved state: per control topic partition, the offset after the last refusal told.
+TOLD_KEY = "told"
 
 
 def rollouts_topic_name(topics: Topics) -> str:
@@ -94,58 +106,54 @@ class PolicyService(BackgroundService):
         producer = Producer(self.settings.confluent_config(**{
             "transactional.id": self.transactional_id, "enable.idempotence": True, "linger.ms": 0}))
         producer.init_transactions(30)
-        engine = self.engine = RolloutEngine(load_engine_state(self.settings, self.topics), self.signer)
+        state = load_engine_state(self.settings, self.topics) or {}
+        engine = self.engine = RolloutEngine(state, self.signer)
+        told = ToldPositions(state.get(TOLD_KEY))
         consumer = Consumer(self.settings.confluent_config(**{
             "group.id": "unused", "enable.auto.commit": False, "isolation.level": "read_committed",
             "auto.offset.reset": "earliest"}))
         try:
-            specs: dict[str, tuple[RolloutSpec | None, str]] = {}
+            refused: list[Refused] = []
             commands, control_ends = read_to_end(self.settings, self.topics.control)
             for message in commands:
-                self._on_control(engine, message.value())
+                self._on_control(engine, _read(message), told, refused)
             records, specs_ends = read_to_end(self.settings, self.topics.specs)
-            for message in records:
-                specs[message.key().decode()] = self._spec_of(message)
+            wanted, refused_specs = latest_specs([_read(message) for message in records])
+            for record, read in refused_specs:
+                self._refuse(record, read.model, read.refusal, told, refused)
             consumer.assign(control_ends + specs_ends)  # live from where the replay ended
             outputs = []
             totals = self.merger.guardrail_totals()
-            for model, (spec, rollout_id) in specs.items():
-                outputs += self._on_spec(engine, model, spec, rollout_id, totals)
-            self._publish(producer, engine, outputs)
+            for model, (read, rollout_id) in wanted.items():
+                outputs += self._on_spec(engine, model, read.spec, rollout_id, totals)
+            self._publish(producer, engine, outputs, refused, told)
             saved = time.monotonic()
             log.info("policy engine owner: %d rollouts", len(engine.rollouts))
             while not self._stop.is_set() and self.merger.owner:
                 self.went_round()
-                outputs = []
+                outputs, refused = [], []
                 messages = [m for m in consumer.consume(100, TICK_S) if m.error() is None]
                 # Merging every partition's totals is the costly part: only when something reads them.
                 needed = engine.active() or any(m.topic() == self.topics.specs for m in messages)
                 totals = self.merger.guardrail_totals() if needed else {}
                 for message in messages:
+                    record = _read(message)
                     if message.topic() == self.topics.control:
-                        self._on_control(engine, message.value())
+                        self._on_control(engine, record, told, refused)
+                        continue
+                    read = read_spec_record(record.key, record.value)
+                    if read.refusal is not None:
+                        self._refuse(record, read.model, read.refusal, told, refused)
                     else:
-                        spec, rollout_id = self._spec_of(message)
-                        outputs += self._on_spec(engine, message.key().decode(), spec, rollout_id, totals)
+                        outputs += self._on_spec(engine, read.model, read.spec, record.rollout_id, totals)
                 drift = DriftView(*self.merger.drift()) if needed else DriftView()
                 outputs += engine.tick(now_ms(), totals, drift)
-                if outputs or time.monotonic() - saved > SAVE_EVERY_S:
-                    self._publish(producer, engine, outputs)
+                if outputs or refused or time.monotonic() - saved > SAVE_EVERY_S:
+                    self._publish(producer, engine, outputs, refused, told)
                     saved = time.monotonic()
         finally:
             self.engine = None
             consumer.close()
-
-    @staticmethod
-    def _spec_of(message) -> tuple[RolloutSpec | None, str]:
-        rollout_id = f"{message.key().decode()}@{message.partition()}:{message.offset()}"
-        if message.value() is None:
-            return None, rollout_id
-        try:
-            return decode(RolloutSpec, message.value()), rollout_id
-        except DecodeError as exc:
-            log.warning("ignoring an invalid spec on %s: %s", message.topic(), exc)
-            return None, rollout_id
 
     @staticmethod
     def _on_spec(engine: RolloutEngine, model: str, spec: RolloutSpec | None, rollout_id: str,
@@ -154,25 +162,46 @@ class PolicyService(BackgroundService):
             return engine.stop(model, now_ms())
         return engine.start(spec, now_ms(), totals, rollout_id=rollout_id)
 
-    @staticmethod
-    def _on_control(engine: RolloutEngine, value: bytes | None) -> None:
-        try:
-            command = decode(RoutingCommand, value)
-        except DecodeError:
-            return  # a router ignores it too
-        refused = engine.observe_command(command)
-        if refused is not None:
+    def _on_control(self, engine: RolloutEngine, record: ReadRecord, told: ToldPositions,
+                    refused: list[Refused]) -> None:
+        command = read_command_record(record.value)
+        if isinstance(command, Refusal):  # a router refuses it too; no epoch moves
+            model = record.key.decode("utf-8", "replace") if record.key else None
+            self._refuse(record, model, command, told, refused)
+            return
+        refusal = engine.observe_command(command)
+        if refusal is not None:
             COMMANDS_REFUSED.inc()
             log.warning("ignoring command %s (%s %s by %s) on rollout.control: %s", command.command_id,
-                        command.action, command.model, command.issuer, refused)
+                        command.action, command.model, command.issuer, refusal)
 
-    def _publish(self, producer: Producer, engine: RolloutEngine, outputs: list[Output]) -> None:
+    @staticmethod
+    def _refuse(record: ReadRecord, model: str | None, refusal: Refusal, told: ToldPositions,
+                refused: list[Refused]) -> None:
+        """Tell a refused control record once: an alert and a dead letter, in the next transaction."""
+        if not told.is_new(record):
+            return  # told by an earlier owner (the offsets it told are in the saved state)
+        told.tell(record)
+        alert = refusal_alert(record.topic, record.partition, record.offset, model, refusal, now_ms())
+        letter = DeadLetter(record.key, record.value, record.topic, record.partition, record.offset,
+                            refusal.reason, refusal.detail)
+        refused.append(Refused(alert, letter))
+
+    def _publish(self, producer: Producer, engine: RolloutEngine, outputs: list[Output],
+                 refused: list[Refused], told: ToldPositions) -> None:
+        """Outputs, refusals (alert and dead letter each) and the state that produced them (the
+        engine's and the refusals told): one transaction."""
         producer.begin_transaction()
         try:
             for output in outputs:  # output.topic is control, decisions or alerts: a Topics attribute
                 producer.produce(getattr(self.topics, output.topic), key=output.key.encode(),
                                  value=encode(output.message))
-            producer.produce(rollouts_topic_name(self.topics), key=STATE_KEY, value=orjson.dumps(engine.to_state()))
+            for item in refused:
+                producer.produce(self.topics.alerts, key=item.alert.model.encode(), value=encode(item.alert))
+                producer.produce(self.topics.dlq, key=item.letter.key, value=item.letter.value,
+                                 headers=item.letter.headers())
+            state = {**engine.to_state(), TOLD_KEY: told.to_state()}
+            producer.produce(rollouts_topic_name(self.topics), key=STATE_KEY, value=orjson.dumps(state))
             producer.commit_transaction(30)
         except KafkaException:
             # Whatever became of the transaction, the next owner's producer settles it (its
@@ -185,3 +214,24 @@ class PolicyService(BackgroundService):
             log.info("%s %s: %s", output.topic, output.key, getattr(output.message, "reason", ""))
             if output.topic == "decisions":
                 DECISIONS.labels(output.key, output.message.action).inc()
+        if refused:
+            by_reason = Counter((item.letter.source_topic, item.letter.reason) for item in refused)
+            for (topic, reason), n in by_reason.items():
+                CONTROL_RECORDS_REFUSED.labels(topic, reason).inc(n)
+            # One line per transaction, however many: each is on evaluator.alerts and evaluator.dlq.
+            log.warning("refused %d control record(s), which changed nothing (%s); each is alerted on %s "
+                        "and dead-lettered on %s; first: %s", len(refused),
+                        ", ".join(f"{topic} {reason}: {n}" for (topic, reason), n in sorted(by_reason.items())),
+                        self.topics.alerts, self.topics.dlq, refused[0].alert.message)
+
+
+@dataclass(frozen=True)
+class Refused:
+    """A refused control record as told: its alert and its dead letter."""
+
+    alert: Alert
+    letter: DeadLetter
+
+
+def _read(message: Message) -> ReadRecord:
+    return ReadRecord(message.topic(), message.partition(), message.offset(), message.key(), message.value())

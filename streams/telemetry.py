@@ -39,3 +39,10 @@ COMMANDS_REFUSED = Counter(
     "Commands read back from rollout.control that the policy owner ignored: a signing key is set and "
     "their signature is missing or bad.",
 )
+
+CONTROL_RECORDS_REFUSED = Counter(
+    "shadowcanary_control_records_refused",
+    "Records on rollout.specs and rollout.control the policy owner refused (they changed nothing), "
+    "by topic and reason; each is also an alert on evaluator.alerts and a dead letter on evaluator.dlq.",
+    ["topic", "reason"],
+)

@@ -108,6 +108,26 @@ class RolloutEngine:
             cached = self._specs[model] = (rollout_id, RolloutSpec.model_validate(rollout["spec"]))
         return cached[1]
 
+    def preview(self, spec: RolloutSpec) -> tuple[str, str]:
+        """What :meth:`start` would do with ``spec`` now, without doing it: ``("new" | "unchanged" |
+        "replacement", a sentence)`` (``rollout start --dry-run``).
+
+        >>> engine = RolloutEngine()
+        >>> spec = RolloutSpec(model="m", baseline="v1", candidate="v2", mode="canary", task="binary", steps=[10, 100])
+        >>> engine.preview(spec)[0], engine.start(spec, 0, {}) != [], engine.preview(spec)[0]
+        ('new', True, 'unchanged')
+        """
+        plan = "; ".join(_describe(routes, shadow) for routes, shadow in stages(spec))
+        current = self.rollouts.get(spec.model)
+        if current is None or current["status"] not in ACTIVE:
+            return "new", f"new rollout of {spec.model} ({spec.mode}): {plan}"
+        where = (f"rollout {current['id']} ({current['status']}, stage {current['stage'] + 1} of "
+                 f"{len(stages(self._spec(current)))})")
+        if current["spec"] == spec.model_dump(mode="json"):
+            return "unchanged", f"no change: this spec is already running as {where}"
+        return "replacement", (f"replacement: {where} would be rolled back to {current['spec']['baseline']} "
+                               f"and a new rollout started ({spec.mode}): {plan}")
+
     # -- inputs ------------------------------------------------------------------------------------
     def start(self, spec: RolloutSpec, now_ms: int, totals: dict, rollout_id: str | None = None) -> list[Output]:
         """Start a rollout for ``spec`` (replacing an ended one). A spec already running is kept."""
@@ -117,10 +137,14 @@ class RolloutEngine:
                         or (rollout_id is not None and current["id"] == rollout_id)):
             return []  # already running, or this very spec record was already acted on
         out: list[Output] = []
+        rollout_id = rollout_id or rollout_id_for(spec.model, spec, now_ms)
         if current and current["status"] in ACTIVE:
-            out += self._finish(current, now_ms, "aborted", "replaced by a new spec", alert=False)
+            # Replace and restart (as Argo Rollouts does with a new revision): the spec is what its
+            # owner wants now, and the evidence gathered under the old one judged another rollout.
+            out += self._finish(current, now_ms, "aborted", f"replaced by a new spec (rollout {rollout_id})",
+                                alert=False)
         b, c = self._versions(totals, spec)
-        rollout = {"id": rollout_id or rollout_id_for(spec.model, spec, now_ms), "spec": spec_json,
+        rollout = {"id": rollout_id, "spec": spec_json,
                    "status": "running", "stage": 0, "stage_started": now_ms, "started": now_ms,
                    "start": {"b": b, "c": c}, "last": {"b": b, "c": c}, "stage_c": c,
                    "tests": {g.label: new_test() for g in spec.guardrails}, "no_data_alerted": -1}
