@@ -31,7 +31,7 @@ from typing import Annotated, Any, ClassVar, Literal, TypeVar, Union
 import msgspec
 from pydantic import BaseModel
 
-from schemas.codec import MAX_RECORD_BYTES, DecodeError, decode
+from schemas.codec import MAX_RECORD_BYTES, DecodeError, decode  # noqa: F401 (DecodeError: the doctest)
 from schemas.inference import GroundTruth, InferenceRequest, InferenceResponse
 from schemas.types import MAX_ID_LENGTH, MAX_NAME_LENGTH, MAX_SUBJECT_LENGTH, timestamp_ms
 

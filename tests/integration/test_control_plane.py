@@ -22,7 +22,6 @@ from evaluators.policy.engine import RolloutEngine
 from schemas import Topics, decode
 from schemas.control import RoutingCommand
 from schemas.monitoring import Alert
-from schemas.rollout import RolloutSpec
 from schemas.spec_yaml import load_spec_file
 from streams.admin import TopicLayout, admin_client, create_topics, ensure_internal_topic
 from streams.cli import cli
@@ -31,7 +30,7 @@ from streams.policy import STATE_KEY, rollouts_topic_name
 from streams.producer import ContractProducer, make_producer
 from streams.worker_process import log_digest
 from tests.integration.test_policy_worker import spec as accuracy_spec
-from tests.integration.test_policy_worker import traffic
+from tests.integration.test_policy_worker import publish_three_step_rollout, traffic
 from tests.kafka_helpers import read_topic, start_evaluator, stop_workers
 
 pytestmark = pytest.mark.kafka
@@ -85,10 +84,7 @@ def test_ten_thousand_bad_control_records_change_nothing_and_each_is_told(kafka_
                              "--expiry-grace", "5s", "--metrics-port", str(port), "--metrics-host", "127.0.0.1",
                              "--task", "roll=binary", "--loglevel", "info")
     producer = ContractProducer(kafka_settings)
-    roll = accuracy_spec("roll").model_dump(mode="json")
-    roll["steps"] = [10, 50, 100]
-    producer.send(topics.specs, "roll", RolloutSpec.model_validate(roll))
-    producer.flush()
+    publish_three_step_rollout(producer, topics, "roll")
     bad = bad_records(topics, BAD_RECORDS, random.Random(24))
 
     failed: list[str] = []

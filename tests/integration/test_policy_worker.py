@@ -29,6 +29,14 @@ def spec(model: str) -> RolloutSpec:
                        {"metric": "error_rate", "max": 0.05, "critical": True}]})
 
 
+def publish_three_step_rollout(producer: ContractProducer, topics: Topics, model: str) -> None:
+    """The accuracy spec of ``model`` with three stages (10%, 50%, 100%), on rollout.specs."""
+    three = spec(model).model_dump(mode="json")
+    three["steps"] = [10, 50, 100]
+    producer.send(topics.specs, model, RolloutSpec.model_validate(three))
+    producer.flush()
+
+
 def traffic(producer: ContractProducer, topics: Topics, model: str, accuracy: dict[str, float], n: int,
             rng: random.Random, start: int = 0, flush: bool = True) -> None:
     for i in range(start, start + n):

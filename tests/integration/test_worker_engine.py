@@ -19,7 +19,6 @@ from confluent_kafka import KafkaError, KafkaException
 from evaluators.join import JoinConfig
 from evaluators.metrics import MetricsConfig
 from schemas import GroundTruth, InferenceRequest, InferenceResponse
-from schemas.rollout import RolloutSpec
 from streams.admin import admin_client, ensure_internal_topic
 from streams.config import KafkaSettings
 from streams.errors import KafkaUnavailableError
@@ -32,7 +31,7 @@ from streams.worker.loop import ASSIGNMENT_PREFIX, LoopOptions
 from streams.worker_process import log_digest
 from tests.integration.test_join_worker import T0, _prepare, produce, wait_for
 from tests.integration.test_policy_worker import spec as accuracy_spec
-from tests.integration.test_policy_worker import wait_for_commands
+from tests.integration.test_policy_worker import publish_three_step_rollout, wait_for_commands
 from tests.kafka_helpers import read_topic, send_ticks, start_evaluator, stop_workers
 from tests.kafka_helpers import wait_for as wait_until
 
@@ -122,10 +121,7 @@ def test_a_broker_outage_of_ten_seconds_keeps_counts_exact_a_rollout_going_and_t
                                  "--expiry-grace", "30s", "--batch-size", "300", "--metrics-port", "0",
                                  "--loglevel", "info", "--task", "roll=binary")
         rollout = ContractProducer(settings)
-        roll = accuracy_spec("roll").model_dump(mode="json")
-        roll["steps"] = [10, 50, 100]
-        rollout.send(topics.specs, "roll", RolloutSpec.model_validate(roll))
-        rollout.flush()
+        publish_three_step_rollout(rollout, topics, "roll")
         rng, sent = random.Random(3), [0]
         chunk = 2 * accuracy_spec("roll").bake_at(0).min_samples
         producer = threading.Thread(target=produce, args=(settings, scenario.events, 500.0))
@@ -181,7 +177,15 @@ class LosesCommitOutcome:
         self.stuck = False
 
     def __getattr__(self, name: str):
-        return getattr(self.producer, name)
+        call = getattr(self.producer, name)
+        if name not in ("begin_transaction", "send_offsets_to_transaction", "abort_transaction"):
+            return call
+
+        def unless_stuck(*args):
+            if self.stuck:
+                raise self._timed_out()
+            return call(*args)
+        return unless_stuck
 
     def _timed_out(self):
         return KafkaException(KafkaError(KafkaError._TIMED_OUT, "injected: the call timed out", retriable=True))
@@ -195,21 +199,6 @@ class LosesCommitOutcome:
         if self.stuck:
             raise self._timed_out()
         return self.producer.commit_transaction(*args)
-
-    def begin_transaction(self, *args):
-        if self.stuck:
-            raise self._timed_out()
-        return self.producer.begin_transaction(*args)
-
-    def send_offsets_to_transaction(self, *args):
-        if self.stuck:
-            raise self._timed_out()
-        return self.producer.send_offsets_to_transaction(*args)
-
-    def abort_transaction(self, *args):
-        if self.stuck:
-            raise self._timed_out()
-        return self.producer.abort_transaction(*args)
 
 
 @pytest.mark.parametrize("commits", [True, False], ids=["committed", "not-committed"])
