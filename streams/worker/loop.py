@@ -17,9 +17,10 @@ Checkpoint order, written down: outputs and changelog -> offsets -> commit -> lo
 killed at any point leaves either all of a batch (outputs, state changes, offsets) or none of it.
 
 When a transaction cannot be finished (a step still failing after ``LoopOptions.retry_patience_s``,
-a fatal producer error, an abort that fails), its outcome is not known here, and a producer left
-that way after a broker outage can stay stuck for good (KAFKA-19925): the loop **restarts its
-producer** (:meth:`BatchLoop._restart_producer`). The new producer's ``init_transactions`` under the
+a call that does not return at all, a fatal producer error, an abort that fails), its outcome is not
+known here, and a producer left that way after a broker outage can stay stuck for good (KAFKA-19925;
+``send_offsets_to_transaction`` blocking past its timeout: librdkafka #5456 and #5511, see
+:mod:`streams.worker.deadline`): the loop **restarts its producer** (:meth:`BatchLoop._restart_producer`). The new producer's ``init_transactions`` under the
 same transactional id makes the coordinator settle the old transaction (committed if it was
 prepared, else aborted) before it answers; then every partition this worker holds is restored from
 its changelog after its local checkpoint (which picks up the uncertain batch exactly when it
@@ -49,6 +50,7 @@ from schemas.fast_codec import Event, decode_fast
 from schemas.topics import DEAD_LETTER_MAX_BYTES, Topics
 from streams.config import KafkaSettings
 from streams.telemetry import DEAD_LETTERS, RECORDS_INGESTED
+from streams.worker.deadline import CallStuck, call_with_deadline
 from streams.worker.outage import ClusterMisconfigured, OutageLog
 
 log = logging.getLogger("shadowcanary.worker")
@@ -84,6 +86,9 @@ class LoopOptions:
     commit_timeout_s: float = 10.0
     #: How long a transactional step is retried before the transaction is settled another way.
     retry_patience_s: float = 20.0
+    #: How much longer than ``commit_timeout_s`` one transactional call may take before it is given
+    #: up with its producer (librdkafka can block past its own timeout: see streams.worker.deadline).
+    call_grace_s: float = 10.0
 
 
 class Transaction:
@@ -202,8 +207,16 @@ class BatchLoop:
 
     def _init_transactions(self) -> None:
         """Fence any older instance of this transactional id; its open transaction is settled first.
-        Retried for as long as it takes (nothing can be written before it), until the loop stops."""
-        self._retrying("initialise transactions", lambda: self.producer.init_transactions(10), until_done=True)
+        Retried for as long as it takes (nothing can be written before it), until the loop stops; a
+        producer whose call does not return is replaced."""
+        while True:
+            try:
+                self._transactional("initialise transactions", lambda: self.producer.init_transactions(10),
+                                    until_done=True)
+                return
+            except CallStuck as exc:
+                log.warning("%s; trying again with a new producer", exc)
+                self.producer = self._new_producer()
 
     def start(self) -> None:
         """Fence this worker's predecessor (same transactional id) and join the group."""
@@ -303,26 +316,34 @@ class BatchLoop:
 
         Each step is retried while it fails with a retriable error (the broker away), for
         ``LoopOptions.retry_patience_s`` at most. A failure before the commit, or a commit refused as
-        abortable, aborts: the stage forgets the batch and the consumer rewinds to the committed offsets (so
-        the batch is read again, by this worker or by the partitions' next owner). A commit whose
-        outcome stays unknown, and any fatal error, restart the producer (:meth:`_restart_producer`)."""
+        abortable, aborts: the stage forgets the batch and the consumer rewinds to the committed
+        offsets (so the batch is read again, by this worker or by the partitions' next owner). A
+        commit whose outcome stays unknown, a call that does not return (:class:`CallStuck`) and
+        any fatal error restart the producer (:meth:`_restart_producer`)."""
         if not transaction.open and not offsets:
             return True
         timeout = self.options.commit_timeout_s
         try:
             transaction.begin()
             if offsets:
-                self._retrying("add the batch's offsets to its transaction", lambda: self.producer.send_offsets_to_transaction(
-                    offsets, self.consumer.consumer_group_metadata(), timeout))
+                self._transactional("add the batch's offsets to its transaction",
+                                    lambda: self.producer.send_offsets_to_transaction(
+                                        offsets, self.consumer.consumer_group_metadata(), timeout))
         except KafkaException as exc:
             return self._abort(exc.args[0], offsets)
+        except CallStuck as exc:
+            self._restart_producer(str(exc))
+            return False
         try:
-            self._retrying("commit the batch", lambda: self.producer.commit_transaction(timeout))
+            self._transactional("commit the batch", lambda: self.producer.commit_transaction(timeout))
         except KafkaException as exc:
             error = exc.args[0]
             if error.txn_requires_abort():
                 return self._abort(error, offsets)
             self._restart_producer(f"the commit of a batch failed: {error.str()}")
+            return False
+        except CallStuck as exc:
+            self._restart_producer(str(exc))
             return False
         self.producer.poll(0)  # delivery reports of the batch: the changelog offsets it reached
         self.stage.committed()
@@ -335,9 +356,12 @@ class BatchLoop:
             return False
         log.warning("batch aborted (%s); reading it again", error.str())
         try:
-            self._retrying("abort the batch", lambda: self.producer.abort_transaction(self.options.commit_timeout_s))
+            self._transactional("abort the batch", lambda: self.producer.abort_transaction(self.options.commit_timeout_s))
         except KafkaException as exc:
             self._restart_producer(f"the abort of a batch failed: {exc.args[0].str()}")
+            return False
+        except CallStuck as exc:
+            self._restart_producer(str(exc))
             return False
         self.stage.aborted()
         self._rewind([TopicPartition(tp.topic, tp.partition) for tp in offsets])
@@ -361,7 +385,9 @@ class BatchLoop:
             old.purge(in_queue=True, in_flight=True, blocking=False)
         except (KafkaException, RuntimeError) as exc:
             log.debug("purging the old producer: %r", exc)
-        del old  # destroyed here: its writes are fenced by the new producer's epoch anyway
+        # Dropped here (a call stuck in it keeps it alive in its thread): its writes are fenced by
+        # the new producer's epoch anyway.
+        del old
         self._init_transactions()
         held = sorted(self.owned)
         self.stage.revoked(held, None)
@@ -381,12 +407,19 @@ class BatchLoop:
                 tp.offset = OFFSET_BEGINNING  # nothing committed yet: from the beginning (auto.offset.reset)
             self.consumer.seek(tp)
 
+    def _transactional(self, what: str, call: Callable[[], Any], until_done: bool = False) -> None:
+        """A transactional producer call, retried (``_retrying``), each attempt given
+        ``commit_timeout_s`` plus ``call_grace_s`` to return (:mod:`streams.worker.deadline`): a call
+        still running then raises :class:`CallStuck`, and its producer must be replaced."""
+        deadline = self.options.commit_timeout_s + self.options.call_grace_s
+        self._retrying(what, lambda: call_with_deadline(call, deadline, what), until_done)
+
     def _retrying(self, what: str, call: Callable[[], Any], until_done: bool = False) -> None:
         """``call`` again while it fails with a retriable error (the broker away), logged as one
         outage, for ``LoopOptions.retry_patience_s`` at most (``until_done``: until it succeeds or the
-        loop is stopped); then the last error is raised. A step stuck longer than that is not waited for: the caller
-        settles the transaction another way (a group rebalancing waits for this worker's consumer,
-        which is not polled meanwhile)."""
+        loop is stopped); then the last error is raised, and the caller settles the transaction
+        another way (a group rebalancing waits for this worker's consumer, which is not polled
+        meanwhile)."""
         started = time.monotonic()
         while True:
             try:

@@ -167,51 +167,52 @@ def test_a_broker_outage_of_ten_seconds_keeps_counts_exact_a_rollout_going_and_t
 
 
 class LosesCommitOutcome:
-    """A transactional producer that loses the outcome of its ``nth`` commit: the commit reaches the
-    broker (``commits``) or not, then a timeout is reported, and every transactional call after it
-    times out too, as a producer stuck after a broker outage does (KAFKA-19925)."""
+    """A transactional producer that loses the outcome of its ``nth`` commit, as a producer stuck after
+    a broker outage does (KAFKA-19925, librdkafka #5456/#5511). ``mode``:
 
-    def __init__(self, producer, nth: int, commits: bool) -> None:
-        self.producer, self.nth, self.commits = producer, nth, commits
-        self.commit_calls = 0
+    - ``committed``: the commit reaches the broker, then a timeout is reported, and every
+      transactional call after it times out too;
+    - ``not-committed``: the same, but the commit never reaches the broker;
+    - ``hangs``: the ``nth`` ``send_offsets_to_transaction`` never returns (until ``release``)."""
+
+    def __init__(self, producer, nth: int, mode: str) -> None:
+        self.producer, self.nth, self.mode = producer, nth, mode
+        self.calls = {"commit_transaction": 0, "send_offsets_to_transaction": 0}
         self.stuck = False
+        self.release = threading.Event()
 
     def __getattr__(self, name: str):
         call = getattr(self.producer, name)
-        if name not in ("begin_transaction", "send_offsets_to_transaction", "abort_transaction"):
+        if name not in ("begin_transaction", "send_offsets_to_transaction", "abort_transaction", "commit_transaction"):
             return call
 
-        def unless_stuck(*args):
+        def faulty(*args):
+            if name in self.calls:
+                self.calls[name] += 1
+                if self.calls[name] == self.nth and (self.mode == "hangs") == (name == "send_offsets_to_transaction"):
+                    self.stuck = True
+                    if self.mode == "hangs":
+                        self.release.wait(300)
+                    elif self.mode == "committed":
+                        call(*args)
             if self.stuck:
-                raise self._timed_out()
+                raise KafkaException(KafkaError(KafkaError._TIMED_OUT, "injected: the call timed out", retriable=True))
             return call(*args)
-        return unless_stuck
-
-    def _timed_out(self):
-        return KafkaException(KafkaError(KafkaError._TIMED_OUT, "injected: the call timed out", retriable=True))
-
-    def commit_transaction(self, *args):
-        self.commit_calls += 1
-        if self.commit_calls == self.nth:
-            if self.commits:
-                self.producer.commit_transaction(*args)
-            self.stuck = True
-        if self.stuck:
-            raise self._timed_out()
-        return self.producer.commit_transaction(*args)
+        return faulty
 
 
-@pytest.mark.parametrize("commits", [True, False], ids=["committed", "not-committed"])
-def test_a_commit_whose_outcome_is_lost_restarts_the_producer_and_counts_stay_exact(kafka_settings, tmp_path, commits):
-    """The worker cannot tell whether a batch committed: it restarts its producer (which settles the
-    transaction), restores its partitions from the changelog and rewinds, and the counts are exact
-    whichever way the broker settled it."""
-    topics, scenario = _prepare(kafka_settings, 1500, seed=23 + commits)
-    options = LoopOptions(app_id=f"lost-{uuid.uuid4().hex[:8]}", batch_size=300, retry_patience_s=2.0)
+@pytest.mark.parametrize("mode", ["committed", "not-committed", "hangs"])
+def test_a_commit_whose_outcome_is_lost_restarts_the_producer_and_counts_stay_exact(kafka_settings, tmp_path, mode):
+    """The worker cannot tell whether a batch committed (or a call never returns): it restarts its
+    producer (which settles the transaction), restores its partitions from the changelog and
+    rewinds, and the counts are exact whichever way the broker settled it."""
+    topics, scenario = _prepare(kafka_settings, 1500, seed=23 + len(mode))
+    options = LoopOptions(app_id=f"lost-{uuid.uuid4().hex[:8]}", batch_size=300, retry_patience_s=2.0,
+                          commit_timeout_s=2.0, call_grace_s=1.0)
     evaluator = build_evaluator(kafka_settings, options, JoinConfig(label_timeout_ms=60_000, expiry_grace_ms=30_000),
                                 tmp_path / "worker")
     loop = evaluator.loop
-    loop.producer = faulty = LosesCommitOutcome(loop.producer, nth=12, commits=commits)
+    loop.producer = faulty = LosesCommitOutcome(loop.producer, nth=12, mode=mode)
     stop = threading.Event()
     thread = threading.Thread(target=loop.run, args=(stop,), daemon=True)
     thread.start()
@@ -221,6 +222,7 @@ def test_a_commit_whose_outcome_is_lost_restarts_the_producer_and_counts_stay_ex
         seen = wait_for(kafka_settings, topics, scenario.expected, timeout=180)
     finally:
         stop.set()
+        faulty.release.set()
         thread.join(60)
     assert faulty.stuck, "the injected failure never happened"
     assert loop.producer is not faulty and loop.producer_restarts == 1
