@@ -9,10 +9,11 @@ PY     := $(VENV)/bin/python
 BIN    := $(VENV)/bin
 KAFKA_LIB_STAMP := deploy/kafka/lib/.resolved
 ASYNCAPI_STAMP  := tools/asyncapi-validate/node_modules/.installed
+VERIFY_STAMP    := tools/command-verify/node_modules/.installed
 
 .PHONY: setup test-tools demo test bench broker-up broker-down clean
 
-setup: $(VENV)/.installed $(KAFKA_LIB_STAMP) $(ASYNCAPI_STAMP)
+setup: $(VENV)/.installed $(KAFKA_LIB_STAMP) $(ASYNCAPI_STAMP) $(VERIFY_STAMP)
 
 $(VENV)/.installed: pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -28,6 +29,12 @@ $(KAFKA_LIB_STAMP): deploy/kafka/pom.xml
 # The AsyncAPI project's own parser, used by the tests to validate schemas/asyncapi.yaml.
 $(ASYNCAPI_STAMP): tools/asyncapi-validate/package.json tools/asyncapi-validate/package-lock.json
 	cd tools/asyncapi-validate && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+# A second-language check of signed commands: Node verifies the test vectors and a command the
+# evaluator signs through the broker (RFC 8785 via the `canonicalize` package, node:crypto).
+$(VERIFY_STAMP): tools/command-verify/package.json tools/command-verify/package-lock.json
+	cd tools/command-verify && npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
 demo: setup

@@ -109,10 +109,11 @@ class CommandGate:
         self._seen: OrderedDict[str, None] = OrderedDict()
         self._seen_max = seen_ids
 
-    def admit(self, command: RoutingCommand) -> str | None:
-        """Check and, if accepted, record the command; returns the refusal reason or ``None``."""
+    def admit(self, command: RoutingCommand, raw: bytes | None = None) -> str | None:
+        """Check and, if accepted, record the command (``raw``: its record's bytes, which the
+        signature covers as received); returns the refusal reason or ``None``."""
         if self.verifier is not None:
-            reason = verify_command(command, self.verifier)
+            reason = verify_command(command, self.verifier, raw)
             if reason is not None:
                 return reason
             key = str(command.command_id)
@@ -143,9 +144,9 @@ class RouteBook:
         self.gate = CommandGate(verifier)
         self.tables: dict[str, RouteTable] = {}
 
-    def apply(self, command: RoutingCommand) -> str | None:
+    def apply(self, command: RoutingCommand, raw: bytes | None = None) -> str | None:
         """Apply ``command`` if the gate admits it; returns the refusal reason, or ``None``."""
-        reason = self.gate.admit(command)
+        reason = self.gate.admit(command, raw)
         if reason is None:
             self.tables[command.model] = RouteTable.of(command, self.baselines.get(command.model))
         return reason

@@ -5,8 +5,8 @@
 >>> cmd = RoutingCommand(model="fraud", epoch=3, issued_at=1700000000000, issuer="evaluator",
 ...                      action="set_routes", routes={"v1": 95, "v2": 5}, reason="step 2 of 5",
 ...                      rollout_id="r-1")
->>> cmd.canonical_json()[:37]
-b'{"action":"set_routes","command_id":"'
+>>> cmd.canonical_json()[:33]
+b'{"action":"set_routes","baseline"'
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import uuid
 from typing import Literal
 
 import orjson
+import rfc8785
 from pydantic import Field, field_validator
 
 from schemas.base import WireModel
@@ -46,7 +47,9 @@ class RoutingCommand(WireModel):
     baseline: Name | None = Field(None, description=(
         "Addition to the contract: the version that serves everyone outside the rollout's cohort "
         "(and everyone, when routers have no other instruction)."))
-    signature: str | None = Field(None, description="HMAC-SHA256 or Ed25519 over canonical_json().")
+    signature: str | None = Field(None, description=(
+        "<algorithm>:<base64>, HMAC-SHA256 (hmac-sha256) or Ed25519 (ed25519) over the command without "
+        "signature, canonical as RFC 8785."))
 
     @field_validator("routes")
     @classmethod
@@ -61,11 +64,17 @@ class RoutingCommand(WireModel):
         return routes
 
     def canonical_json(self) -> bytes:
-        """The bytes a signature covers: the command without ``signature``, keys sorted, compact.
-
-        Fields whose value is null are left out, so a signer that does not know an optional field
-        (an older client, another language) signs the same bytes as one that leaves it empty.
+        """The bytes a signature covers, as the contract states them: the command's JSON object
+        (as published: every field, null ones included, and any added by a newer writer) without
+        ``signature``, canonical as RFC 8785 (JSON Canonicalization Scheme: keys sorted by UTF-16
+        code units, no whitespace, numbers as ECMAScript writes them, so ``90.0`` is ``90``). Any
+        language verifies it: parse the record, drop ``signature``, canonicalize, check.
         """
+        return rfc8785.dumps(self.model_dump(mode="json", exclude={"signature"}))
+
+    def legacy_canonical_json(self) -> bytes:
+        """The form signed before RFC 8785 (keys sorted, compact, null fields left out, ``90.0``
+        kept): still accepted by verifiers, so commands already on a topic keep verifying."""
         body = self.model_dump(mode="json", exclude={"signature"}, exclude_none=True)
         return orjson.dumps(body, option=orjson.OPT_SORT_KEYS)
 

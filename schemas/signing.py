@@ -1,7 +1,9 @@
 """Signing and verifying RoutingCommands: HMAC-SHA256 (a shared secret) or Ed25519 (a key pair).
 
-A signature covers :meth:`RoutingCommand.canonical_json` (the command without ``signature``, keys
-sorted, compact JSON) and travels as ``<algorithm>:<base64>``, with algorithm ``hmac-sha256`` or
+A signature covers :meth:`RoutingCommand.canonical_json` (the command without ``signature``,
+canonical as RFC 8785, so a router in any language can verify it; test vectors in
+``tests/data/command_signing_vectors.json``, checked in Python and in Node) and travels as
+``<algorithm>:<base64>``, with algorithm ``hmac-sha256`` or
 ``ed25519``. Naming the algorithm lets a verifier refuse a command signed another way than it
 expects (no downgrade from a key pair to a guessed secret).
 
@@ -32,6 +34,8 @@ import secrets
 from pathlib import Path
 from typing import Protocol
 
+import orjson
+import rfc8785
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -109,18 +113,42 @@ def sign_command(command: RoutingCommand, signer: Signer) -> RoutingCommand:
     return command.model_copy(update={"signature": f"{signer.algorithm}:{base64.b64encode(raw).decode()}"})
 
 
-def verify_command(command: RoutingCommand, verifier: Verifier) -> str | None:
-    """``None`` if the signature is good, else why it is refused (a sentence for the log)."""
+def wire_canonical_json(raw: bytes) -> bytes | None:
+    """What a verifier in any language checks: the record's JSON object as received, without
+    ``signature``, canonical as RFC 8785 (None if ``raw`` is not a JSON object).
+
+    >>> wire_canonical_json(b'{"routes": {"v1": 90.0, "v2": 10.0}, "epoch": 3, "signature": "x"}')
+    b'{"epoch":3,"routes":{"v1":90,"v2":10}}'
+    """
+    try:
+        document = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(document, dict):
+        return None
+    document.pop("signature", None)
+    return rfc8785.dumps(document)
+
+
+def verify_command(command: RoutingCommand, verifier: Verifier, raw: bytes | None = None) -> str | None:
+    """``None`` if the signature is good, else why it is refused (a sentence for the log).
+
+    ``raw``: the record's bytes, when the command was read from a topic. The signature is then
+    checked over them as received (so a field the signer left out, or one this reader does not
+    know, is neither added nor lost); otherwise over the command as this process holds it. The
+    form signed before RFC 8785 (:meth:`RoutingCommand.legacy_canonical_json`) is accepted too."""
     if not command.signature:
         return "unsigned: a signing key is configured and the command carries no signature"
     algorithm, sep, encoded = command.signature.partition(":")
     if not sep or algorithm != verifier.algorithm:
         return f"bad signature: expected {verifier.algorithm}, got {algorithm if sep else 'no algorithm'}"
     try:
-        raw = base64.b64decode(encoded, validate=True)
+        signature = base64.b64decode(encoded, validate=True)
     except ValueError:
         return "bad signature: not base64"
-    if not verifier.verify(command.canonical_json(), raw):
+    received = wire_canonical_json(raw) if raw is not None else None
+    forms = (received if received is not None else command.canonical_json(), command.legacy_canonical_json)
+    if not verifier.verify(forms[0], signature) and not verifier.verify(forms[1](), signature):
         return "bad signature: it does not match the command (forged or altered)"
     return None
 

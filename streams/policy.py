@@ -169,7 +169,7 @@ class PolicyService(BackgroundService):
             model = record.key.decode("utf-8", "replace") if record.key else None
             self._refuse(record, model, command, told, refused)
             return
-        refusal = engine.observe_command(command)
+        refusal = engine.observe_command(command, raw=record.value)
         if refusal is not None:
             COMMANDS_REFUSED.inc()
             log.warning("ignoring command %s (%s %s by %s) on rollout.control: %s", command.command_id,

@@ -112,7 +112,7 @@ class Router(BackgroundService):
         except DecodeError as exc:
             self._refuse("?", "?", f"invalid: {exc}")
             return
-        reason = self.book.apply(command)
+        reason = self.book.apply(command, raw=value)
         if reason is None:
             self.applied += 1
             COMMANDS.labels(command.model, "applied").inc()

@@ -165,12 +165,12 @@ class RolloutEngine:
         """An epoch used on ``rollout.control``: the next command goes above it."""
         self.epochs[model] = max(self.epochs.get(model, -1), epoch)
 
-    def observe_command(self, command: RoutingCommand) -> str | None:
-        """A command on ``rollout.control``: keep epochs monotonic; obey people's commands. With a
-        signing key, a command whose signature is missing or bad changes nothing (routers refuse it
-        too): the reason is returned, for the log."""
+    def observe_command(self, command: RoutingCommand, raw: bytes | None = None) -> str | None:
+        """A command on ``rollout.control`` (``raw``: its record's bytes): keep epochs monotonic;
+        obey people's commands. With a signing key, a command whose signature is missing or bad
+        changes nothing (routers refuse it too): the reason is returned, for the log."""
         if self.verifier is not None:
-            refused = verify_command(command, self.verifier)
+            refused = verify_command(command, self.verifier, raw)
             if refused is not None:
                 return refused
         self.observe_epoch(command.model, command.epoch)
