@@ -9,8 +9,9 @@ events stamped far ahead by a client whose clock runs ahead. Such an event (more
 ``JoinConfig.max_future_skew_ms`` ahead of the clock) is held back; if events near the clock follow
 it, or the replay ends, it was a clock running ahead and is applied with the clock where it was (the
 join bounds time by it and counts the event, as the stream does with the worker's clock). If more
-than ``SKEW_OUTLIERS`` such events pile up, traffic resumed after a gap: the clock moves to them. Events go through in batches; after each batch the closed windows are
-merged and published, drift is judged on them, and the rollout engine looks at the running totals
+than ``SKEW_OUTLIERS`` such events pile up, traffic resumed after a gap: the clock moves to them.
+
+Events go through in batches; after each batch the closed windows are merged and published, drift is judged on them, and the rollout engine looks at the running totals
 with the clock at the batch's latest event time. A spec starts at the first event.
 
 >>> from schemas import InferenceRequest, InferenceResponse, GroundTruth

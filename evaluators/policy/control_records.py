@@ -130,7 +130,11 @@ class ReadRecord:
         return f"{model}@{self.partition}:{self.offset}"
 
 
-def latest_specs(records: list[ReadRecord]) -> tuple[dict[str, tuple[SpecRecord, str]], list[tuple[ReadRecord, SpecRecord]]]:
+#: Per model, what its history asks for and the rollout id it gives; and the refused records.
+WantedSpecs = tuple[dict[str, tuple[SpecRecord, str]], list[tuple[ReadRecord, SpecRecord]]]
+
+
+def latest_specs(records: list[ReadRecord]) -> WantedSpecs:
     """What the history of ``rollout.specs`` asks for: per model, its latest valid spec or tombstone
     (with the rollout id it gives), and the refused records. A model whose only records left are
     refused is not in the first: its rollout stays as the engine has it.

@@ -20,10 +20,11 @@ When a transaction cannot be finished (a step still failing after ``LoopOptions.
 a call that does not return at all, a fatal producer error, an abort that fails), its outcome is not
 known here, and a producer left that way after a broker outage can stay stuck for good (KAFKA-19925;
 ``send_offsets_to_transaction`` blocking past its timeout: librdkafka #5456 and #5511, see
-:mod:`streams.worker.deadline`): the loop **restarts its producer** (:meth:`BatchLoop._restart_producer`). The new producer's ``init_transactions`` under the
-same transactional id makes the coordinator settle the old transaction (committed if it was
-prepared, else aborted) before it answers; then every partition this worker holds is restored from
-its changelog after its local checkpoint (which picks up the uncertain batch exactly when it
+:mod:`streams.worker.deadline`): the loop **restarts its producer**
+(:meth:`BatchLoop._restart_producer`). The new producer's ``init_transactions`` under the same
+transactional id makes the coordinator settle the old transaction (committed if it was prepared,
+else aborted) before it answers; then every partition this worker holds is restored from its
+changelog after its local checkpoint (which picks up the uncertain batch exactly when it
 committed), and the consumer goes back to the committed offsets (read with ``require_stable``, so
 they are settled too). Local state, changelog and offsets agree again, whatever became of the batch.
 
@@ -356,7 +357,8 @@ class BatchLoop:
             return False
         log.warning("batch aborted (%s); reading it again", error.str())
         try:
-            self._transactional("abort the batch", lambda: self.producer.abort_transaction(self.options.commit_timeout_s))
+            self._transactional("abort the batch",
+                                lambda: self.producer.abort_transaction(self.options.commit_timeout_s))
         except KafkaException as exc:
             self._restart_producer(f"the abort of a batch failed: {exc.args[0].str()}")
             return False
@@ -474,4 +476,5 @@ class BatchLoop:
         self.owned -= set(partitions)
 
 
-__all__ = ["ASSIGNMENT_PREFIX", "BatchLoop", "ClusterMisconfigured", "INPUT_TOPICS", "LoopOptions", "Record", "Stage", "Transaction"]
+__all__ = ["ASSIGNMENT_PREFIX", "BatchLoop", "ClusterMisconfigured", "INPUT_TOPICS", "LoopOptions", "Record", "Stage",
+           "Transaction"]
