@@ -52,3 +52,16 @@ class Context:
 
 
 pass_context = click.make_pass_decorator(Context)
+
+
+def duration(ctx: click.Context, param: click.Parameter, value: str) -> float:
+    """A click callback: a duration option (``90s``, ``15m``, ``6h``, ``7d`` or seconds) in seconds,
+    or a usage error naming the option."""
+    from pydantic import TypeAdapter, ValidationError
+
+    from schemas.types import Duration
+
+    try:
+        return TypeAdapter(Duration).validate_python(value)
+    except ValidationError:
+        raise click.BadParameter(f"expected a duration such as 90s, 15m, 6h or 7d, got {value!r}") from None

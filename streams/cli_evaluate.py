@@ -10,25 +10,15 @@ import click
 from evaluators.drift.config import DriftConfig
 from evaluators.join import JoinConfig
 from evaluators.metrics import MetricsConfig
-from schemas.types import Duration
-from streams.cli_context import Context, pass_context
+from streams.cli_context import Context, duration, pass_context
 from streams.local_broker import PROJECT_ROOT
 
 _DRIFT = DriftConfig()  # the defaults of the --drift-* options
 
 
-def _duration(ctx: click.Context, param: click.Parameter, value: str) -> float:
-    from pydantic import TypeAdapter, ValidationError
-
-    try:
-        return TypeAdapter(Duration).validate_python(value)
-    except ValidationError:
-        raise click.BadParameter(f"expected a duration such as 90s, 15m, 6h or 7d, got {value!r}") from None
-
-
 def _window(ctx: click.Context, param: click.Parameter, value: str) -> float:
     """A metric window size: a duration of at least one second."""
-    seconds = _duration(ctx, param, value)
+    seconds = duration(ctx, param, value)
     if seconds < 1:
         raise click.BadParameter("must be at least 1s")
     return seconds
@@ -55,13 +45,13 @@ def _tasks(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) 
               help="Local table store (state is always backed by changelog topics).")
 @click.option("--state-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Folder for local state (default .shadowcanary/evaluator/<app-id>).")
-@click.option("--label-timeout", default="7d", show_default=True, callback=_duration,
+@click.option("--label-timeout", default="7d", show_default=True, callback=duration,
               help="Labels later than this after the response are late; unlabelled responses expire.")
-@click.option("--expiry-grace", default="10m", show_default=True, callback=_duration,
+@click.option("--expiry-grace", default="10m", show_default=True, callback=duration,
               help="Extra event time before a response expires (tolerated disorder between topics).")
-@click.option("--idle-after", default="5s", show_default=True, callback=_duration,
+@click.option("--idle-after", default="5s", show_default=True, callback=duration,
               help="Silence after which an input partition read to its end stops holding time back.")
-@click.option("--max-clock-skew", default="5m", show_default=True, callback=_duration,
+@click.option("--max-clock-skew", default="5m", show_default=True, callback=duration,
               help="How far ahead of this worker's clock an event may move its partition's time; events "
                    "stamped later are counted (shadowcanary_future_events_total) and alerted on.")
 @click.option("--window", default="60s", show_default=True, callback=_window,
@@ -83,7 +73,7 @@ def _tasks(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) 
               help="A version's first windows with data that make its pinned drift reference.")
 @click.option("--drift-min-samples", type=click.IntRange(1), default=_DRIFT.min_samples, show_default=True,
               help="Values a window needs (each side) before drift is judged on it.")
-@click.option("--drift-cooldown", default=f"{_DRIFT.cooldown_ms // 1000}s", show_default=True, callback=_duration,
+@click.option("--drift-cooldown", default=f"{_DRIFT.cooldown_ms // 1000}s", show_default=True, callback=duration,
               help="No second drift alert for one feature of a version within this long.")
 @click.option("--batch-size", type=click.IntRange(1, 100_000), default=2000, show_default=True)
 @click.option("--loglevel", type=click.Choice(["debug", "info", "warning", "error"]), default="warning",

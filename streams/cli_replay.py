@@ -9,8 +9,8 @@ from pathlib import Path
 import click
 
 from schemas.types import epoch_ms
-from streams.cli_context import Context, pass_context
-from streams.cli_evaluate import _duration, _tasks, _window
+from streams.cli_context import Context, duration, pass_context
+from streams.cli_evaluate import _tasks, _window
 from streams.local_broker import PROJECT_ROOT
 
 INPUTS = ("requests", "responses", "labels")
@@ -61,9 +61,9 @@ def record(ctx: Context, out_dir: Path, since: int | None, until: int | None) ->
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Where the outputs go (default .shadowcanary/replay/<time>).")
 @click.option("--window", default="60s", show_default=True, callback=_window, help="Metric window size.")
-@click.option("--label-timeout", default="7d", show_default=True, callback=_duration)
-@click.option("--expiry-grace", default="10m", show_default=True, callback=_duration)
-@click.option("--max-clock-skew", default="5m", show_default=True, callback=_duration,
+@click.option("--label-timeout", default="7d", show_default=True, callback=duration)
+@click.option("--expiry-grace", default="10m", show_default=True, callback=duration)
+@click.option("--max-clock-skew", default="5m", show_default=True, callback=duration,
               help="How far ahead of the simulated clock (each batch's median event time) an event may "
                    "move time; as the worker's --max-clock-skew.")
 @click.option("--task", "tasks", multiple=True, callback=_tasks, metavar="MODEL=TASK")

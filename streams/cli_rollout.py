@@ -14,14 +14,16 @@ from pathlib import Path
 import click
 import orjson
 
+from evaluators.policy.control_records import spec_rollout_id
 from evaluators.policy.engine import RolloutEngine, stages
 from evaluators.policy.guardrails import unsupported_reason
+from evaluators.policy.watch import EXIT_CODES, EXIT_TIMEOUT, RolloutWatch
 from schemas.codec import DecodeError, decode
 from schemas.control import Decision, RoutingCommand
 from schemas.rollout import RolloutSpec
 from schemas.spec_yaml import SpecError, load_spec_file
 from schemas.topics import Topics
-from streams.cli_context import Context, pass_context
+from streams.cli_context import Context, duration, pass_context
 from streams.errors import ShadowCanaryError
 from streams.policy import load_engine_state
 from streams.reading import read_to_end
@@ -56,12 +58,32 @@ def validate(path: Path) -> None:
     click.echo(f"{path}: valid {spec.mode} rollout of {spec.model} {spec.baseline} -> {spec.candidate}: {plan}")
 
 
+WATCH_HELP = ("Follow the rollout until it ends: exit 0 when it completes, 1 when it is rolled back (or "
+              "aborted, or replaced by a newer spec), 3 when it is still running, paused or held at --timeout.")
+
+
+def _watch_options(command: click.Command) -> click.Command:
+    for option in reversed([
+        click.option("--watch", is_flag=True, help=WATCH_HELP),
+        click.option("--timeout", "timeout_s", default="1h", show_default=True, callback=duration,
+                     help="With --watch: how long to wait for the rollout to end."),
+        click.option("--every", "every_s", default="2s", show_default=True, callback=duration,
+                     help="With --watch: how often to look."),
+        click.option("--output", type=click.Choice(["text", "json"]), default="text", show_default=True,
+                     help="text, or JSON (with --watch: one JSON object per line, a line per change)."),
+    ]):
+        command = option(command)
+    return command
+
+
 @rollout.command()
 @click.option("-f", "--file", "path", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--dry-run", is_flag=True,
               help="Say what the evaluator would do (a new rollout, a replacement, no change) and publish nothing.")
+@_watch_options
 @pass_context
-def start(ctx: Context, path: Path, dry_run: bool) -> None:
+def start(ctx: Context, path: Path, dry_run: bool, watch: bool, timeout_s: float, every_s: float,
+          output: str) -> None:
     """Publish a spec on rollout.specs: the evaluator starts the rollout (a spec for a model whose
     rollout is running replaces it: that one is rolled back and the new one starts)."""
     spec = checked_spec(path)  # a spec the evaluator would refuse stops here, naming the field
@@ -71,7 +93,54 @@ def start(ctx: Context, path: Path, dry_run: bool) -> None:
     producer = ContractProducer(ctx.settings)
     producer.send(Topics(ctx.settings.topic_prefix).specs, spec.model, spec)
     producer.flush()
-    click.echo(f"rollout of {spec.model} ({spec.baseline} -> {spec.candidate}, {spec.mode}) submitted")
+    _, partition, offset = producer.last_delivered
+    rollout_id = spec_rollout_id(spec.model, partition, offset)
+    if output == "text":
+        click.echo(f"rollout {rollout_id} of {spec.model} ({spec.baseline} -> {spec.candidate}, {spec.mode}) submitted")
+    if watch:
+        ctx_exit(_follow(ctx, RolloutWatch(spec.model, rollout_id), timeout_s, every_s, output))
+    elif output == "json":
+        click.echo(orjson.dumps({"model": spec.model, "rollout_id": rollout_id, "submitted": True}).decode())
+
+
+def ctx_exit(code: int) -> None:
+    click.get_current_context().exit(code)
+
+
+def _follow(ctx: Context, watch: RolloutWatch, timeout_s: float, every_s: float, output: str) -> int:
+    """Look at the engine's saved state every ``every_s`` until the rollout ends or ``timeout_s``
+    passes; a line (or JSON object) per change of status, stage or routes; the exit code."""
+    deadline = time.monotonic() + timeout_s
+    shown: tuple | None = None
+    while True:
+        outcome = watch.look(_rollouts(ctx))
+        state = watch.last
+        if state is not None:
+            seen = (state["status"], state["stage"], tuple(sorted(state.get("routes", {}).items())))
+            if seen != shown and outcome != "replaced":
+                shown = seen
+                _say(output, {"model": watch.model, "rollout_id": watch.rollout_id, "status": state["status"],
+                              "stage": state["stage"] + 1, "routes": state.get("routes", {})},
+                     f"{watch.model}: {state['status']}, stage {state['stage'] + 1}: "
+                     + ", ".join(f"{v} {p:g}%" for v, p in state.get("routes", {}).items()))
+        if outcome is not None:
+            decision = _last_decisions(ctx).get(watch.rollout_id or "")
+            reason = decision.reason if decision is not None else outcome
+            _say(output, {"model": watch.model, "rollout_id": watch.rollout_id, "outcome": outcome, "reason": reason,
+                          "exit": EXIT_CODES[outcome]},
+                 f"{watch.model}: rollout {watch.rollout_id} {outcome.replace('_', ' ')}: {reason}")
+            return EXIT_CODES[outcome]
+        if time.monotonic() >= deadline:
+            status = state["status"] if state is not None else "not started"
+            _say(output, {"model": watch.model, "rollout_id": watch.rollout_id, "outcome": "timeout", "status": status,
+                          "exit": EXIT_TIMEOUT},
+                 f"{watch.model}: rollout {watch.rollout_id or ''} still {status} after {timeout_s:g}s: giving up")
+            return EXIT_TIMEOUT
+        time.sleep(every_s)
+
+
+def _say(output: str, as_json: dict, as_text: str) -> None:
+    click.echo(orjson.dumps(as_json).decode() if output == "json" else as_text)
 
 
 def _rollouts(ctx: Context) -> dict:
@@ -91,10 +160,20 @@ def _last_decisions(ctx: Context) -> dict[str, Decision]:
 
 @rollout.command()
 @click.argument("model", required=False)
-@click.option("--json", "as_json", is_flag=True, help="Print the engine's view as JSON.")
+@click.option("--json", "as_json", is_flag=True, help="Print the engine's view as JSON (as --output json).")
+@click.option("--rollout", "rollout_id", default=None, help="With --watch: the rollout to follow (default: the "
+              "model's current one; `rollout start` prints the id).")
+@_watch_options
 @pass_context
-def status(ctx: Context, model: str | None, as_json: bool) -> None:
+def status(ctx: Context, model: str | None, as_json: bool, rollout_id: str | None, watch: bool, timeout_s: float,
+           every_s: float, output: str) -> None:
     """Each rollout: status, stage, traffic split and each guardrail's last evidence."""
+    as_json = as_json or output == "json"
+    if watch:
+        if model is None:
+            raise click.UsageError("--watch follows one rollout: name its MODEL")
+        ctx_exit(_follow(ctx, RolloutWatch(model, rollout_id), timeout_s, every_s, "json" if as_json else "text"))
+        return
     rollouts = {m: r for m, r in _rollouts(ctx).items() if model in (None, m)}
     decisions = _last_decisions(ctx)
     if as_json:

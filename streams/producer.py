@@ -36,10 +36,14 @@ class ContractProducer:
     def __init__(self, settings: KafkaSettings, **overrides: Any) -> None:
         self._producer = make_producer(settings, **overrides)
         self._failures: list[str] = []
+        #: (topic, partition, offset) of the last record delivered (known once ``flush`` returned).
+        self.last_delivered: tuple[str, int, int] | None = None
 
     def _on_delivery(self, err: Any, msg: Any) -> None:
         if err is not None:
             self._failures.append(f"{msg.topic()}: {err.str()}")
+        else:
+            self.last_delivered = (msg.topic(), msg.partition(), msg.offset())
 
     def send(self, topic: str, key: str | bytes | None, message: BaseModel | bytes | None,
              headers: list[tuple[str, bytes]] | None = None) -> None:

@@ -125,9 +125,20 @@ class ReadRecord:
 
     @property
     def rollout_id(self) -> str:
-        """The id a spec record gives the rollout it starts (``<model>@<partition>:<offset>``)."""
+        """The id a spec record gives the rollout it starts (:func:`spec_rollout_id`)."""
         model = self.key.decode("utf-8", "replace") if self.key else UNKNOWN_MODEL
-        return f"{model}@{self.partition}:{self.offset}"
+        return spec_rollout_id(model, self.partition, self.offset)
+
+
+def spec_rollout_id(model: str, partition: int, offset: int) -> str:
+    """The id of the rollout a spec record starts: where the record is (``<model>@<partition>:<offset>``),
+    so a new owner replaying the topic recognises a rollout it already runs, and whoever published
+    the spec knows the id from the delivery report.
+
+    >>> spec_rollout_id("fraud", 0, 17)
+    'fraud@0:17'
+    """
+    return f"{model}@{partition}:{offset}"
 
 
 #: Per model, what its history asks for and the rollout id it gives; and the refused records.
