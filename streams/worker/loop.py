@@ -248,6 +248,7 @@ class BatchLoop:
         self.turn_began = time.monotonic()
         if self.outage.fatal is not None:
             raise self.outage.fatal
+        self.outage.settle()
         messages = self.consumer.consume(self.options.batch_size, self.options.batch_wait_s)
         if messages:
             if self.first_batch_at is None:
