@@ -99,6 +99,10 @@ class Ed25519Verifier:
     def __init__(self, key: Ed25519PublicKey) -> None:
         self._key = key
 
+    def pem(self) -> bytes:
+        """The public key as PEM (SubjectPublicKeyInfo), as routers load it."""
+        return self._key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+
     def verify(self, data: bytes, signature: bytes) -> bool:
         try:
             self._key.verify(signature, data)
@@ -146,11 +150,10 @@ def verify_command(command: RoutingCommand, verifier: Verifier, raw: bytes | Non
         signature = base64.b64decode(encoded, validate=True)
     except ValueError:
         return "bad signature: not base64"
-    received = wire_canonical_json(raw) if raw is not None else None
-    forms = (received if received is not None else command.canonical_json(), command.legacy_canonical_json)
-    if not verifier.verify(forms[0], signature) and not verifier.verify(forms[1](), signature):
-        return "bad signature: it does not match the command (forged or altered)"
-    return None
+    signed = (wire_canonical_json(raw) if raw is not None else None) or command.canonical_json()
+    if verifier.verify(signed, signature) or verifier.verify(command.legacy_canonical_json(), signature):
+        return None
+    return "bad signature: it does not match the command (forged or altered)"
 
 
 def _read(path: Path) -> bytes:
@@ -215,6 +218,5 @@ def generate_key(kind: str, path: Path) -> list[Path]:
     public = path.with_name(path.name + ".pub")
     write(path, key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                   serialization.NoEncryption()), 0o600)
-    write(public, key.public_key().public_bytes(serialization.Encoding.PEM,
-                                                serialization.PublicFormat.SubjectPublicKeyInfo), 0o644)
+    write(public, Ed25519Verifier(key.public_key()).pem(), 0o644)
     return [path, public]

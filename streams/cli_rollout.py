@@ -15,7 +15,7 @@ import click
 import orjson
 
 from evaluators.policy.control_records import spec_rollout_id
-from evaluators.policy.engine import RolloutEngine, stages
+from evaluators.policy.engine import RolloutEngine, describe_routes, stages
 from evaluators.policy.guardrails import unsupported_reason
 from evaluators.policy.watch import EXIT_CODES, EXIT_TIMEOUT, RolloutWatch
 from schemas.codec import DecodeError, decode
@@ -98,12 +98,13 @@ def start(ctx: Context, path: Path, dry_run: bool, watch: bool, timeout_s: float
     if output == "text":
         click.echo(f"rollout {rollout_id} of {spec.model} ({spec.baseline} -> {spec.candidate}, {spec.mode}) submitted")
     if watch:
-        ctx_exit(_follow(ctx, RolloutWatch(spec.model, rollout_id), timeout_s, every_s, output))
+        _exit(_follow(ctx, RolloutWatch(spec.model, rollout_id), timeout_s, every_s, output))
     elif output == "json":
         click.echo(orjson.dumps({"model": spec.model, "rollout_id": rollout_id, "submitted": True}).decode())
 
 
-def ctx_exit(code: int) -> None:
+def _exit(code: int) -> None:
+    """End the command with ``code`` (a watch's outcome)."""
     click.get_current_context().exit(code)
 
 
@@ -122,7 +123,7 @@ def _follow(ctx: Context, watch: RolloutWatch, timeout_s: float, every_s: float,
                 _say(output, {"model": watch.model, "rollout_id": watch.rollout_id, "status": state["status"],
                               "stage": state["stage"] + 1, "routes": state.get("routes", {})},
                      f"{watch.model}: {state['status']}, stage {state['stage'] + 1}: "
-                     + ", ".join(f"{v} {p:g}%" for v, p in state.get("routes", {}).items()))
+                     + describe_routes(state.get("routes", {}), state.get("shadow", [])))
         if outcome is not None:
             decision = _last_decisions(ctx).get(watch.rollout_id or "")
             reason = decision.reason if decision is not None else outcome
@@ -172,7 +173,7 @@ def status(ctx: Context, model: str | None, as_json: bool, rollout_id: str | Non
     if watch:
         if model is None:
             raise click.UsageError("--watch follows one rollout: name its MODEL")
-        ctx_exit(_follow(ctx, RolloutWatch(model, rollout_id), timeout_s, every_s, "json" if as_json else "text"))
+        _exit(_follow(ctx, RolloutWatch(model, rollout_id), timeout_s, every_s, "json" if as_json else "text"))
         return
     rollouts = {m: r for m, r in _rollouts(ctx).items() if model in (None, m)}
     decisions = _last_decisions(ctx)
@@ -187,9 +188,8 @@ def status(ctx: Context, model: str | None, as_json: bool, rollout_id: str | Non
         return
     for name, r in rollouts.items():
         spec = r["spec"]
-        split = ", ".join(f"{v} {p:g}%" for v, p in r.get("routes", {}).items())
         click.echo(f"{name}: {spec['baseline']} -> {spec['candidate']} ({spec['mode']}) {r['status']}, "
-                   f"stage {r['stage'] + 1}: {split}" + (f"; shadow {', '.join(r['shadow'])}" if r.get("shadow") else ""))
+                   f"stage {r['stage'] + 1}: {describe_routes(r.get('routes', {}), r.get('shadow', []))}")
         decision = decisions.get(r["id"])
         if decision is None:
             continue

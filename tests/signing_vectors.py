@@ -12,7 +12,6 @@ import base64
 import json
 from pathlib import Path
 
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from schemas.codec import encode
@@ -46,8 +45,7 @@ def vector_keys() -> tuple[HmacKey, Ed25519Signer]:
 
 def vectors() -> dict:
     hmac_key, ed25519 = vector_keys()
-    public_pem = ed25519.verifier()._key.public_bytes(serialization.Encoding.PEM,
-                                                       serialization.PublicFormat.SubjectPublicKeyInfo)
+    public_pem = ed25519.verifier().pem()
     out = []
     for name, values in COMMANDS.items():
         command = RoutingCommand(**values)

@@ -117,7 +117,7 @@ class RolloutEngine:
         >>> engine.preview(spec)[0], engine.start(spec, 0, {}) != [], engine.preview(spec)[0]
         ('new', True, 'unchanged')
         """
-        plan = "; ".join(_describe(routes, shadow) for routes, shadow in stages(spec))
+        plan = "; ".join(describe_routes(routes, shadow) for routes, shadow in stages(spec))
         current = self.rollouts.get(spec.model)
         if current is None or current["status"] not in ACTIVE:
             return "new", f"new rollout of {spec.model} ({spec.mode}): {plan}"
@@ -298,7 +298,7 @@ class RolloutEngine:
             rollout["stage"], rollout["stage_started"], rollout["stage_c"] = nxt, now_ms, rollout["last"]["c"]
             routes, shadow = plan[nxt]
             return [decision, self._command(rollout, "set_routes", routes, shadow, now_ms,
-                                            f"stage {nxt + 1} of {len(plan)}: {_describe(routes, shadow)}")]
+                                            f"stage {nxt + 1} of {len(plan)}: {describe_routes(routes, shadow)}")]
         rollout["status"] = "completed"
         if spec.mode == "shadow":
             return [self._decision(rollout, "complete", now_ms, "shadow evaluation passed: fit for canary",
@@ -349,7 +349,8 @@ class RolloutEngine:
                                                      severity=severity, kind=kind, message=message, ts=now_ms))
 
 
-def _describe(routes: dict[str, float], shadow: list[str]) -> str:
+def describe_routes(routes: dict[str, float], shadow: list[str]) -> str:
+    """``v1 90%, v2 10%; shadow v3``: a traffic split as decisions, the CLI and logs write it."""
     text = ", ".join(f"{v} {p:g}%" for v, p in routes.items())
     return text + (f"; shadow {', '.join(shadow)}" if shadow else "")
 
