@@ -41,6 +41,7 @@ from schemas.fast_codec import decode_fast
 from streams.admin import TopicLayout, admin_client, create_topics, ensure_internal_topic
 from streams.config import KafkaSettings
 from streams.producer import make_producer
+from streams.worker.gc_pace import pace_cycle_collector
 from streams.worker.join_stage import SOURCE_CODES, JoinStage, changelog_topic_name, partials_topic_name
 from streams.worker.loop import INPUT_TOPICS, BatchLoop, LoopOptions
 from streams.worker.store import PartitionStore
@@ -217,6 +218,7 @@ def worker_end_to_end(settings: KafkaSettings, topics: Topics, expected: int, st
 
 
 def run(n_requests: int = int(os.environ.get("BENCH_JOIN_REQUESTS", "270000"))) -> list[Result]:
+    pace_cycle_collector()  # as the worker's process does (every row runs at its pace)
     with broker() as bootstrap:
         settings = KafkaSettings(bootstrap_servers=bootstrap, topic_prefix=f"bj{uuid.uuid4().hex[:6]}.")
         create_topics(settings, TopicLayout(inference_partitions=PARTITIONS))

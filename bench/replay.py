@@ -20,6 +20,7 @@ from evaluators.metrics import MetricsConfig
 from evaluators.replay import Replay
 from schemas.rollout import RolloutSpec
 from streams.event_files import EventFiles
+from streams.worker.gc_pace import pace_cycle_collector
 
 T0 = 1_790_000_000_000
 SPEC = RolloutSpec.model_validate({
@@ -48,6 +49,7 @@ def _files(folder: Path, n: int) -> list[Path]:
 
 
 def run(n_requests: int = 100_000) -> list[Result]:
+    pace_cycle_collector()  # as ``shadowcanary replay`` does
     with tempfile.TemporaryDirectory() as folder:
         paths = _files(Path(folder), n_requests)
         started = time.perf_counter()

@@ -27,6 +27,10 @@ class EvaluatorAccumulator:
         self.counts.add(fact)
         self.metrics.add(fact)
 
+    def add_all(self, facts: list[Fact]) -> None:
+        self.counts.add_all(facts)
+        self.metrics.add_all(facts)
+
     def advance(self, watermark: int) -> None:
         self.metrics.advance(watermark)
 

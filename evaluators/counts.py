@@ -74,6 +74,11 @@ class JoinCounts:
             if fact.direction == "future" and fact.skew_ms > counts[MAX_FUTURE_SKEW]:
                 counts[MAX_FUTURE_SKEW] = fact.skew_ms
 
+    def add_all(self, facts: list[Fact]) -> None:
+        add = self.add
+        for fact in facts:
+            add(fact)
+
     def advance(self, watermark: int) -> None:
         """Counts do not depend on time."""
 

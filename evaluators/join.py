@@ -27,14 +27,16 @@ expires (or when the label reaches an expired request), so it does not depend on
 the same request) are emitted at once. Expired state is kept as a tombstone for ``tombstone_ttl``
 (default: ``label_timeout``) so that a label arriving after expiry is recognised as late.
 
-**Exactly-once counting under at-least-once delivery.** Every effect recorded in a request's state
-(response seen, label seen, joined/late/expired, agreement) carries the mark ``[batch seq, run id]``
-of the batch that counted it. The partition's state (watermark, expiry log, the accumulator of
-facts, and a ledger ``run id -> last counted seq``) is written *after* the batch's request states, in
-the same changelog partition. Since a changelog partition loses at most a suffix of its writes, a
-surviving partition state implies the surviving request states of its batch. On the next load, an
-effect whose mark the ledger does not cover (its batch's partition state was lost) is counted again,
-exactly once; an event whose offset the partition state already covers is skipped.
+**Exactly once.** Each effect (response seen, label seen, joined, late, expired, shadow agreement)
+is emitted as a fact once, at the event or expiry that causes it. A batch's writes (the request
+states it changed, the partition state with its offsets, watermark, expiry queue and accumulated
+facts) are one unit: the worker writes them to its changelog in the batch's Kafka transaction,
+together with the input offsets, so they survive together or not at all, and a batch that did not
+commit is read again from its first offset over the state before it. (Before the worker had
+transactions, every effect carried the mark of the batch that counted it and the partition state a
+ledger of counted batches, so that a changelog that lost a suffix of its writes was counted exactly
+once; transactions made both unnecessary, and they are gone. A state written then still reads: a
+mark counts as "done".) An event whose offset the partition state already covers is skipped.
 
 >>> from schemas import InferenceResponse, GroundTruth
 >>> from evaluators.store import DictStore
@@ -143,11 +145,18 @@ class Incoming(NamedTuple):
 
 
 class Accumulator:
-    """What the join feeds: ``add(fact)``; ``to_state()``/``from_state()`` for durability. The default
-    keeps nothing (the metric stage provides the real one)."""
+    """What the join feeds: ``add(fact)``, or a batch's facts at once with ``add_all(facts)``;
+    ``to_state()``/``from_state()`` for durability. The default keeps nothing (the metric stage
+    provides the real one)."""
 
     def add(self, fact: Fact) -> None:
         pass
+
+    def add_all(self, facts: list[Fact]) -> None:
+        """A batch's facts, in order: the same as ``add`` on each (an accumulator may fold them by
+        group)."""
+        for fact in facts:
+            self.add(fact)
 
     def advance(self, watermark: int) -> None:
         """Called once per batch, after its facts, with the partition's stream time."""
@@ -213,7 +222,7 @@ class JoinPartition:
     def partition_state(self) -> dict[str, Any]:
         part = self.store.get(self.partition_key)
         if part is None:
-            return {"seq": 0, "runs": {}, "wm": 0, "src": {}, "fence": {}, "acc": None, "layout": LAYOUT,
+            return {"seq": 0, "wm": 0, "src": {}, "fence": {}, "acc": None, "layout": LAYOUT,
                     "xq": {"next": 0, "chunks": {}, "open": []}}
         if part.get("layout") != LAYOUT:
             # Written by the legacy layout: its request states stay readable for as long as any of
@@ -243,7 +252,7 @@ class JoinPartition:
         :class:`~evaluators.facts.ClockSkew`); without it, event times are taken as they come.
         """
         part = self.partition_state()
-        # Deletions the previous batch made after its partition state may have been lost: redo them.
+        # A partition state written before transactions may list deletions to redo.
         for key in part.get("gc", ()):
             self.store.delete(key)
         for number in part.get("gcx", ()):
@@ -268,7 +277,7 @@ class JoinPartition:
 
 
 class _Batch:
-    """One batch's working set: loaded request states, marks, facts, and the writes to make."""
+    """One batch's working set: loaded request states, the facts they gave, and the writes to make."""
 
     def __init__(self, join: JoinPartition, part: dict[str, Any]) -> None:
         self.join = join
@@ -276,8 +285,6 @@ class _Batch:
         self.store = join.store
         self.part = part
         self.seq = part["seq"] + 1
-        self.mark = [self.seq, join.run_id]
-        self.ledger: dict[str, int] = part["runs"]
         self.states: dict[str, dict[str, Any] | None] = {}
         #: Expiry entries queued by this batch (new, or read back from a chunk and not yet due), a heap
         #: by due time: ``(due, order, [request_id, due, generation], is_new)``.
@@ -307,12 +314,19 @@ class _Batch:
     def _stream_time(self) -> int:
         times = self.source_times
         names = self.expected if self.expected is not None else times.keys()
-        active = [name for name in names if name not in self.idle]
-        if not active:
+        idle = self.idle
+        least = _NEVER
+        for name in names:
+            if name in idle:
+                continue
+            time = times.get(name)
+            if time is None:
+                return self.watermark  # a source not heard from yet may still bring old events
+            if time < least:
+                least = time
+        if least == _NEVER:  # every source idle (or none known): time is the latest seen
             return max(times.values(), default=0)
-        if any(name not in times for name in active):
-            return self.watermark  # a source not heard from yet may still bring old events
-        return min(times[name] for name in active)
+        return least
 
     def _advance(self) -> None:
         now = max(self._stream_time(), self.forced)
@@ -320,16 +334,6 @@ class _Batch:
             self.watermark = now
             if self.next_due < now:
                 self.expire_due()
-
-    # -- marks -----------------------------------------------------------------------------------
-    def _needs_count(self, mark: list | None) -> bool:
-        """True for a new effect or one whose counting was lost with its batch."""
-        if mark is None:
-            return True
-        seq, run = mark
-        if seq <= self.ledger.get(run, -1):
-            return False
-        return not (seq == self.seq and run == self.join.run_id)
 
     # -- state access ----------------------------------------------------------------------------
     def _load(self, key: str) -> dict[str, Any] | None:
@@ -340,8 +344,6 @@ class _Batch:
         if state is None and self.legacy and key[0] == REQUEST_PREFIX:
             state = self._migrate(key)
             migrated = state is not None
-        if state is not None:
-            state = self._rewind(state)
         self.states[key] = state
         if migrated and state is not None:
             self._schedule(key, state, self._natural_due(state))
@@ -362,44 +364,10 @@ class _Batch:
         if legacy_key not in self.migrated:
             self.migrated.append(legacy_key)
 
-    def _lost(self, mark: list | None) -> bool:
-        """A mark of a batch whose partition state was lost (so nothing it did was counted)."""
-        return mark is not None and mark[0] is not None and mark[0] > self.ledger.get(mark[1], -1)
-
-    def _rewind(self, state: dict[str, Any]) -> dict[str, Any] | None:
-        """Take back what batches with a lost partition state did to this state: their events are
-        replayed (their offsets were not committed) and redo it, in order. A state may otherwise be
-        ahead of the replay, and expiry would judge it by events not yet replayed."""
-        lost = self._lost
-        if state["q"] is not None and lost(state["q"]["e"]):
-            state["q"] = None
-        for version in [v for v, r in state["v"].items() if lost(r["e"])]:
-            del state["v"][version]
-        for response in state["v"].values():
-            if lost(response["j"]):
-                response["j"] = response["k"] = None
-            if lost(response["a"]):
-                response["a"] = None
-            if lost(response.get("sf")):
-                response["sf"] = None
-        label = state["y"]
-        if label is not None:
-            if lost(label["e"]):
-                state["y"] = None
-            elif lost(label.get("late")):
-                label["late"] = None
-        if lost(state.get("u")):
-            state["u"] = None
-        if lost(state.get("zm")):
-            state["z"] = state["zm"] = state["zd"] = None
-        if state["q"] is None and not state["v"] and state["y"] is None:
-            return None
-        return state
-
     def _load_or_create(self, key: str, model: str, ts_ms: int) -> dict[str, Any]:
-        state = self._load(key)
+        state = self.states[key] if key in self.states else self._load(key)
         if state is None:
-            state = {"m": model, "v": {}, "q": None, "y": None, "g": 0, "s": None}
+            state = {"m": model, "v": {}, "q": None, "y": None, "g": 0}
             self.states[key] = state
             self.deleted.discard(key)
             self._schedule(key, state, ts_ms + self.config.timeout_for(model) + self.config.expiry_grace_ms)
@@ -408,7 +376,6 @@ class _Batch:
     def _schedule(self, key: str, state: dict[str, Any], due_at: int) -> None:
         """Queue the state's (next) expiry; older queue entries of it become stale."""
         state["g"] += 1
-        state["s"] = self.mark
         heapq.heappush(self.pending, (due_at, next(self._order), [key, due_at, state["g"]], True))
         if due_at < self.next_due:
             self.next_due = due_at
@@ -423,9 +390,14 @@ class _Batch:
         if ts_ms > self.horizon:  # a clock running ahead moves time no further than the bound
             moves_to = self.horizon
             self.facts.append(ClockSkew(message.model, kind, "future", ts_ms - self.now))
-        if moves_to > self.source_times.get(source, -1):
+        previous = self.source_times.get(source, -1)
+        if moves_to > previous:
             self.source_times[source] = moves_to
-            self._advance()
+            # Stream time is the least time over the active sources: a source that was ahead of it
+            # was not the least, and moving it on leaves the least where it was (no source is idle
+            # while a batch applies its events; see ``process``).
+            if previous <= self.watermark or self.idle or self.expected == frozenset():
+                self._advance()
         elif ts_ms + self.config.timeout_for(message.model) + self.config.expiry_grace_ms < self.watermark:
             # A clock running behind: due to expire on arrival. It affects only itself; counted.
             self.facts.append(ClockSkew(message.model, kind, "past", self.watermark - ts_ms))
@@ -437,7 +409,6 @@ class _Batch:
             self._apply_label(state, message, ts_ms, origin)
         else:
             self._apply_request(state, message, ts_ms, origin)
-        self._settle(key, state)
 
     def _duplicate(self, state: dict[str, Any], element: dict[str, Any], kind: str, origin: list) -> None:
         # The same record read again (a replay after a restart) is not a duplicate; another record
@@ -445,106 +416,99 @@ class _Batch:
         if element["o"] != origin:
             self.facts.append(Duplicate(state["m"], kind))
 
-    def _apply_request(self, state: dict[str, Any], message: InferenceRequest | RequestEvent, ts_ms: int, origin: list) -> None:
+    def _apply_request(self, state: dict[str, Any], message: InferenceRequest | RequestEvent, ts_ms: int,
+                       origin: list) -> None:
         if state["q"] is not None:
             self._duplicate(state, state["q"], "request", origin)
             return
-        state["q"] = {"t": ts_ms, "f": message.features, "e": None, "o": origin}
+        features = message.features
+        state["q"] = {"t": ts_ms, "f": features, "o": origin}
+        model = state["m"]
+        self.facts.append(RequestFact(model, ts_ms, features))
+        if features:
+            for version, response in state["v"].items():
+                self.facts.append(ServedFeatures(model, version, response["r"], response["t"], features))
 
-    def _apply_response(self, state: dict[str, Any], message: InferenceResponse | ResponseEvent, ts_ms: int, origin: list) -> None:
+    def _apply_response(self, state: dict[str, Any], message: InferenceResponse | ResponseEvent,
+                        ts_ms: int, origin: list) -> None:
         versions = state["v"]
-        if message.version in versions:
-            self._duplicate(state, versions[message.version], "response", origin)
+        version = message.version
+        if version in versions:
+            self._duplicate(state, versions[version], "response", origin)
             return
-        versions[message.version] = {
-            "r": message.role, "t": ts_ms, "p": message.prediction, "c": message.score,
-            "l": message.latency_ms, "x": message.error, "e": None, "j": None, "k": None, "a": None,
-            "o": origin,
-        }
+        model, role, prediction = state["m"], message.role, message.prediction
+        response = {"r": role, "t": ts_ms, "p": prediction, "c": message.score, "l": message.latency_ms,
+                    "x": message.error, "k": None, "o": origin}
+        primary = _primary(versions) if role != "canary" else None
+        versions[version] = response
+        facts = self.facts
+        facts.append(ResponseFact(model, version, role, ts_ms, response["l"], response["x"], prediction))
+        request = state["q"]
+        if request is not None and request["f"]:
+            facts.append(ServedFeatures(model, version, role, ts_ms, request["f"]))
+        label = state["y"]
+        if label is not None and not state.get("z") and label["t"] - ts_ms <= self.config.timeout_for(model):
+            self._join(message.request_id, state, version, response)
+        # A shadow agrees (or not) with the request's first primary, whichever of them comes first.
+        if role == "shadow" and primary is not None:
+            self._agreement(state, version, response, primary)
+        elif role == "primary" and primary is None:
+            for other, shadow in versions.items():
+                if shadow["r"] == "shadow":
+                    self._agreement(state, other, shadow, version)
 
-    def _apply_label(self, state: dict[str, Any], message: GroundTruth | LabelEvent, ts_ms: int, origin: list) -> None:
+    def _apply_label(self, state: dict[str, Any], message: GroundTruth | LabelEvent, ts_ms: int,
+                     origin: list) -> None:
         if state["y"] is not None:
             self._duplicate(state, state["y"], "label", origin)
             return
-        state["y"] = {"t": ts_ms, "y": message.label, "oc": message.outcomes, "e": None, "late": None,
-                      "o": origin}
+        state["y"] = {"t": ts_ms, "y": message.label, "oc": message.outcomes, "late": None, "o": origin}
+        self.facts.append(LabelFact(state["m"], ts_ms))
         if state.get("z"):  # the request already expired: the label joins nothing
             self._classify_unjoined_label(state)
-
-    # -- settling: pairs, agreement, counting ----------------------------------------------------
-    def _settle(self, key: str, state: dict[str, Any]) -> None:
-        """Form on-time pairs and shadow agreements, then count whatever is new."""
-        versions = state["v"]
-        label = state["y"]
+            return
         timeout = self.config.timeout_for(state["m"])
-        primary = next((v for v, r in versions.items() if r["r"] == "primary"), None)
-        open_for_pairs = label is not None and not state.get("z")
-        for response in versions.values():
-            if open_for_pairs and response["k"] is None and label["t"] - response["t"] <= timeout:
-                response["k"] = "joined"
-            if response["a"] is None and response["r"] == "shadow" and primary is not None:
-                response["a"] = [None]
-        self._count(key, state, primary)
+        for version, response in state["v"].items():
+            if response["k"] is None and ts_ms - response["t"] <= timeout:
+                self._join(message.request_id, state, version, response)
+
+    # -- effects: each counted once, when it happens ---------------------------------------------
+    def _join(self, request_id: str, state: dict[str, Any], version: str, response: dict[str, Any]) -> None:
+        """A response and the request's label, on time: a joined record."""
+        response["k"] = "joined"
+        label, request = state["y"], state["q"]
+        self.facts.append(JoinedRecord(state["m"], version, response["r"], request_id, response["t"],
+                                       label["t"], response["p"], response["c"], label["y"], label["oc"],
+                                       response["l"], response["x"], request["f"] if request is not None else None))
+
+    def _agreement(self, state: dict[str, Any], shadow_version: str, shadow: dict[str, Any],
+                   primary_version: str) -> None:
+        primary = state["v"][primary_version]
+        self.facts.append(AgreementFact(state["m"], shadow_version, primary_version, shadow["t"], shadow["p"],
+                                        primary["p"], shadow["c"], primary["c"]))
+
+    def _expire_unjoined(self, state: dict[str, Any]) -> None:
+        """Every response not joined by now never will be."""
+        for version, response in state["v"].items():
+            if response["k"] is None:
+                response["k"] = "expired"
+                self.facts.append(Expired(state["m"], version, response["r"], response["t"]))
 
     def _classify_unjoined_label(self, state: dict[str, Any]) -> None:
         """A label that joined nothing: late if the request had responses, unmatched if it had none."""
         label = state["y"]
         if label is None or label.get("late") is not None or state.get("u") is not None:
             return
-        if any(r["k"] == "joined" for r in state["v"].values()):
+        versions = state["v"]
+        if any(r["k"] == "joined" for r in versions.values()):
             return
-        if state["v"]:
-            label["late"] = [None]
+        if versions:
+            label["late"] = 1
+            first_response = min(r["t"] for r in versions.values())
+            self.facts.append(LateLabel(state["m"], label["t"], label["t"] - first_response))
         else:
-            state["u"] = [None]
-
-    def _count(self, key: str, state: dict[str, Any], primary: str | None) -> None:
-        """Emit a fact for every effect not yet counted, and mark it with this batch."""
-        model = state["m"]
-        mark = self.mark
-        if self._needs_count(state["s"]):  # its expiry was queued by a batch whose queue was lost
-            self._schedule(key, state, self._natural_due(state))
-        request = state["q"]
-        if request is not None and self._needs_count(request["e"]):
-            request["e"] = mark
-            self.facts.append(RequestFact(model, request["t"], request["f"]))
-        label = state["y"]
-        if label is not None:
-            if self._needs_count(label["e"]):
-                label["e"] = mark
-                self.facts.append(LabelFact(model, label["t"]))
-            late = label.get("late")
-            if late is not None and (late == [None] or self._needs_count(late)):
-                label["late"] = mark
-                first_response = min((r["t"] for r in state["v"].values()), default=label["t"])
-                self.facts.append(LateLabel(model, label["t"], label["t"] - first_response))
-        for version, r in state["v"].items():
-            if self._needs_count(r["e"]):
-                r["e"] = mark
-                self.facts.append(ResponseFact(model, version, r["r"], r["t"], r["l"], r["x"], r["p"]))
-            if request is not None and request["f"] and self._needs_count(r.get("sf")):
-                r["sf"] = mark
-                self.facts.append(ServedFeatures(model, version, r["r"], r["t"], request["f"]))
-            kind = r["k"]
-            if kind is not None and self._needs_count(r["j"]):
-                r["j"] = mark
-                if kind == "joined":
-                    features = request["f"] if request is not None else None
-                    self.facts.append(JoinedRecord(model, version, r["r"], request_id_of(key), r["t"], label["t"],
-                                                   r["p"], r["c"], label["y"], label["oc"], r["l"], r["x"],
-                                                   features))
-                else:
-                    self.facts.append(Expired(model, version, r["r"], r["t"]))
-            agreement = r["a"]
-            if agreement is not None and (agreement == [None] or self._needs_count(agreement)) \
-                    and primary is not None:
-                r["a"] = mark
-                p = state["v"][primary]
-                self.facts.append(AgreementFact(model, version, primary, r["t"], r["p"], p["p"], r["c"], p["c"]))
-        unmatched = state.get("u")
-        if unmatched is not None and (unmatched == [None] or self._needs_count(unmatched)):
-            state["u"] = mark
-            self.facts.append(UnmatchedLabel(model, label["t"] if label else 0))
+            state["u"] = 1
+            self.facts.append(UnmatchedLabel(state["m"], label["t"]))
 
     # -- expiry ----------------------------------------------------------------------------------
     def expire_due(self) -> None:
@@ -553,7 +517,7 @@ class _Batch:
         Queue entries are ``[request_id, due, generation]``; they live in chunks (``x<n>``) indexed in
         the partition state by earliest and latest due time, plus a small open list in the partition
         state. A chunk with anything due is read; what is not yet due moves to a new chunk; the old
-        one is deleted only after the partition state is written.
+        one is deleted with the batch's other writes.
         """
         while True:
             due = self._take_due()
@@ -616,38 +580,28 @@ class _Batch:
                 self._drop_legacy(key)
                 return
         if state["g"] != generation:
-            if self._needs_count(state["s"]):
-                # Its current entry was queued by a batch whose queue was lost: this older entry
-                # stands in. Recount what that batch did (this also queues the state again).
-                self._settle(key, state)
-            return
+            return  # a stale entry: the state was queued again since
         if not state.get("z"):
             due_at = self._natural_due(state)
             if due_at >= self.watermark:  # a newer event of this request moved its expiry on
                 self._schedule(key, state, due_at)
                 return
-            for response in state["v"].values():
-                if response["k"] is None:
-                    response["k"] = "expired"
+            self._expire_unjoined(state)
             self._classify_unjoined_label(state)
             state["z"] = 1
-            state["zm"] = self.mark
             state["zd"] = self.watermark + self.config.tombstone_for(state["m"])
             self._schedule(key, state, state["zd"])
-            self._settle(key, state)
             return
-        # Second pass: the tombstone has served its time. Anything that arrived since is settled first.
-        for response in state["v"].values():
-            if response["k"] is None:
-                response["k"] = "expired"
-        self._settle(key, state)
+        # Second pass: the tombstone has served its time. A response that came since expires now.
+        self._expire_unjoined(state)
         self.states[key] = None
         self.deleted.add(key)
 
     # -- writes ----------------------------------------------------------------------------------
     def commit(self) -> list[Fact]:
-        """Write request states and new expiry chunks, then the partition state, then the deletions
-        of expired tombstones and spent chunks (in that order: see the module docstring)."""
+        """Write the request states, the new expiry chunks and the partition state, and delete expired
+        tombstones and spent chunks. The batch's writes are one unit: the worker's transaction
+        commits all of them or none (a replay keeps them in memory)."""
         queue = self.part["xq"]
         entries = queue["open"] + [entry for _, _, entry, is_new in sorted(self.pending)
                                    if not (is_new and entry[0] in self.deleted)]
@@ -662,32 +616,32 @@ class _Batch:
             dues = [entry[1] for entry in piece]
             queue["chunks"][number] = [min(dues), max(dues)]
             self.closed_chunks.append((number, {"entries": piece, "layout": LAYOUT}))
+        store = self.store
         for key, state in self.states.items():
             if state is not None and key not in self.deleted:
-                self.store.set(key, state)
+                store.set(key, state)
         for number, chunk in self.closed_chunks:
-            self.store.set(f"{self.join.chunk_prefix}{number}", chunk)
+            store.set(f"{self.join.chunk_prefix}{number}", chunk)
         accumulator = self.join._accumulator_from_state(self.part["acc"])
-        for fact in self.facts:
-            accumulator.add(fact)
+        accumulator.add_all(self.facts)
         accumulator.advance(self.watermark)
-        runs = dict(self.ledger)
-        runs[self.join.run_id] = self.seq
-        if len(runs) > MAX_LEDGER_RUNS:
-            for run in sorted(runs, key=runs.__getitem__)[: len(runs) - MAX_LEDGER_RUNS]:
-                del runs[run]
-        deleted = sorted(self.deleted) + self.migrated
         self.join.last_state = {
-            "seq": self.seq, "runs": runs, "wm": self.watermark, "src": self.source_times, "fence": self.new_fence,
-            "acc": accumulator.to_state(), "xq": queue, "gc": deleted, "gcx": self.popped_chunks,
-            "layout": LAYOUT,
+            "seq": self.seq, "wm": self.watermark, "src": self.source_times, "fence": self.new_fence,
+            "acc": accumulator.to_state(), "xq": queue, "layout": LAYOUT,
         }
         if self.legacy:
             self.join.last_state["legacy_until"] = self.part["legacy_until"]
-        self.store.set(self.join.partition_key, self.join.last_state)
-        # Deletions only now: were the partition state lost, a replay would need what they remove.
-        for key in deleted:
-            self.store.delete(key)
+        store.set(self.join.partition_key, self.join.last_state)
+        for key in [*sorted(self.deleted), *self.migrated]:
+            store.delete(key)
         for number in self.popped_chunks:
-            self.store.delete(f"{self.join.chunk_prefix}{number}")
+            store.delete(f"{self.join.chunk_prefix}{number}")
         return self.facts
+
+
+def _primary(versions: dict[str, dict[str, Any]]) -> str | None:
+    """The request's first primary version (the one shadows are compared with)."""
+    for version, response in versions.items():
+        if response["r"] == "primary":
+            return version
+    return None

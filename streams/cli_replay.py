@@ -129,6 +129,9 @@ def _run(console, files, specs, join_config, metrics, signer=None, quiet: bool =
 
     from evaluators.replay import Replay
     from streams.event_files import EventFiles
+    from streams.worker.gc_pace import pace_cycle_collector
+
+    pace_cycle_collector()
 
     reader = EventFiles(list(files))
     with Progress(console=console, transient=True, disable=quiet) as progress:

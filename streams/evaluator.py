@@ -35,6 +35,7 @@ from streams.exporter import EvaluatorCollector, PolicyCollector, serve
 from streams.merger import MergerService
 from streams.policy import PolicyService, rollouts_topic_name
 from streams.progress import ProgressLog, thread_state
+from streams.worker.gc_pace import pace_cycle_collector
 from streams.worker.join_stage import JoinStage, changelog_topic_name, partials_topic_name
 from streams.worker.loop import BatchLoop, LoopOptions
 
@@ -115,6 +116,7 @@ def build_evaluator(settings: KafkaSettings, options: LoopOptions, join_config: 
                     state_dir: Path, metrics_config: MetricsConfig = MetricsConfig(),
                     signer: Signer | None = None, in_memory: bool = False,
                     heartbeat_interval_s: float = 0.5) -> Evaluator:
+    pace_cycle_collector()
     partitions = inference_partitions(settings)
     topics = Topics(settings.topic_prefix)
     admin = admin_client(settings)

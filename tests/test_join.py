@@ -204,12 +204,14 @@ def _final_counts(join: JoinPartition) -> dict:
 
 
 def simulate_with_crashes(incoming: list[Incoming], seed: int, crashes: int) -> JoinPartition:
-    """Process ``incoming`` with ``crashes`` worker deaths at random points. At a crash the store is
-    rebuilt from a prefix of its changelog that holds at least what was flushed at the last offset
-    commit, and a new run replays every event after the last committed offset, batched differently."""
+    """Process ``incoming`` as the worker does, with ``crashes`` worker deaths at random points. A
+    batch's writes and its input offsets commit together (one Kafka transaction) or not at all; some
+    batches commit, the one in flight at a crash does not. A new run restores the store from the
+    committed changelog and reads every event after the last committed offset again, batched
+    differently."""
     rng = random.Random(seed)
     store = DictStore(snapshot=True)
-    committed = 0  # events whose offsets the consumer committed
+    committed = 0  # events whose batch (writes and offsets) committed
     for run in range(crashes + 1):
         join = new_join(store, run=f"run-{run}")
         durable_writes = len(store.writes)
@@ -220,18 +222,25 @@ def simulate_with_crashes(incoming: list[Incoming], seed: int, crashes: int) -> 
         for batch in batches[:crash_after]:
             join.process(batch)
             processed += len(batch)
-            if rng.random() < 0.5:  # a commit: the producer is flushed, then offsets are committed
+            if rng.random() < 0.7:  # this batch's transaction commits
                 durable_writes, committed = len(store.writes), processed
-        if last_run:
+            else:  # it aborts: its writes are dropped and its events read again
+                store.rebuild_from(store.writes[:durable_writes])
+                processed = committed
+                break
+        if last_run and processed == len(incoming):
             return join
-        store.rebuild_from(store.writes[:rng.randint(durable_writes, len(store.writes))])
-    raise AssertionError("unreachable")
+        store.rebuild_from(store.writes[:durable_writes])
+    join = new_join(store, run="run-last")
+    for batch in _batches(incoming[committed:], rng):
+        join.process(batch)
+    return join
 
 
 @settings(max_examples=int(__import__("os").environ.get("JOIN_CRASH_EXAMPLES", "300")), deadline=None,
           suppress_health_check=list(HealthCheck), database=None)
 @given(scenarios(), st.integers(0, 10**6), st.integers(1, 3))
-def test_counts_are_exact_across_crashes_that_lose_a_changelog_suffix(events, seed, crashes):
+def test_counts_are_exact_across_crashes_and_aborted_batches(events, seed, crashes):
     incoming = Feed()(*events)
     reference = new_join(run="ref")
     for batch in _batches(incoming, random.Random(seed + 1)):

@@ -80,6 +80,24 @@ def add_fact(state: dict, fact: Fact, config: MetricsConfig) -> None:
             drift_summary.add_features(features, fact.features)
 
 
+def add_facts(state: dict, facts: list[Fact], config: MetricsConfig) -> None:
+    """Add a run of facts to ``state``: the same as :func:`add_fact` on each, in order."""
+    for fact in facts:
+        kind = type(fact)
+        if kind is ResponseFact:
+            _add_response(state, fact)
+        elif kind is JoinedRecord:
+            _add_joined(state, fact, config)
+        elif kind is ServedFeatures:
+            features = state.get("ft")
+            if features is not None:
+                drift_summary.add_features(features, fact.features)
+        elif kind is Expired:
+            state["exp"] += 1
+        elif kind is AgreementFact:
+            _add_agreement(state, fact)
+
+
 def _add_response(state: dict, fact: ResponseFact) -> None:
     state["n"] += 1
     if fact.error is not None:
