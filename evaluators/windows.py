@@ -100,9 +100,10 @@ class MetricsAccumulator:
         version_metrics.add_fact(window, fact, self.config)
 
     def add_all(self, facts: list[Fact]) -> None:
-        """A batch's facts: the same as ``add`` on each, with each (version, window)'s facts folded
-        into its state in one pass (in their order)."""
+        """A batch's facts: the same as ``add`` on each, with each open window's facts, and each
+        version's facts for closed windows (its running total), folded in one pass in their order."""
         runs: dict[tuple, list[Fact]] = {}
+        closed: dict[tuple[str, int], bool] = {}
         window_ms = self.config.window_ms
         for fact in facts:
             kind = type(fact)
@@ -115,7 +116,11 @@ class MetricsAccumulator:
                 role = getattr(fact, "role", None)
                 if role is None:
                     continue  # model-level facts: counted elsewhere
-            target = (fact.model, fact.version, role, fact.ts_ms - fact.ts_ms % window_ms)
+            start = fact.ts_ms - fact.ts_ms % window_ms
+            is_closed = closed.get((fact.model, start))
+            if is_closed is None:
+                is_closed = closed[(fact.model, start)] = self._is_closed(fact.model, start)
+            target = (fact.model, fact.version, role, None if is_closed else start)
             run = runs.get(target)
             if run is None:
                 run = runs[target] = []
@@ -125,7 +130,7 @@ class MetricsAccumulator:
             entry = self.versions.get(key)
             if entry is None:
                 entry = self.versions[key] = {"base": version_metrics.new_state(features=False), "w": {}}
-            if self._is_closed(model, start):
+            if start is None:  # facts of closed windows: the running total only
                 self.late += len(run)
                 version_metrics.add_facts(entry["base"], [f for f in run if type(f) is not ServedFeatures],
                                           self.config)  # drift is judged per window only

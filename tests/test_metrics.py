@@ -181,3 +181,73 @@ def test_clock_skew_is_judged_only_once_every_partition_has_a_time():
     merger.heartbeat(0, {"wm": 1_790_000_060_000, "counts": counts.to_state()})
     merger.ready()
     assert len(merger.alerts) == 1  # within the cool-down
+
+
+# --- a batch's facts folded at once ---------------------------------------------------------
+
+def _fact_stream(seed: int, n: int = 400) -> list:
+    from evaluators.facts import AgreementFact, Expired, ServedFeatures
+    from evaluators.drift.summary import MAX_CATEGORIES, MAX_FEATURES
+
+    rng = random.Random(seed)
+    predictions = [0, 1, "cat", True, 0.25, None, [1, 2], {"a": 1}]
+    names = [f"f{i}" for i in range(MAX_FEATURES + 6)]  # more than a summary keeps
+    facts: list = []
+    for i in range(n):
+        ts = rng.randint(0, 10_000)
+        roll = rng.random()
+        prediction = rng.choice(predictions)
+        if roll < 0.35:
+            error = "boom" if rng.random() < 0.1 else None
+            latency = rng.choice([None, 0.0, -1.5, rng.uniform(0.1, 500.0), float(rng.randint(1, 9))])
+            facts.append(ResponseFact("m", "v1", "primary", ts, latency, error,
+                                      None if error else (prediction if prediction is not None else 1)))
+        elif roll < 0.6:
+            facts.append(JoinedRecord("m", "v1", "primary", f"r{i}", ts, ts + rng.randint(-5, 5000),
+                                      rng.choice([0, 1]), rng.choice([None, rng.random()]), rng.choice([0, 1]),
+                                      {"revenue": rng.uniform(0, 9)}, 3.0, None, None))
+        elif roll < 0.85:
+            features = {name: rng.choice([rng.gauss(0, 5), rng.randint(-3, 3), f"c{rng.randint(0, MAX_CATEGORIES + 20)}",
+                                          True, None, [1]])
+                        for name in rng.sample(names, rng.randint(0, 12))}
+            facts.append(ServedFeatures("m", "v1", "primary", ts, features))
+        elif roll < 0.93:
+            facts.append(Expired("m", "v1", "primary", ts))
+        else:
+            facts.append(AgreementFact("m", "v1", "v0", ts, prediction, rng.choice(predictions), 0.5, 0.25))
+    return facts
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_a_run_of_facts_folded_at_once_equals_one_at_a_time(seed):
+    """``add_facts`` (what a batch does per version and window) gives the very state ``add_fact``
+    gives fact by fact, float sums to the last bit, in any cut of the stream into runs."""
+    config = MetricsConfig(tasks={"m": "binary"})
+    facts = _fact_stream(seed)
+    one_by_one = vm.new_state()
+    for fact in facts:
+        vm.add_fact(one_by_one, fact, config)
+    in_runs = vm.new_state()
+    rng, i = random.Random(seed), 0
+    while i < len(facts):
+        size = rng.randint(1, 120)
+        vm.add_facts(in_runs, facts[i:i + size], config)
+        i += size
+    assert in_runs == one_by_one
+    assert one_by_one["ft"] and one_by_one["lat"]["n"]  # the stream exercised summaries and sketches
+
+
+def test_a_batch_through_the_windows_equals_one_fact_at_a_time():
+    facts = _fact_stream(7, n=600)
+    config = MetricsConfig(tasks={"m": "binary"}, window_ms=1_000)
+    singly = MetricsAccumulator(config, settle_ms=lambda model: 2_000)
+    batched = MetricsAccumulator(config, settle_ms=lambda model: 2_000)
+    for start in range(0, len(facts), 150):
+        for fact in facts[start:start + 150]:
+            singly.add(fact)
+        batched.add_all(facts[start:start + 150])
+        watermark = facts[start]["ts_ms"] if isinstance(facts[start], dict) else facts[start].ts_ms
+        singly.advance(watermark)
+        batched.advance(watermark)
+        assert batched.to_state() == singly.to_state()
+    assert singly.late  # some facts arrived after their window closed

@@ -32,38 +32,81 @@ def new_summary() -> dict:
 
 
 def add_value(summary: dict, value: Any) -> None:
-    summary["n"] += 1
-    if value is None:
-        summary["miss"] += 1
-    elif isinstance(value, (int, float)) and not isinstance(value, bool):
-        numeric = summary["num"]
-        if numeric is None:
-            numeric = summary["num"] = sketch.new_sketch()
-        sketch.add(numeric, float(value))
-    elif isinstance(value, (str, bool)):
-        key = str(value).lower() if isinstance(value, bool) else value
-        categories = summary["cat"]
+    add_values(summary, (value,))
+
+
+def add_values(summary: dict, values: list[Any] | tuple[Any, ...]) -> None:
+    """Add ``values`` in order (the same summary as ``add_value`` on each)."""
+    missing = 0
+    numbers: list[float] = []
+    categories = summary["cat"]
+    for value in values:
+        kind = type(value)
+        if kind is float or kind is int:
+            numbers.append(float(value))
+            continue
+        if kind is str:
+            key = value
+        elif value is None:
+            missing += 1
+            continue
+        elif isinstance(value, bool):
+            key = "true" if value else "false"
+        elif isinstance(value, (int, float)):
+            numbers.append(float(value))
+            continue
+        elif isinstance(value, str):
+            key = value
+        else:  # lists, objects: not a distribution this module compares
+            missing += 1
+            continue
         if key not in categories and len(categories) >= MAX_CATEGORIES:
             key = OTHER
         categories[key] = categories.get(key, 0) + 1
-    else:  # lists, objects: not a distribution this module compares
-        summary["miss"] += 1
+    summary["n"] += len(values)
+    summary["miss"] += missing
+    if numbers:
+        numeric = summary["num"]
+        if numeric is None:
+            numeric = summary["num"] = sketch.new_sketch()
+        sketch.add_many(numeric, numbers)
 
 
 def add_features(summaries: dict[str, dict], features: dict[str, Any] | None) -> None:
     """Add one request's features; a feature seen before but absent here counts as missing."""
+    pending: dict[str, list[Any]] = {}
+    collect_features(summaries, features, pending)
+    add_collected(summaries, pending)
+
+
+def collect_features(summaries: dict[str, dict], features: dict[str, Any] | None,
+                     pending: dict[str, list[Any]]) -> None:
+    """What ``add_features`` does for one request, with the values held in ``pending`` (feature ->
+    values in order) until :func:`add_collected` adds them: a run of requests adds each feature's
+    values at once. Summaries are made here, in the requests' order (the first ``MAX_FEATURES``
+    names seen are kept)."""
     features = features or {}
     for name, value in features.items():
-        summary = summaries.get(name)
-        if summary is None:
-            if len(summaries) >= MAX_FEATURES:
-                continue
-            summary = summaries[name] = new_summary()
-        add_value(summary, value)
+        values = pending.get(name)
+        if values is None:
+            if name not in summaries:
+                if len(summaries) >= MAX_FEATURES:
+                    continue
+                summaries[name] = new_summary()
+            values = pending[name] = []
+        values.append(value)
     if len(summaries) > len(features):
-        for name, summary in summaries.items():
+        for name in summaries:
             if name not in features and name != PREDICTION:
-                add_value(summary, None)
+                values = pending.get(name)
+                if values is None:
+                    values = pending[name] = []
+                values.append(None)
+
+
+def add_collected(summaries: dict[str, dict], pending: dict[str, list[Any]]) -> None:
+    for name, values in pending.items():
+        add_values(summaries[name], values)
 
 
 def merge(a: dict, b: dict) -> dict:

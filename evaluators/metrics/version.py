@@ -65,67 +65,67 @@ def new_state(features: bool = True) -> dict:
 
 def add_fact(state: dict, fact: Fact, config: MetricsConfig) -> None:
     """Add one fact to ``state``."""
-    kind = type(fact)
-    if kind is ResponseFact:
-        _add_response(state, fact)
-    elif kind is JoinedRecord:
-        _add_joined(state, fact, config)
-    elif kind is Expired:
-        state["exp"] += 1
-    elif kind is AgreementFact:
-        _add_agreement(state, fact)
-    elif kind is ServedFeatures:
-        features = state.get("ft")
-        if features is not None:
-            drift_summary.add_features(features, fact.features)
+    add_facts(state, (fact,), config)
 
 
-def add_facts(state: dict, facts: list[Fact], config: MetricsConfig) -> None:
-    """Add a run of facts to ``state``: the same as :func:`add_fact` on each, in order."""
+def add_facts(state: dict, facts: list[Fact] | tuple[Fact, ...], config: MetricsConfig) -> None:
+    """Add a run of facts to ``state``: the same state as :func:`add_fact` on each, in order. Each
+    sketch and feature summary takes its run's values at once (in their order)."""
+    latencies: list[float] = []
+    delays: list[float] = []
+    features = state.get("ft")
+    pending_features: dict[str, list[Any]] = {}
+    predictions: list[Any] = pending_features.setdefault(drift_summary.PREDICTION, [])
+    class_counts, prediction_sum = state["pc"], state["pm"]
+    responses = errors = 0
     for fact in facts:
         kind = type(fact)
         if kind is ResponseFact:
-            _add_response(state, fact)
+            responses += 1
+            if fact.error is not None:
+                errors += 1
+                continue
+            if fact.latency_ms is not None:
+                latencies.append(fact.latency_ms)
+            prediction = fact.prediction
+            if features is not None and prediction is not None:
+                if drift_summary.PREDICTION not in features:
+                    features[drift_summary.PREDICTION] = drift_summary.new_summary()
+                predictions.append(prediction)
+            if isinstance(prediction, float):
+                prediction_sum[0] += 1
+                prediction_sum[1] += prediction
+            elif prediction is not None and not isinstance(prediction, (list, dict)):
+                key = classification.class_key(prediction)
+                class_counts[key] = class_counts.get(key, 0) + 1
         elif kind is JoinedRecord:
+            delay = fact.label_ts_ms - fact.ts_ms
+            delays.append(delay / 1000.0 if delay > 0 else 0.0)
             _add_joined(state, fact, config)
         elif kind is ServedFeatures:
-            features = state.get("ft")
             if features is not None:
-                drift_summary.add_features(features, fact.features)
+                drift_summary.collect_features(features, fact.features, pending_features)
         elif kind is Expired:
             state["exp"] += 1
         elif kind is AgreementFact:
             _add_agreement(state, fact)
-
-
-def _add_response(state: dict, fact: ResponseFact) -> None:
-    state["n"] += 1
-    if fact.error is not None:
-        state["err"] += 1
-        return
-    if fact.latency_ms is not None:
-        sketch.add(state["lat"], fact.latency_ms)
-    prediction = fact.prediction
-    features = state.get("ft")
-    if features is not None and prediction is not None:
-        summary = features.get(drift_summary.PREDICTION)
-        if summary is None:
-            summary = features[drift_summary.PREDICTION] = drift_summary.new_summary()
-        drift_summary.add_value(summary, prediction)
-    if isinstance(prediction, float):
-        state["pm"][0] += 1
-        state["pm"][1] += prediction
-    elif prediction is not None and not isinstance(prediction, (list, dict)):
-        key = classification.class_key(prediction)
-        state["pc"][key] = state["pc"].get(key, 0) + 1
+    state["n"] += responses
+    state["err"] += errors
+    if latencies:
+        sketch.add_many(state["lat"], latencies)
+    if delays:
+        sketch.add_many(state["delay"], delays)
+    if not predictions:
+        del pending_features[drift_summary.PREDICTION]
+    if pending_features:
+        drift_summary.add_collected(features, pending_features)
 
 
 def _add_joined(state: dict, fact: JoinedRecord, config: MetricsConfig) -> None:
+    """A joined record's counts, outcomes and task metrics (its label delay: ``add_facts``)."""
     state["lab"] += 1
     for kpi, value in fact.outcomes.items():
         merge_sum(state["oc"].setdefault(kpi, [0, 0.0]), [1, float(value)])
-    delay = fact.label_ts_ms - fact.ts_ms
-    sketch.add(state["delay"], delay / 1000.0 if delay > 0 else 0.0)
     prediction = fact.prediction
     if fact.error is not None or prediction is None or fact.label is None:
         return  # a failed response has no prediction to judge; it counts in error_rate
