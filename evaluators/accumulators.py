@@ -15,6 +15,7 @@ from typing import Any, Callable
 from evaluators.counts import JoinCounts
 from evaluators.facts import Fact
 from evaluators.metrics import MetricsConfig
+from evaluators.store import KeyValueStore
 from evaluators.windows import MetricsAccumulator
 
 
@@ -39,12 +40,12 @@ class EvaluatorAccumulator:
 
 
 def evaluator_accumulator(config: MetricsConfig, settle_ms: Callable[[str], int]
-                          ) -> Callable[[Any], EvaluatorAccumulator]:
+                          ) -> Callable[..., EvaluatorAccumulator]:
     """A ``from_state`` function for :class:`evaluators.join.JoinPartition`."""
 
-    def from_state(state: dict[str, Any] | None) -> EvaluatorAccumulator:
+    def from_state(state: dict[str, Any] | None, records: KeyValueStore | None = None) -> EvaluatorAccumulator:
         state = state or {}
         return EvaluatorAccumulator(JoinCounts.from_state(state.get("counts")),
-                                    MetricsAccumulator(config, settle_ms, state.get("metrics")))
+                                    MetricsAccumulator(config, settle_ms, state.get("metrics"), records))
 
     return from_state

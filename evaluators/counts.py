@@ -97,7 +97,8 @@ class JoinCounts:
         return {"versions": dict(self.versions), "models": dict(self.models)}
 
     @classmethod
-    def from_state(cls, state: dict[str, Any] | None) -> "JoinCounts":
+    def from_state(cls, state: dict[str, Any] | None, records: Any = None) -> "JoinCounts":
+        """``records``: unused (counts fit the partition state; see :class:`evaluators.join.Accumulator`)."""
         counts = cls()
         if state:
             for key, values in state["versions"].items():

@@ -60,7 +60,7 @@ from evaluators.facts import (
     AgreementFact, ClockSkew, Duplicate, Expired, Fact, JoinedRecord, LabelFact, LateLabel, RequestFact, ResponseFact,
     ServedFeatures, UnmatchedLabel,
 )
-from evaluators.store import KeyValueStore
+from evaluators.store import KeyValueStore, PrefixedStore
 from schemas.fast_codec import Event, LabelEvent, RequestEvent, ResponseEvent
 from schemas.inference import GroundTruth, InferenceRequest, InferenceResponse
 
@@ -78,6 +78,8 @@ LEGACY_REQUEST_PREFIX = "r"
 #: Version of the key layout the partition state records (absent: the legacy layout).
 LAYOUT = 2
 CHUNK_PREFIX = "x"
+#: Records the accumulator keeps apart from the partition state (``w<key space>:<its key>``).
+ACCUMULATOR_PREFIX = "w"
 EXPIRY_CHUNK_SIZE = 2000
 MAX_LEDGER_RUNS = 1000
 _NEVER = 2**62
@@ -165,7 +167,10 @@ class Accumulator:
         return None
 
     @classmethod
-    def from_state(cls, state: Any) -> "Accumulator":
+    def from_state(cls, state: Any, records: KeyValueStore | None = None) -> "Accumulator":
+        """``state``: what ``to_state`` gave after the last batch. ``records``: a part of the join's
+        store for state too large to write every batch (the metric windows): records it sets or
+        deletes there are written with the batch."""
         return cls()
 
 
@@ -217,6 +222,8 @@ class JoinPartition:
         #: The partition state the last batch wrote (what a caller publishes, without reading it back).
         self.last_state: dict[str, Any] | None = None
         self.chunk_prefix = f"{CHUNK_PREFIX}{key_space}:"
+        #: The accumulator's own records (metric windows), apart from the join's keys.
+        self.accumulator_records = PrefixedStore(store, f"{ACCUMULATOR_PREFIX}{key_space}:")
 
     # -- partition state -------------------------------------------------------------------------
     def partition_state(self) -> dict[str, Any]:
@@ -234,7 +241,7 @@ class JoinPartition:
         return part
 
     def accumulator(self) -> Accumulator:
-        return self._accumulator_from_state(self.partition_state()["acc"])
+        return self._accumulator_from_state(self.partition_state()["acc"], self.accumulator_records)
 
     # -- batch -----------------------------------------------------------------------------------
     def process(self, batch: Iterable[Incoming], idle_sources: Iterable[str] = (),
@@ -622,7 +629,7 @@ class _Batch:
                 store.set(key, state)
         for number, chunk in self.closed_chunks:
             store.set(f"{self.join.chunk_prefix}{number}", chunk)
-        accumulator = self.join._accumulator_from_state(self.part["acc"])
+        accumulator = self.join._accumulator_from_state(self.part["acc"], self.join.accumulator_records)
         accumulator.add_all(self.facts)
         accumulator.advance(self.watermark)
         self.join.last_state = {

@@ -51,14 +51,12 @@ def snapshot_id(model: str, version: str, role: str, start: int) -> str:
 def heartbeat_partial(partition: int, state: dict[str, Any], run_id: str) -> dict[str, Any]:
     """A partition's heartbeat for the merger, from the partition state its last batch wrote."""
     acc = state["acc"]
-    # Running totals only: open windows' feature summaries (drift reads closed windows) stay home.
-    versions = {key: {"base": entry["base"],
-                      "w": {start: {k: v for k, v in window.items() if k != "ft"}
-                            for start, window in entry["w"].items()}}
-                for key, entry in acc["metrics"]["v"].items()}
+    # Running totals only (open windows, with their feature summaries, stay home: drift reads
+    # closed windows): the heartbeat's size does not grow with the label timeout.
+    versions = {key: {"total": entry["total"]} for key, entry in acc["metrics"]["v"].items()}
     return {"partition": partition, "seq": state["seq"], "wm": state["wm"], "src": state["src"],
             "fence": state["fence"], "run": run_id, "counts": acc["counts"], "v": versions,
-            "q": {model: entry["cum"] for model, entry in acc["metrics"]["q"].items()}}
+            "q": {model: entry["requests"] for model, entry in acc["metrics"]["models"].items()}}
 
 
 def _utc(ms: int) -> datetime:
@@ -188,7 +186,10 @@ class PartialsMerger:
                 total = merged.get(key)
                 if total is None:
                     total = merged[key] = slim(None)
-                add_slim(total, entry["base"])
+                if "total" in entry:
+                    add_slim(total, entry["total"])
+                    continue
+                add_slim(total, entry["base"])  # a heartbeat of the layout before running totals
                 for window in entry["w"].values():
                     add_slim(total, window)
         return {split_key(key): state for key, state in merged.items()}

@@ -22,6 +22,28 @@ class KeyValueStore(Protocol):
     def delete(self, key: str) -> None: ...
 
 
+class PrefixedStore:
+    """A part of a :class:`KeyValueStore`: its keys are the underlying store's with ``prefix``.
+
+    >>> base = DictStore(); part = PrefixedStore(base, "w0:"); part.set("a", {"n": 1})
+    >>> part.get("a"), list(base)
+    ({'n': 1}, ['w0:a'])
+    """
+
+    def __init__(self, store: KeyValueStore, prefix: str) -> None:
+        self.store = store
+        self.prefix = prefix
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        return self.store.get(self.prefix + key)
+
+    def set(self, key: str, value: dict[str, Any]) -> None:
+        self.store.set(self.prefix + key, value)
+
+    def delete(self, key: str) -> None:
+        self.store.delete(self.prefix + key)
+
+
 class DictStore:
     """In-memory store.
 

@@ -2,9 +2,24 @@
 
 A join :class:`~evaluators.join.Accumulator`: it takes the join's facts, keeps one
 :mod:`~evaluators.metrics.version` state per (model, version, role) and window of ``window_ms`` by
-the response's event time, and counts each model's requests per window. Each fact updates one state
-only: a version's running total since it was first seen is its ``base`` (the windows already closed,
-merged in as they close) merged with its open windows, computed when asked (:func:`running_totals`).
+the response's event time, and counts each model's requests per window. Each version also keeps its
+**running total** since it was first seen (every fact, whatever its window; no feature summaries),
+what live metrics and the guardrails read.
+
+**Where the state lives.** Windows stay open as long as labels may still join (the model's label
+timeout: a week by default), so a partition holds thousands of them. They are not kept in the
+partition state, which the join writes every batch: each (model, window) is a record of its own in
+``records`` (a :class:`~evaluators.store.KeyValueStore`), read and written only by the batches that
+touch it. The partition state keeps, per version, its running total, and per model the range of
+its open windows: its size does not grow with the label timeout.
+
+Shapes (JSON):
+
+- partition state (``to_state``): ``{"v": {version key: {"total": state}},
+  "models": {model: {"requests": all requests, "first": open window start or None, "last": ...}},
+  "closed": [closed window, ...], "late": facts after their window closed, "wm": stream time}``;
+- a window record, key ``<model>\x1f<start>``: ``{"requests": requests in the window,
+  "versions": {version key: window state (with feature summaries, for drift)}}``.
 
 **When a window closes.** A window is final once every response in it has either joined its label or
 expired: when the partition's stream time passes the window's end + the model's ``label_timeout``
@@ -31,6 +46,7 @@ from typing import Any, Callable
 from evaluators.facts import AgreementFact, Fact, RequestFact, ServedFeatures
 from evaluators.metrics import version as version_metrics
 from evaluators.metrics.version import MetricsConfig
+from evaluators.store import DictStore, KeyValueStore
 
 SEP = "\x1f"
 
@@ -45,17 +61,27 @@ def split_key(key: str) -> tuple[str, str, str]:
 
 
 class MetricsAccumulator:
+    """``records``: where the window records live (the join gives a part of its store; default: a
+    dict of its own, for tests and one-off use)."""
+
     def __init__(self, config: MetricsConfig, settle_ms: Callable[[str], int],
-                 state: dict[str, Any] | None = None) -> None:
+                 state: dict[str, Any] | None = None, records: KeyValueStore | None = None) -> None:
         self.config = config
         self.settle_ms = settle_ms
-        state = state or {"v": {}, "q": {}, "closed": [], "late": 0, "wm": 0}
+        self.records: KeyValueStore = records if records is not None else DictStore()
+        state = state or {"v": {}, "models": {}, "closed": [], "late": 0, "wm": 0}
         self.versions: dict[str, dict] = state["v"]
-        self.requests: dict[str, dict] = state["q"]
         self.closed: list[dict] = state["closed"]
         self.late: int = state["late"]
         self.watermark: int = state["wm"]
-        self._last: tuple | None = None
+        #: Window records this batch read or made (None: deleted), and those to write.
+        self._windows: dict[str, dict | None] = {}
+        self._changed: set[str] = set()
+        if "q" in state:  # the layout before window records: its windows move out now
+            self.models: dict[str, dict] = {}
+            self._move_inline_windows(state["q"])
+        else:
+            self.models = state["models"]
 
     def window_of(self, ts_ms: int) -> int:
         return ts_ms - ts_ms % self.config.window_ms
@@ -63,46 +89,58 @@ class MetricsAccumulator:
     def _is_closed(self, model: str, start: int) -> bool:
         return start + self.config.window_ms + self.settle_ms(model) <= self.watermark
 
-    def add(self, fact: Fact) -> None:
-        kind = type(fact)
-        if kind is RequestFact:
-            per_model = self.requests.get(fact.model)
-            if per_model is None:
-                per_model = self.requests[fact.model] = {"cum": 0, "w": {}}
-            per_model["cum"] += 1
-            start = self.window_of(fact.ts_ms)
-            if not self._is_closed(fact.model, start):
-                key = str(start)
-                per_model["w"][key] = per_model["w"].get(key, 0) + 1
-            return
-        role = "shadow" if kind is AgreementFact else getattr(fact, "role", None)
-        if role is None:
-            return  # model-level facts (labels, late and unmatched labels, duplicates): counted elsewhere
-        start = fact.ts_ms - fact.ts_ms % self.config.window_ms
-        cached = self._last
-        if cached is not None and cached[0] == (fact.model, fact.version, role, start):
-            version_metrics.add_fact(cached[1], fact, self.config)  # same version and window as before
-            return
-        key = version_key(fact.model, fact.version, role)
+    # -- window records ----------------------------------------------------------------------------
+    def _window(self, model: str, start: int) -> dict:
+        """The record of one open window (made when new), to change."""
+        key = f"{model}{SEP}{start}"
+        record = self._windows.get(key)
+        if record is None:
+            record = self.records.get(key)
+            if record is None:
+                record = {"requests": 0, "versions": {}}
+                bounds = self._model(model)
+                if bounds["first"] is None or start < bounds["first"]:
+                    bounds["first"] = start
+                if bounds["last"] is None or start > bounds["last"]:
+                    bounds["last"] = start
+            self._windows[key] = record
+        self._changed.add(key)
+        return record
+
+    def _model(self, model: str) -> dict:
+        bounds = self.models.get(model)
+        if bounds is None:
+            bounds = self.models[model] = {"requests": 0, "first": None, "last": None}
+        return bounds
+
+    def _version(self, key: str) -> dict:
         entry = self.versions.get(key)
         if entry is None:
-            entry = self.versions[key] = {"base": version_metrics.new_state(features=False), "w": {}}
-        if self._is_closed(fact.model, start):
-            self.late += 1
-            if kind is not ServedFeatures:  # drift is judged per window only
-                version_metrics.add_fact(entry["base"], fact, self.config)
-            return
-        window = entry["w"].get(str(start))
-        if window is None:
-            window = entry["w"][str(start)] = version_metrics.new_state()
-        # Facts come in runs of one version and window; whether a window is closed changes only in advance().
-        self._last = ((fact.model, fact.version, role, start), window)
-        version_metrics.add_fact(window, fact, self.config)
+            entry = self.versions[key] = {"total": version_metrics.new_state(features=False)}
+        return entry
+
+    def _move_inline_windows(self, requests: dict[str, dict]) -> None:
+        for model, per_model in requests.items():
+            self._model(model)["requests"] = per_model["cum"]
+            for start, n in per_model["w"].items():
+                self._window(model, int(start))["requests"] += n
+        for key, entry in self.versions.items():
+            model = split_key(key)[0]
+            total = version_metrics.merge(version_metrics.new_state(features=False), entry.pop("base"))
+            for start, window in entry.pop("w", {}).items():
+                self._window(model, int(start))["versions"][key] = window
+                version_metrics.merge(total, window)
+            entry["total"] = total
+
+    # -- facts -------------------------------------------------------------------------------------
+    def add(self, fact: Fact) -> None:
+        self.add_all([fact])
 
     def add_all(self, facts: list[Fact]) -> None:
-        """A batch's facts: the same as ``add`` on each, with each open window's facts, and each
-        version's facts for closed windows (its running total), folded in one pass in their order."""
-        runs: dict[tuple, list[Fact]] = {}
+        """A batch's facts: each open window's facts and each version's facts (its running total)
+        folded in one pass, in their order."""
+        windows: dict[tuple, list[Fact]] = {}
+        totals: dict[str, list[Fact]] = {}
         closed: dict[tuple[str, int], bool] = {}
         window_ms = self.config.window_ms
         for fact in facts:
@@ -110,70 +148,102 @@ class MetricsAccumulator:
             if kind is AgreementFact:
                 role = "shadow"
             elif kind is RequestFact:
-                self.add(fact)
-                continue
+                role = None
             else:
                 role = getattr(fact, "role", None)
                 if role is None:
-                    continue  # model-level facts: counted elsewhere
+                    continue  # model-level facts (labels, late and unmatched labels, ...): counted elsewhere
             start = fact.ts_ms - fact.ts_ms % window_ms
             is_closed = closed.get((fact.model, start))
             if is_closed is None:
                 is_closed = closed[(fact.model, start)] = self._is_closed(fact.model, start)
-            target = (fact.model, fact.version, role, None if is_closed else start)
-            run = runs.get(target)
-            if run is None:
-                run = runs[target] = []
-            run.append(fact)
-        for (model, version, role, start), run in runs.items():
-            key = version_key(model, version, role)
-            entry = self.versions.get(key)
-            if entry is None:
-                entry = self.versions[key] = {"base": version_metrics.new_state(features=False), "w": {}}
-            if start is None:  # facts of closed windows: the running total only
-                self.late += len(run)
-                version_metrics.add_facts(entry["base"], [f for f in run if type(f) is not ServedFeatures],
-                                          self.config)  # drift is judged per window only
+            if role is None:  # a request
+                self._model(fact.model)["requests"] += 1
+                if not is_closed:
+                    self._window(fact.model, start)["requests"] += 1
                 continue
-            window = entry["w"].get(str(start))
+            key = version_key(fact.model, fact.version, role)
+            target = (key, fact.model, None if is_closed else start)
+            run = windows.get(target)
+            if run is None:
+                run = windows[target] = []
+            run.append(fact)
+            if kind is not ServedFeatures:  # drift is judged per window only
+                run = totals.get(key)
+                if run is None:
+                    run = totals[key] = []
+                run.append(fact)
+        for key, run in totals.items():
+            version_metrics.add_facts(self._version(key)["total"], run, self.config)
+        for (key, model, start), run in windows.items():
+            if start is None:  # facts of closed windows: in the running total only
+                self.late += len(run)
+                continue
+            self._version(key)
+            window = self._window(model, start)["versions"].get(key)
             if window is None:
-                window = entry["w"][str(start)] = version_metrics.new_state()
+                window = self._window(model, start)["versions"][key] = version_metrics.new_state()
             version_metrics.add_facts(window, run, self.config)
 
     def advance(self, watermark: int) -> None:
-        """Stream time is now ``watermark``: the last batch's closed windows go, newly final ones close."""
+        """Stream time is now ``watermark``: the last batch's closed windows go, newly final ones
+        close; then the window records this batch changed are written (or deleted, once closed)."""
         self.closed = []
-        self._last = None
         self.watermark = max(self.watermark, watermark)
-        for key, entry in self.versions.items():
-            model, version, role = split_key(key)
-            for start in sorted(int(s) for s in entry["w"]):
-                if not self._is_closed(model, start):
-                    break
-                requests = self.requests.get(model, {"w": {}})["w"].get(str(start), 0)
-                window = entry["w"].pop(str(start))
-                version_metrics.merge(entry["base"], window)
-                self.closed.append({"model": model, "version": version, "role": role, "start": start,
-                                    "end": start + self.config.window_ms, "requests": requests,
-                                    "state": window})
-        for model, per_model in self.requests.items():
-            for start in [s for s in per_model["w"] if self._is_closed(model, int(s))]:
-                del per_model["w"][start]
+        window_ms = self.config.window_ms
+        for model, bounds in self.models.items():
+            start = bounds["first"]
+            while start is not None and start <= bounds["last"] and self._is_closed(model, start):
+                self._close(model, start)
+                start += window_ms
+            if start is not None and start > bounds["last"]:
+                bounds["first"] = bounds["last"] = None
+            else:
+                bounds["first"] = start
+        for key in self._changed:
+            record = self._windows[key]
+            if record is None:
+                self.records.delete(key)
+            else:
+                self.records.set(key, record)
+        self._changed = set()
+        self._windows = {}
+
+    def _close(self, model: str, start: int) -> None:
+        key = f"{model}{SEP}{start}"
+        record = self._windows[key] if key in self._windows else self.records.get(key)
+        if record is None:
+            return  # nothing came in this window
+        for version, window in record["versions"].items():
+            _, version_name, role = split_key(version)
+            self.closed.append({"model": model, "version": version_name, "role": role, "start": start,
+                                "end": start + self.config.window_ms, "requests": record["requests"],
+                                "state": window})
+        self._windows[key] = None
+        self._changed.add(key)
 
     def running_totals(self) -> dict[str, dict]:
         return running_totals(self.versions)
 
+    def requests_of(self, model: str) -> int:
+        """The model's requests since it was first seen."""
+        bounds = self.models.get(model)
+        return bounds["requests"] if bounds else 0
+
     def to_state(self) -> dict[str, Any]:
-        return {"v": self.versions, "q": self.requests, "closed": self.closed, "late": self.late,
+        return {"v": self.versions, "models": self.models, "closed": self.closed, "late": self.late,
                 "wm": self.watermark}
 
 
 def running_totals(versions: dict[str, Any]) -> dict[str, dict]:
-    """Each version's state since it was first seen: its closed windows and late facts (``base``)
-    merged with its open windows (``versions`` is the accumulator state's ``v``). New dicts: the
-    partition state is not changed."""
+    """Each version's state since it was first seen (``versions``: the accumulator state's ``v``,
+    or a heartbeat's). New dicts: the partition state is not changed. (A state written before the
+    running total was kept has no ``total``: its base merged with its open windows.)"""
     totals = {}
     for key, entry in versions.items():
+        if "total" in entry:
+            totals[key] = version_metrics.merge(version_metrics.new_state(features=False), entry["total"])
+            continue
         total = version_metrics.merge(version_metrics.new_state(features=False), entry["base"])
         for window in entry["w"].values():
             version_metrics.merge(total, window)

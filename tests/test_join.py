@@ -352,8 +352,7 @@ def _per_model(join: JoinPartition, model: str) -> tuple[dict, dict, dict, int]:
     versions = {key: value for key, value in counts.by_version().items() if key[0] == model}
     totals = {key: value for key, value in running_totals(state["metrics"]["v"]).items()
               if key.startswith(model + "\x1f")}
-    return dict(counts.models[model]), versions, totals, state["metrics"]["q"][model]["cum"] \
-        if model in state["metrics"]["q"] else 0
+    return dict(counts.models[model]), versions, totals, join.accumulator().metrics.requests_of(model)
 
 
 def _run(events: list, batch_seed: int) -> JoinPartition:

@@ -251,3 +251,81 @@ def test_a_batch_through_the_windows_equals_one_fact_at_a_time():
         batched.advance(watermark)
         assert batched.to_state() == singly.to_state()
     assert singly.late  # some facts arrived after their window closed
+
+
+# --- open windows live in records of their own ----------------------------------------------
+
+def test_the_partition_state_does_not_grow_with_the_windows_a_week_long_label_timeout_keeps_open():
+    """At the defaults (labels may come for 7 days, windows of 60 s) a partition keeps thousands of
+    windows open. They are records of their own, written by the batches that touch them: the
+    partition state the join writes every batch stays the same size (it grew by 0.3 MB an hour at
+    30 requests a minute when it held them, past a broker's 1 MB record limit in 3 hours)."""
+    import orjson
+
+    from evaluators.accumulators import evaluator_accumulator
+    from evaluators.join import Incoming, JoinConfig, JoinPartition
+    from evaluators.store import DictStore
+    from schemas.fast_codec import LabelEvent, RequestEvent, ResponseEvent
+
+    config, metrics = JoinConfig(), MetricsConfig()
+    store = DictStore(snapshot=True)
+    join = JoinPartition(store, config, "run", evaluator_accumulator(metrics, config.settle_ms))
+    rng, offsets, sizes = random.Random(3), {"q": 0, "s": 0, "l": 0}, []
+    t0 = 1_780_000_020_000  # a whole minute
+
+    def incoming(message, source):
+        offsets[source] += 1
+        return Incoming(message, source, offsets[source])
+
+    for minute in range(180):
+        batch = []
+        for k in range(10):
+            ts, rid = t0 + (minute * 60 + k * 6) * 1000, f"r{minute}-{k}"
+            batch.append(incoming(RequestEvent(request_id=rid, model="m", ts_ms=ts, features={
+                "amount": rng.random() * 100, "country": rng.choice("ABCDEFGH")}), "q"))
+            for version, role in (("v1", "primary"), ("v2", "canary")):
+                batch.append(incoming(ResponseEvent(request_id=rid, model="m", version=version, role=role,
+                                                    ts_ms=ts + 5, prediction=rng.randint(0, 1),
+                                                    score=round(rng.random(), 2),  # a bounded AUC map
+                                                    latency_ms=rng.uniform(5, 50)), "s"))
+            batch.append(incoming(LabelEvent(request_id=rid, model="m", ts_ms=ts + 60_000, label=rng.randint(0, 1)), "l"))
+        join.process(batch, sources=["q", "s", "l"])
+        sizes.append((len(orjson.dumps(join.last_state["acc"])), len(orjson.dumps(join.last_state))))
+    windows = [key for key in store if key.startswith("w:")]
+    assert len(windows) == 180  # every window still open: labels may come for a week
+    metric_sizes = [metric for metric, _ in sizes]
+    assert max(metric_sizes[60:]) < 1.1 * metric_sizes[59]  # sketch bins fill, then stay
+    # The rest is bounded too: the expiry queue keeps under 500 entries in the partition state.
+    assert max(whole for _, whole in sizes) < 40_000
+    totals = join.accumulator().metrics.running_totals()
+    assert totals["m\x1fv2\x1fcanary"]["n"] == totals["m\x1fv2\x1fcanary"]["lab"] == 1800
+
+
+def test_windows_kept_in_the_partition_state_by_an_earlier_version_move_to_records():
+    from evaluators.facts import ResponseFact
+    from evaluators.merging import heartbeat_partial
+    from evaluators.store import DictStore
+
+    config = MetricsConfig(window_ms=1000)
+    window = vm.new_state()
+    vm.add_facts(window, [ResponseFact("m", "v1", "primary", 1_100 + i, 5.0, None, 1) for i in range(3)], config)
+    key = "m\x1fv1\x1fprimary"
+    earlier = {"v": {key: {"base": vm.new_state(features=False), "w": {"1000": window}}},
+               "q": {"m": {"cum": 4, "w": {"1000": 4}}}, "closed": [], "late": 0, "wm": 1_500}
+    merger = PartialsMerger(config, settle_ms=lambda model: 500, partitions=1)
+    merger.heartbeat(0, {"wm": 1_500, "v": earlier["v"], "q": {"m": 4}})
+    assert merger.guardrail_totals()[("m", "v1", "primary")]["n"] == 3  # an earlier heartbeat still reads
+    records = DictStore(snapshot=True)
+    acc = MetricsAccumulator(config, settle_ms=lambda model: 500, state=earlier, records=records)
+    assert acc.running_totals()[key]["n"] == 3 and acc.requests_of("m") == 4
+    acc.add(ResponseFact("m", "v1", "primary", 1_900, 5.0, None, 0))
+    acc.advance(1_600)
+    assert list(records) == ["m\x1f1000"] and "w" not in acc.to_state()["v"][key]
+    acc = MetricsAccumulator(config, settle_ms=lambda model: 500, state=acc.to_state(), records=records)
+    acc.advance(2_600)
+    [closed] = acc.closed
+    assert (closed["start"], closed["requests"], closed["state"]["n"]) == (1000, 4, 4)
+    assert list(records) == []
+    beat = heartbeat_partial(0, {"acc": {"counts": None, "metrics": acc.to_state()}, "seq": 1, "wm": 2_600,
+                                 "src": {}, "fence": {}}, "run")
+    assert beat["v"][key]["total"]["n"] == 4 and beat["q"] == {"m": 4}
