@@ -48,7 +48,7 @@ from streams.worker.store import PartitionStore
 
 PARTITIONS = 4
 CONFIG = JoinConfig(label_timeout_ms=3_600_000)
-BATCH = 5000
+BATCH = LoopOptions.batch_size
 
 
 def produce_stream(settings: KafkaSettings, topics: Topics, n_requests: int) -> int:

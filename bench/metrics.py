@@ -1,7 +1,8 @@
 """Joined records per second through the metric accumulators, per task kind, on one core.
 
 Each record goes through what the stream does with it: the windowed accumulator (running total and
-its window) of :mod:`evaluators.windows`, with realistic predictions, scores and latencies.
+its window) of :mod:`evaluators.windows`, with realistic predictions, scores and latencies, a batch
+at a time (``BATCH`` records: a partition's share of a worker's batch of 10,000 over 4 partitions).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from evaluators.metrics import MetricsConfig
 from evaluators.windows import MetricsAccumulator
 
 TARGETS = {"binary": 200_000}
+BATCH = 2_500
 
 
 def _records(task: str, n: int) -> list[JoinedRecord]:
@@ -51,10 +53,10 @@ def run(n: int = 200_000) -> list[Result]:
         best = 0.0
         for _ in range(3):
             acc = MetricsAccumulator(MetricsConfig(tasks={"m": task}), settle_ms=lambda model: 10**9)
-            add = acc.add
             start = time.perf_counter()
-            for record in records:
-                add(record)
+            for first in range(0, n, BATCH):
+                acc.add_all(records[first:first + BATCH])
+                acc.advance(records[first].ts_ms)
             best = max(best, n / (time.perf_counter() - start))
         target = TARGETS.get(task)
         results.append(Result("metrics", f"joined records through the accumulators ({task})", best,

@@ -137,10 +137,11 @@ class MetricsAccumulator:
         self.add_all([fact])
 
     def add_all(self, facts: list[Fact]) -> None:
-        """A batch's facts: each open window's facts and each version's facts (its running total)
-        folded in one pass, in their order."""
-        windows: dict[tuple, list[Fact]] = {}
-        totals: dict[str, list[Fact]] = {}
+        """A batch's facts: each open window's facts folded in one pass in their order, and with
+        them into their version's running total (each fact's numbers computed once for both; the
+        total takes a batch's facts window by window, so its float sums may differ in the last bits
+        from adding them one at a time; its counts may not)."""
+        runs: dict[tuple, list[Fact]] = {}
         closed: dict[tuple[str, int], bool] = {}
         window_ms = self.config.window_ms
         for fact in facts:
@@ -162,28 +163,22 @@ class MetricsAccumulator:
                 if not is_closed:
                     self._window(fact.model, start)["requests"] += 1
                 continue
-            key = version_key(fact.model, fact.version, role)
-            target = (key, fact.model, None if is_closed else start)
-            run = windows.get(target)
+            target = (version_key(fact.model, fact.version, role), fact.model, None if is_closed else start)
+            run = runs.get(target)
             if run is None:
-                run = windows[target] = []
+                run = runs[target] = []
             run.append(fact)
-            if kind is not ServedFeatures:  # drift is judged per window only
-                run = totals.get(key)
-                if run is None:
-                    run = totals[key] = []
-                run.append(fact)
-        for key, run in totals.items():
-            version_metrics.add_facts(self._version(key)["total"], run, self.config)
-        for (key, model, start), run in windows.items():
+        for (key, model, start), run in runs.items():
+            total = self._version(key)["total"]
             if start is None:  # facts of closed windows: in the running total only
                 self.late += len(run)
+                version_metrics.add_facts(total, run, self.config)
                 continue
-            self._version(key)
-            window = self._window(model, start)["versions"].get(key)
+            versions = self._window(model, start)["versions"]
+            window = versions.get(key)
             if window is None:
-                window = self._window(model, start)["versions"][key] = version_metrics.new_state()
-            version_metrics.add_facts(window, run, self.config)
+                window = versions[key] = version_metrics.new_state()
+            version_metrics.add_facts(window, run, self.config, total=total)
 
     def advance(self, watermark: int) -> None:
         """Stream time is now ``watermark``: the last batch's closed windows go, newly final ones

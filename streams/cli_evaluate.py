@@ -12,6 +12,7 @@ from evaluators.join import JoinConfig
 from evaluators.metrics import MetricsConfig
 from streams.cli_context import Context, duration, pass_context
 from streams.local_broker import PROJECT_ROOT
+from streams.worker import DEFAULT_BATCH_SIZE
 
 _DRIFT = DriftConfig()  # the defaults of the --drift-* options
 
@@ -75,7 +76,9 @@ def _tasks(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) 
               help="Values a window needs (each side) before drift is judged on it.")
 @click.option("--drift-cooldown", default=f"{_DRIFT.cooldown_ms // 1000}s", show_default=True, callback=duration,
               help="No second drift alert for one feature of a version within this long.")
-@click.option("--batch-size", type=click.IntRange(1, 100_000), default=2000, show_default=True)
+@click.option("--batch-size", type=click.IntRange(1, 100_000), default=DEFAULT_BATCH_SIZE, show_default=True,
+              help="Most records in one batch (one transaction). Under load batches fill, and each commit's "
+                   "round trips are shared by more records; a quiet stream makes small batches.")
 @click.option("--loglevel", type=click.Choice(["debug", "info", "warning", "error"]), default="warning",
               show_default=True)
 @pass_context

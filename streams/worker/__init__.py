@@ -9,3 +9,8 @@
 - :mod:`~streams.worker.restore`: a partition's state brought up to its changelog on assignment;
 - :mod:`~streams.worker.outage`: a broker outage logged once when it starts and once when it ends.
 """
+
+#: Most records a batch takes (one transaction). Measured with 60,000 requests: 26,000 to 27,500
+#: events/s at 2,000, 32,000 to 34,800 at 10,000 (each commit's round trips shared by more records).
+#: Here, not in ``loop``, so the CLI shows it without importing the client.
+DEFAULT_BATCH_SIZE = 10_000

@@ -51,6 +51,7 @@ from schemas.fast_codec import Event, decode_fast
 from schemas.topics import DEAD_LETTER_MAX_BYTES, Topics
 from streams.config import KafkaSettings
 from streams.telemetry import DEAD_LETTERS, RECORDS_INGESTED
+from streams.worker import DEFAULT_BATCH_SIZE
 from streams.worker.deadline import CallStuck, call_with_deadline
 from streams.worker.outage import ClusterMisconfigured, OutageLog
 
@@ -76,7 +77,7 @@ class LoopOptions:
     app_id: str = "shadowcanary-evaluator"
     #: Stable per worker (its state folder keeps it): a restarted worker fences its own predecessor.
     worker_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
-    batch_size: int = 2000
+    batch_size: int = DEFAULT_BATCH_SIZE
     #: How long ``consume`` waits for a batch to fill.
     batch_wait_s: float = 0.1
     #: How often :meth:`Stage.tick` runs (idle partitions, heartbeats due) at least.
