@@ -37,6 +37,7 @@ from evaluators.metrics import version as version_metrics
 from evaluators.metrics.version import MetricsConfig, add_slim, slim
 from evaluators.windows import running_totals, split_key
 from evaluators.drift.monitor import DriftMonitor
+from evaluators.shapes import ShapeMonitor
 from schemas.monitoring import Alert, LatencyQuantiles, MetricsSnapshot, Window
 
 SNAPSHOT_NAMESPACE = uuid.UUID("6f1d9a52-4a0e-4f43-9a57-0d8c3f1b2e11")
@@ -103,6 +104,8 @@ class PartialsMerger:
         self.drift = DriftMonitor(config.drift, drift)
         #: Alerts on clients stamping events ahead of the evaluator's clock (see :mod:`evaluators.clock`).
         self.clock = ClockSkewAlerts(skew_tolerance_ms)
+        #: What flows per version, and alerts on integration mistakes (see :mod:`evaluators.shapes`).
+        self.shapes = ShapeMonitor()
         self.alerts: list[Alert] = []
         self.heartbeats: dict[int, dict[str, Any]] = {}
         self.finals: dict[str, dict[str, Any]] = {}
@@ -155,8 +158,10 @@ class PartialsMerger:
             self.mark_published(sid, close)
         out = []
         for (start, model), windows in sorted(groups.items()):
-            scores, alerts = self.drift.observe(model, start, by_version(windows))
+            versions = by_version(windows)
+            scores, alerts = self.drift.observe(model, start, versions)
             self.alerts += alerts
+            self.alerts += self.shapes.observe(model, start, versions)
             for sid, entry, requests, merged in windows:
                 out.append(build_snapshot(model, entry["version"], entry["role"], start, entry["end"],
                                           requests, merged, self.config, scores.get(entry["version"])))

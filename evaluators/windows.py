@@ -43,7 +43,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from evaluators.facts import AgreementFact, Fact, RequestFact, ServedFeatures
+from evaluators.facts import AgreementFact, Fact, RequestFact
 from evaluators.metrics import version as version_metrics
 from evaluators.metrics.version import MetricsConfig
 from evaluators.store import DictStore, KeyValueStore

@@ -19,6 +19,7 @@ import orjson
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
 from evaluators.clock import ClockSkewAlerts
+from evaluators.shapes import ShapeMonitor
 from evaluators.drift.monitor import DriftMonitor
 from evaluators.merging import PartialsMerger
 from evaluators.metrics import MetricsConfig
@@ -39,6 +40,8 @@ PUBLISHED_LOOKBACK_S = 3600
 DRIFT_KEY = b"d/monitor"
 #: The clock-skew alerts' state on the partials topic.
 CLOCK_KEY = b"c/clock"
+#: The shape monitor's state (what flows per version, the conditions told) on the partials topic.
+SHAPES_KEY = b"s/shapes"
 
 
 class MergerService(BackgroundService):
@@ -187,6 +190,9 @@ class MergerService(BackgroundService):
             self.merger.drift = DriftMonitor(self.merger.config.drift, partial)
         elif key == CLOCK_KEY:
             self.merger.clock = ClockSkewAlerts(self.merger.clock.tolerance_ms, self.merger.clock.cooldown_ms, partial)
+        elif key == SHAPES_KEY:
+            shapes = self.merger.shapes
+            self.merger.shapes = ShapeMonitor(shapes.min_samples, shapes.cooldown_ms, partial)
 
     def _publish_ready(self) -> None:
         ready = self.merger.ready()
@@ -204,6 +210,7 @@ class MergerService(BackgroundService):
         self.merger.alerts = []
         self._producer.send(self.partials_topic, DRIFT_KEY.decode(), orjson.dumps(self.merger.drift_state()))
         self._producer.send(self.partials_topic, CLOCK_KEY.decode(), orjson.dumps(self.merger.clock.to_state()))
+        self._producer.send(self.partials_topic, SHAPES_KEY.decode(), orjson.dumps(self.merger.shapes.to_state()))
         self._producer.flush(30)
         for snapshot in ready:
             self._producer.send(self.topics.metrics, snapshot.key, encode(snapshot))

@@ -1,0 +1,136 @@
+"""Integration mistakes caught by replay (evaluators/shapes.py): one alert per mistake, naming the
+model, the version and both shapes; none on the demo's own traffic."""
+
+from __future__ import annotations
+
+import random
+from typing import Any, Callable
+
+import pytest
+
+from evaluators.join import JoinConfig
+from evaluators.metrics import MetricsConfig
+from evaluators.replay import Replay
+from schemas import GroundTruth, InferenceRequest, InferenceResponse
+from streams.demo_fleet import train_fleet
+
+T0 = 1_790_000_000_000
+MODEL = "cancer"
+#: Respond(version, row, rng) -> (prediction, score).
+Respond = Callable[[str, int, random.Random], tuple[Any, Any]]
+
+
+@pytest.fixture(scope="module")
+def fleet():
+    return train_fleet()
+
+
+def traffic(fleet, n: int = 4000, respond: Respond | None = None, label: Callable[[int], Any] | None = None,
+            features: Callable[[str, int], dict] | None = None, canary_share: float = 0.3) -> list:
+    """The demo's traffic as events: v1 primary, v2 canary (``canary_share`` of the requests), v3 a
+    shadow of every request; each version answers as the demo's real models do unless ``respond``
+    says otherwise; every request labelled 30 s later."""
+    rng = random.Random(5)
+    respond = respond or (lambda version, row, _: (int(fleet.predictions[version][row]),
+                                                   float(fleet.scores[version][row])))
+    label = label or (lambda row: int(fleet.labels[row]))
+    features = features or (lambda version, row: fleet.row_features(row))
+    events = []
+    for i in range(n):
+        row, ts, rid = rng.randrange(len(fleet.labels)), T0 + i * 50, f"r{i}"
+        served = "v2" if rng.random() < canary_share else "v1"
+        events.append(InferenceRequest(request_id=rid, model=MODEL, ts=ts, features=features(served, row)))
+        for version, role in ((served, "primary" if served == "v1" else "canary"), ("v3", "shadow")):
+            prediction, score = respond(version, row, rng)
+            events.append(InferenceResponse(request_id=rid, model=MODEL, version=version, role=role, ts=ts + 5,
+                                            prediction=prediction, score=score, latency_ms=6.0))
+        events.append(GroundTruth(request_id=rid, model=MODEL, ts=ts + 30_000, label=label(row)))
+    return sorted(events, key=lambda event: event.ts_ms)
+
+
+def schema_alerts(events: list) -> list:
+    replay = Replay(JoinConfig(label_timeout_ms=60_000, expiry_grace_ms=5_000),
+                    MetricsConfig(tasks={MODEL: "binary"}, window_ms=10_000))
+    replay.run(events)
+    return [alert for alert in replay.alerts if alert.kind == "schema"]
+
+
+def test_the_demos_traffic_raises_no_schema_alert(fleet):
+    # v2 is the demo's bad candidate (a unit bug makes it call almost everything malignant): a worse
+    # model, not a broken integration.
+    assert schema_alerts(traffic(fleet)) == []
+
+
+def test_string_predictions_against_number_labels(fleet):
+    events = traffic(fleet, respond=lambda version, row, _: (str(int(fleet.predictions[version][row])),
+                                                             float(fleet.scores[version][row])))
+    alerts = schema_alerts(events)
+    # Every version logs strings: each is told once; none is compared with a baseline that differs.
+    assert sorted(alert.version for alert in alerts) == ["v1", "v2", "v3"]
+    v1 = next(alert for alert in alerts if alert.version == "v1")
+    assert v1.model == MODEL and "differ only by their JSON type" in v1.message
+    assert '"0", "1" (string)' in v1.message and "labels 0, 1 (integer)" in v1.message
+    assert "label_map" in v1.message
+
+
+def test_predictions_and_labels_that_never_share_a_value(fleet):
+    names = {0: "malignant", 1: "benign"}
+    events = traffic(fleet, respond=lambda version, row, _: (names[int(fleet.predictions[version][row])], None),
+                     label=lambda row: ["no", "yes"][int(fleet.labels[row])])
+    alerts = schema_alerts(events)
+    assert sorted(alert.version for alert in alerts) == ["v1", "v2", "v3"]
+    assert all("never share a value" in alert.message for alert in alerts)
+    assert '"benign", "malignant" (string)' in alerts[0].message and '"no", "yes"' in alerts[0].message
+
+
+def test_a_candidate_answering_class_names_where_the_baseline_answers_indices(fleet):
+    names = {0: "malignant", 1: "benign"}
+
+    def respond(version: str, row: int, _: random.Random) -> tuple[Any, Any]:
+        prediction = int(fleet.predictions[version][row])
+        return (names[prediction] if version == "v2" else prediction), float(fleet.scores[version][row])
+
+    [alert] = schema_alerts(traffic(fleet, respond=respond))
+    assert (alert.model, alert.version) == (MODEL, "v2")
+    assert "predictions are string, the baseline's integer" in alert.message and "baseline v1" in alert.message
+
+
+def test_a_candidate_whose_classes_are_shifted(fleet):
+    def respond(version: str, row: int, _: random.Random) -> tuple[Any, Any]:
+        if version == "v2":  # a good model whose classes come out one too high
+            return int(fleet.predictions["v3"][row]) + 1, float(fleet.scores["v3"][row])
+        return int(fleet.predictions[version][row]), float(fleet.scores[version][row])
+
+    [alert] = schema_alerts(traffic(fleet, respond=respond))
+    assert alert.version == "v2" and "classes the baseline never does (2" in alert.message
+
+
+def test_a_candidate_scoring_per_class_where_the_baseline_gives_one_probability(fleet):
+    def respond(version: str, row: int, _: random.Random) -> tuple[Any, Any]:
+        p1 = float(fleet.scores[version][row])
+        return int(fleet.predictions[version][row]), ({"0": 1 - p1, "1": p1} if version == "v2" else p1)
+
+    [alert] = schema_alerts(traffic(fleet, respond=respond))
+    assert alert.version == "v2" and "scores are per-class, the baseline's number" in alert.message
+
+
+def test_requests_served_by_the_candidate_lacking_a_feature(fleet):
+    def features(version: str, row: int) -> dict:
+        values = fleet.row_features(row)
+        if version == "v2":
+            del values["worst_area"]
+        return values
+
+    [alert] = schema_alerts(traffic(fleet, features=features))
+    assert alert.version == "v2" and "lack the feature 'worst_area'" in alert.message
+
+
+def test_requests_served_by_the_candidate_carrying_a_feature_of_another_kind(fleet):
+    def features(version: str, row: int) -> dict:
+        values = fleet.row_features(row)
+        if version == "v2":
+            values["mean_radius"] = f"{values['mean_radius']:.1f}"
+        return values
+
+    [alert] = schema_alerts(traffic(fleet, features=features))
+    assert alert.version == "v2" and "'mean_radius' as category, the baseline's as number" in alert.message
