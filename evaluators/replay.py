@@ -136,7 +136,8 @@ class Replay:
     def _look(self) -> None:
         if not self._engine.active():
             return
-        drift = DriftView(dict(self._merger.drift.latest), self._merger.drift.firing())
+        drift = DriftView(dict(self._merger.drift.latest), self._merger.drift.firing(),
+                          self._merger.shapes.differences())
         self._emit(self._engine.tick(self.clock_ms, self._merger.guardrail_totals(), drift))
 
     def _finish(self) -> None:

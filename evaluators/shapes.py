@@ -107,14 +107,12 @@ def _add_to(values: list[str], new: Any) -> None:
 def learn(shape: VersionShape, state: dict) -> None:
     """Add one closed window's metric state (with its feature summaries) to ``shape``."""
     shape["responses"] += state["n"] - state["err"]
-    for text, count in state["pc"].items():
-        _add_to(shape["prediction_types"], _json_type(text))
+    types, classes = prediction_shape(state)
+    for kind in types:
+        _add_to(shape["prediction_types"], kind)
+    for text, count in classes.items():
         if text in shape["classes"] or len(shape["classes"]) < MAX_VALUES:
             shape["classes"][text] = shape["classes"].get(text, 0) + count
-    if state["pm"][0]:
-        _add_to(shape["prediction_types"], "number")
-    if state.get("rk"):
-        _add_to(shape["prediction_types"], "array")
     cls = state.get("cls")
     if cls:
         labelled = sum(cls["cm"].values())
@@ -142,6 +140,37 @@ def learn(shape: VersionShape, state: dict) -> None:
             _add_to(feature["kinds"], "number")
         if summary["cat"]:
             _add_to(feature["kinds"], "category")
+
+
+def prediction_shape(state: dict) -> tuple[list[str], dict[str, int]]:
+    """The JSON types and classes of the predictions a metric state (full or slim) counted."""
+    types: list[str] = []
+    for text in state.get("pc", {}):
+        _add_to(types, _json_type(text))
+    if state.get("pm", [0])[0]:
+        _add_to(types, "number")
+    if state.get("rk"):
+        _add_to(types, "array")
+    return types, dict(state.get("pc", {}))
+
+
+def compare_predictions(vs: str, candidate: tuple[list[str], dict[str, int]],
+                        baseline: tuple[list[str], dict[str, int]]) -> list[tuple[str, str, str]]:
+    """A candidate's predictions against the baseline's (each: JSON types, class -> count):
+    ``(condition, message, hint)`` for another JSON type, or classes the baseline never predicts
+    carrying ``NEW_CLASS_SHARE`` of the candidate's predictions."""
+    (types, classes), (base_types, base_classes) = candidate, baseline
+    if sorted(types) != sorted(base_types):
+        return [("prediction-type", f"output schema of {vs}: its predictions are {'/'.join(sorted(types))}, "
+                 f"the baseline's {'/'.join(sorted(base_types))}.",
+                 "The candidate answers in another form: fix its output before judging it.")]
+    if classes and base_classes:
+        new = {text: n for text, n in classes.items() if text not in base_classes}
+        if sum(new.values()) >= NEW_CLASS_SHARE * sum(classes.values()):
+            return [("classes", f"output schema of {vs}: it predicts classes the baseline never does "
+                     f"({_listed(new)}; the baseline's: {_listed(base_classes)}).",
+                     "Check the candidate's class names and order.")]
+    return []
 
 
 def _normalized(text: str) -> Any:
@@ -179,6 +208,9 @@ class ShapeMonitor:
         self.shapes: dict[str, dict[str, VersionShape]] = state.get("shapes", {})
         #: condition id -> event time it last alerted.
         self.told: dict[str, int] = state.get("told", {})
+        #: "model\x1fversion" -> what differs in a candidate's output and inputs from the baseline's,
+        #: as of the last window (present once the candidate and the baseline have enough samples).
+        self.judged: dict[str, list[str]] = state.get("judged", {})
 
     def observe(self, model: str, start: int, versions: dict[str, tuple[str, dict]]) -> list[Alert]:
         """One closed window of ``model`` (``versions``: version -> (role, merged state), as the
@@ -190,6 +222,9 @@ class ShapeMonitor:
             learn(shape, state)
         alerts: list[Alert] = []
         for version, shape in sorted(shapes.items()):
+            if self._comparable(shape, shapes):
+                self.judged[f"{model}{SEP}{version}"] = [
+                    message for _, message, _ in self._against_baseline(model, version, shape, shapes)]
             for condition, message, hint in self._conditions(model, version, shape, shapes):
                 alert = self._tell(model, version, condition, message + " " + hint, start)
                 if alert is not None:
@@ -220,27 +255,21 @@ class ShapeMonitor:
                               f"{both}.", "Check that the label pipeline and the service name classes alike."))
         return found
 
+    def _comparable(self, shape: VersionShape, shapes: dict[str, VersionShape]) -> bool:
+        """Whether ``shape`` is a candidate's that has, as its baseline has, enough responses."""
+        baseline = self._baseline(shapes)
+        return (baseline is not None and shape["role"] != "primary" and shape is not baseline[1]
+                and min(shape["responses"], baseline[1]["responses"]) >= self.min_samples)
+
     def _against_baseline(self, model: str, version: str, shape: VersionShape,
                           shapes: dict[str, VersionShape]) -> list[tuple[str, str, str]]:
         found: list[tuple[str, str, str]] = []
-        baseline = self._baseline(shapes)
-        if baseline is None or shape["role"] == "primary" or shape is baseline[1]:
+        if not self._comparable(shape, shapes):
             return found
-        base_version, base = baseline
-        if min(shape["responses"], base["responses"]) < self.min_samples:
-            return found
+        base_version, base = self._baseline(shapes)  # type: ignore[misc]
         vs = f"{model} {version} ({shape['role']}) against the baseline {base_version}"
-        if sorted(shape["prediction_types"]) != sorted(base["prediction_types"]):
-            found.append(("prediction-type", f"output schema of {vs}: its predictions are "
-                          f"{'/'.join(sorted(shape['prediction_types']))}, the baseline's "
-                          f"{'/'.join(sorted(base['prediction_types']))}.",
-                          "The candidate answers in another form: fix its output before judging it."))
-        elif shape["classes"] and base["classes"]:
-            new = {text: n for text, n in shape["classes"].items() if text not in base["classes"]}
-            if sum(new.values()) >= NEW_CLASS_SHARE * sum(shape["classes"].values()):
-                found.append(("classes", f"output schema of {vs}: it predicts classes the baseline never does "
-                              f"({_listed(new)}; the baseline's: {_listed(base['classes'])}).",
-                              "Check the candidate's class names and order."))
+        found += compare_predictions(vs, (shape["prediction_types"], shape["classes"]),
+                                     (base["prediction_types"], base["classes"]))
         if (shape["labelled"] >= self.min_samples and base["labelled"] >= self.min_samples
                 and sorted(shape["score_forms"]) != sorted(base["score_forms"])):
             found.append(("score-form", f"output schema of {vs}: its scores are "
@@ -286,8 +315,13 @@ class ShapeMonitor:
         """The shapes learned for ``model``'s versions (for reports and status)."""
         return self.shapes.get(model, {})
 
+    def differences(self) -> dict[tuple[str, str], list[str]]:
+        """Per (model, candidate version) judged so far, what differs in its output and inputs from
+        its baseline's (empty: nothing); what the ``schema_compatible`` guardrail reads."""
+        return {(key.split(SEP)[0], key.split(SEP)[1]): list(found) for key, found in self.judged.items()}
+
     def to_state(self) -> dict[str, Any]:
-        return {"shapes": self.shapes, "told": self.told}
+        return {"shapes": self.shapes, "told": self.told, "judged": self.judged}
 
 
-__all__ = ["ShapeMonitor", "VersionShape", "learn", "new_shape"]
+__all__ = ["ShapeMonitor", "VersionShape", "compare_predictions", "learn", "new_shape", "prediction_shape"]

@@ -23,7 +23,7 @@ TASKS: tuple[Task, ...] = ("binary", "multiclass", "regression", "ranking")
 CLASSIFICATION: frozenset[Task] = frozenset({"binary", "multiclass"})
 
 #: How the statistics of the policy engine treat a metric's samples.
-MetricKind = Literal["proportion", "mean", "quantile", "score"]
+MetricKind = Literal["proportion", "mean", "quantile", "score", "check"]
 
 
 @dataclass(frozen=True)
@@ -57,6 +57,8 @@ _FIXED: tuple[MetricInfo, ...] = (
     MetricInfo("mrr", True, "mean", frozenset({"ranking"}), description="mean reciprocal rank"),
     MetricInfo("error_rate", False, "proportion", needs_labels=False,
                description="share of responses with an error"),
+    MetricInfo("schema_compatible", True, "check", needs_labels=False,
+               description="the candidate's output and inputs have the baseline's shape (no bound)"),
     MetricInfo("latency_p50_ms", False, "quantile", needs_labels=False, description="median latency"),
     MetricInfo("latency_p95_ms", False, "quantile", needs_labels=False, description="95th percentile latency"),
     MetricInfo("latency_p99_ms", False, "quantile", needs_labels=False, description="99th percentile latency"),

@@ -75,7 +75,7 @@ class Step(_Part):
 class Guardrail(_Part):
     """A check on one metric of the candidate.
 
-    Exactly one comparison:
+    Exactly one comparison (none for a check, ``schema_compatible``):
     - absolute: ``max`` and/or ``min`` bound the candidate's value (e.g. ``latency_p99_ms`` max 250);
     - against the baseline: ``max_degradation`` (in the metric's units, e.g. 0.01 = one accuracy
       point) or ``max_degradation_relative`` (a fraction of the baseline's value, e.g. 0.02 = 2%).
@@ -104,6 +104,10 @@ class Guardrail(_Part):
     def _one_comparison(self) -> "Guardrail":
         absolute = self.max is not None or self.min is not None
         relative = self.max_degradation is not None or self.max_degradation_relative is not None
+        if lookup_metric(self.metric).kind == "check":
+            if absolute or relative:
+                raise ValueError(f"{self.metric} is a check: it takes no max, min or max_degradation")
+            return self
         if absolute == relative:
             raise ValueError("give either an absolute bound (max/min) or a comparison with the baseline "
                              "(max_degradation or max_degradation_relative), not both or neither")

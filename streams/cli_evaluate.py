@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -39,6 +40,35 @@ def _tasks(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) 
     return out
 
 
+def _label_maps(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> dict[str, Any]:
+    """``MODEL=string``, ``MODEL=number`` or ``MODEL={"fraud": 1, "legit": 0}`` (a JSON object)."""
+    import orjson
+
+    from evaluators.metrics.version import LABEL_COERCIONS
+
+    out: dict[str, Any] = {}
+    for value in values:
+        model, sep, mapping = value.partition("=")
+        if not sep or not model:
+            raise click.BadParameter(f"expected MODEL=MAP, got {value!r}")
+        if mapping in LABEL_COERCIONS:
+            out[model] = mapping
+            continue
+        try:
+            table = orjson.loads(mapping)
+        except orjson.JSONDecodeError as exc:
+            raise click.BadParameter(f"the map of model {model!r} is neither {' nor '.join(LABEL_COERCIONS)} "
+                                     f"nor a JSON object: {exc}") from None
+        if not isinstance(table, dict):
+            raise click.BadParameter(f"the map of model {model!r} must be a JSON object, got {mapping!r}")
+        out[model] = table
+    return out
+
+
+LABEL_MAP_HELP = ("Map a model's labels before they are compared with its predictions: MODEL=string, "
+                  "MODEL=number, or MODEL={\"fraud\": 1, \"legit\": 0}; repeatable.")
+
+
 @click.command()
 @click.option("--app-id", default="shadowcanary-evaluator", show_default=True,
               help="Consumer group and table namespace; workers with the same id share the work.")
@@ -60,6 +90,8 @@ def _tasks(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) 
 @click.option("--task", "tasks", multiple=True, callback=_tasks, metavar="MODEL=TASK",
               help="A model's task (binary, multiclass, regression, ranking); repeatable. Without it, "
                    "the task is inferred from each prediction's JSON type.")
+@click.option("--label-map", "label_maps", multiple=True, callback=_label_maps, metavar="MODEL=MAP",
+              help=LABEL_MAP_HELP)
 @click.option("--ranking-k", "ks", multiple=True, type=click.IntRange(1, 1000), default=(5, 10),
               show_default=True, help="k of precision@k, recall@k and NDCG@k; repeatable.")
 @click.option("--metrics-port", type=click.IntRange(0, 65535), default=9464, show_default=True,
@@ -83,7 +115,8 @@ def _tasks(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) 
               show_default=True)
 @pass_context
 def evaluate(ctx: Context, app_id: str, store: str, state_dir: Path | None, label_timeout: float,
-             expiry_grace: float, idle_after: float, max_clock_skew: float, window: float, tasks: dict[str, str], ks: tuple[int, ...],
+             expiry_grace: float, idle_after: float, max_clock_skew: float, window: float, tasks: dict[str, str],
+             label_maps: dict[str, Any], ks: tuple[int, ...],
              metrics_port: int, metrics_host: str, drift_alpha: float, drift_confirm_windows: int,
              drift_reference_windows: int, drift_min_samples: int, drift_cooldown: float, batch_size: int,
              loglevel: str) -> None:
@@ -109,7 +142,8 @@ def evaluate(ctx: Context, app_id: str, store: str, state_dir: Path | None, labe
     drift = DriftConfig(alpha=drift_alpha, confirm_windows=drift_confirm_windows,
                         reference_windows=drift_reference_windows, min_samples=drift_min_samples,
                         cooldown_ms=int(drift_cooldown * 1000))
-    metrics = MetricsConfig(tasks=tasks, ks=tuple(sorted(set(ks))), window_ms=int(window * 1000), drift=drift)
+    metrics = MetricsConfig(tasks=tasks, ks=tuple(sorted(set(ks))), window_ms=int(window * 1000), drift=drift,
+                            label_maps=label_maps)
     evaluator = build_evaluator(ctx.settings, options, config, state_dir, metrics, ctx.signer,
                                 in_memory=store == "memory")
     if metrics_port:

@@ -10,7 +10,7 @@ import click
 
 from schemas.types import epoch_ms
 from streams.cli_context import Context, duration, pass_context
-from streams.cli_evaluate import _tasks, _window
+from streams.cli_evaluate import LABEL_MAP_HELP, _label_maps, _tasks, _window
 from streams.local_broker import PROJECT_ROOT
 
 INPUTS = ("requests", "responses", "labels")
@@ -67,6 +67,8 @@ def record(ctx: Context, out_dir: Path, since: int | None, until: int | None) ->
               help="How far ahead of the simulated clock (each batch's median event time) an event may "
                    "move time; as the worker's --max-clock-skew.")
 @click.option("--task", "tasks", multiple=True, callback=_tasks, metavar="MODEL=TASK")
+@click.option("--label-map", "label_maps", multiple=True, callback=_label_maps, metavar="MODEL=MAP",
+              help=LABEL_MAP_HELP)
 @click.option("--sweep", "sweep", multiple=True, metavar="NAME=V1,V2",
               help="Replay once per combination (alpha, bake.min_samples, guardrails.0.max_degradation, ...) "
                    "and print when each would have rolled back or promoted.")
@@ -74,7 +76,7 @@ def record(ctx: Context, out_dir: Path, since: int | None, until: int | None) ->
 @pass_context
 def replay(ctx: Context, files: tuple[Path, ...], spec_files: tuple[Path, ...], out_dir: Path | None,
            window: float, label_timeout: float, expiry_grace: float, max_clock_skew: float, tasks: dict[str, str],
-           sweep: tuple[str, ...], report: bool) -> None:
+           label_maps: dict, sweep: tuple[str, ...], report: bool) -> None:
     """Run the evaluator (join, metrics, drift, policy) over recorded events, without a broker."""
     from rich.console import Console
 
@@ -88,7 +90,7 @@ def replay(ctx: Context, files: tuple[Path, ...], spec_files: tuple[Path, ...], 
     specs = [load_spec_file(path) for path in spec_files]
     join_config = JoinConfig(label_timeout_ms=int(label_timeout * 1000), expiry_grace_ms=int(expiry_grace * 1000),
                              max_future_skew_ms=int(max_clock_skew * 1000))
-    metrics = MetricsConfig(tasks=tasks, window_ms=int(window * 1000))
+    metrics = MetricsConfig(tasks=tasks, window_ms=int(window * 1000), label_maps=label_maps)
     if sweep:
         if not specs:
             raise click.UsageError("--sweep needs at least one --spec")

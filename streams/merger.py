@@ -75,6 +75,11 @@ class MergerService(BackgroundService):
                 return {}, set()
             return dict(self.merger.drift.latest), self.merger.drift.firing()
 
+    def schema_differences(self) -> dict[tuple[str, str], list[str]]:
+        """What the shape monitor found per (model, candidate) judged (empty unless owner)."""
+        with self._lock:
+            return self.merger.shapes.differences() if self.owner else {}
+
     def guardrail_totals(self) -> dict:
         """The running totals the rollout engine reads (empty unless owner): see
         :meth:`PartialsMerger.guardrail_totals`."""

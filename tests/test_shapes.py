@@ -134,3 +134,88 @@ def test_requests_served_by_the_candidate_carrying_a_feature_of_another_kind(fle
 
     [alert] = schema_alerts(traffic(fleet, features=features))
     assert alert.version == "v2" and "'mean_radius' as category, the baseline's as number" in alert.message
+
+
+def test_schema_compatible_rolls_a_candidate_back_for_its_schema_before_its_accuracy_is_judged(fleet):
+    from schemas.rollout import RolloutSpec
+
+    names = {0: "malignant", 1: "benign"}
+
+    def respond(version: str, row: int, _: random.Random) -> tuple[Any, Any]:
+        prediction = int(fleet.predictions[version][row])
+        return (names[prediction] if version == "v2" else prediction), float(fleet.scores[version][row])
+
+    spec = RolloutSpec.model_validate({
+        "model": MODEL, "baseline": "v1", "candidate": "v2", "mode": "canary", "task": "binary",
+        "steps": [30, 100], "bake": {"min_duration": "0s", "min_samples": 300},
+        "guardrails": [{"metric": "schema_compatible", "critical": True},
+                       {"metric": "accuracy", "max_degradation": 0.03, "critical": True}]})
+    replay = Replay(JoinConfig(label_timeout_ms=60_000, expiry_grace_ms=5_000),
+                    MetricsConfig(tasks={MODEL: "binary"}, window_ms=10_000), specs=[spec])
+    replay.batch = 200  # the engine looks every 10 s of event time; labels follow responses by 30 s
+    replay.run(traffic(fleet, respond=respond))
+    [decision] = [d for d in replay.decisions if d.action == "rollback"]
+    assert decision.reason.startswith("output schema differs from the baseline's: its predictions are string")
+    verdicts = {e.metric: e.verdict for e in decision.evidence}
+    assert verdicts["schema_compatible"] == "fail" and verdicts["accuracy"] != "fail"
+    assert [c.action for c in replay.commands][-1] == "rollback"
+
+
+def test_schema_compatible_passes_the_demos_good_candidate(fleet):
+    from schemas.rollout import RolloutSpec
+
+    spec = RolloutSpec.model_validate({
+        "model": MODEL, "baseline": "v1", "candidate": "v3", "mode": "canary", "task": "binary",
+        "steps": [30, 100], "bake": {"min_duration": "0s", "min_samples": 100},
+        "guardrails": [{"metric": "schema_compatible", "critical": True}]})
+    replay = Replay(JoinConfig(label_timeout_ms=60_000, expiry_grace_ms=5_000),
+                    MetricsConfig(tasks={MODEL: "binary"}, window_ms=10_000), specs=[spec])
+
+    def respond(version: str, row: int, _: random.Random) -> tuple[Any, Any]:  # v3 as the canary
+        version = "v3" if version == "v2" else version
+        return int(fleet.predictions[version][row]), float(fleet.scores[version][row])
+
+    events = [e.model_copy(update={"version": "v3"}) if getattr(e, "version", None) == "v2" else e
+              for e in traffic(fleet, respond=respond) if getattr(e, "role", None) != "shadow"]
+    replay.run(events)
+    assert [d.action for d in replay.decisions][-1] == "complete"
+    assert all(e.verdict == "pass" for e in replay.decisions[-1].evidence)
+
+
+def test_a_label_map_gives_the_true_accuracy_of_string_predictions_against_number_labels(fleet, tmp_path):
+    """The issue's run: predictions logged as "0"/"1", labels as 0/1. Without a map every labelled
+    prediction counts as wrong (and the shape alert says why); ``--label-map MODEL=string`` compares
+    them as they are meant."""
+    import orjson
+    from click.testing import CliRunner
+
+    from streams.cli import cli
+
+    events = traffic(fleet, n=1000, respond=lambda version, row, _: (str(int(fleet.predictions[version][row])),
+                                                                     float(fleet.scores[version][row])))
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(b"".join(orjson.dumps(event.model_dump(mode="json")) + b"\n" for event in events))
+    accuracy = {}
+    for label_map in ((), ("--label-map", f"{MODEL}=string")):
+        out = tmp_path / f"out{len(label_map)}"
+        result = CliRunner().invoke(cli, ["replay", str(path), "--out", str(out), "--window", "10s",
+                                          "--label-timeout", "60s", "--task", f"{MODEL}=binary", "--no-report",
+                                          *label_map])
+        assert result.exit_code == 0, result.output
+        snapshots = [orjson.loads(line) for line in (out / "snapshots.jsonl").read_bytes().splitlines()]
+        v1 = [s for s in snapshots if s["version"] == "v1" and s["labelled"]]
+        accuracy[bool(label_map)] = sum(s["metrics"]["accuracy"] * s["labelled"] for s in v1) / sum(
+            s["labelled"] for s in v1)
+        alerts = [orjson.loads(line) for line in (out / "alerts.jsonl").read_bytes().splitlines()]
+        assert bool([a for a in alerts if a["kind"] == "schema"]) is not bool(label_map)
+    assert accuracy[False] == 0.0
+    assert accuracy[True] == pytest.approx(fleet.accuracy("v1"), abs=0.03)
+
+
+def test_a_label_map_that_is_not_json_is_refused_naming_the_model():
+    from click.testing import CliRunner
+
+    from streams.cli import cli
+
+    result = CliRunner().invoke(cli, ["replay", "x.jsonl", "--label-map", "fraud={fraud: 1}"])
+    assert result.exit_code == 2 and "the map of model 'fraud'" in result.output

@@ -30,16 +30,48 @@ _KIND = {"binary": "classification", "multiclass": "classification", "regression
          "ranking": "ranking"}
 
 
+#: Label maps that are coercions rather than tables: every label as a JSON string, or as a number.
+LABEL_COERCIONS = ("string", "number")
+
+
 @dataclass(frozen=True)
 class MetricsConfig:
     """How facts become metrics: each model's task (else inferred per record from the prediction's
     JSON type: a list is ranking, a float regression, anything else classification), the ``k`` of
-    ranking metrics, and the window size."""
+    ranking metrics, the window size, and each model's label map.
+
+    A **label map** turns labels into what the predictions are compared with, for teams whose label
+    pipeline cannot change: a table (``{"fraud": 1, "legit": 0}``; a label found in it, as itself
+    when a string or as its JSON text otherwise, is replaced) or a coercion, ``"string"`` (``1`` ->
+    ``"1"``) or ``"number"`` (``"1"`` -> ``1``; a label that is no number is kept).
+
+    >>> config = MetricsConfig(label_maps={"m": {"fraud": 1, "legit": 0}, "n": "string"})
+    >>> config.map_label("m", "fraud"), config.map_label("m", "other"), config.map_label("n", 1)
+    (1, 'other', '1')
+    """
 
     tasks: dict[str, Task] = field(default_factory=dict)
     ks: tuple[int, ...] = ranking.DEFAULT_KS
     window_ms: int = 60_000
     drift: DriftConfig = field(default_factory=DriftConfig)
+    label_maps: dict[str, dict[str, Any] | str] = field(default_factory=dict)
+
+    def map_label(self, model: str, label: Any) -> Any:
+        mapping = self.label_maps.get(model)
+        if mapping is None:
+            return label
+        if mapping == "string":
+            return label if isinstance(label, str) else classification.class_key(label)
+        if mapping == "number":
+            if isinstance(label, str):
+                try:
+                    number = float(label)
+                except ValueError:
+                    return label
+                return int(number) if number.is_integer() else number
+            return int(label) if isinstance(label, bool) else label
+        key = label if isinstance(label, str) else classification.class_key(label)
+        return mapping.get(key, label)
 
     def task_of(self, model: str, prediction: Any) -> str:
         task = self.tasks.get(model)
@@ -147,7 +179,7 @@ def _add_joined(states: tuple[dict, ...], fact: JoinedRecord, config: MetricsCon
     task = config.task_of(fact.model, prediction)
     if task == "classification":
         classification.add_to(tuple(_part(state, "cls", classification.new_state) for state in states),
-                              fact.label, prediction, fact.score)
+                              config.map_label(fact.model, fact.label), prediction, fact.score)
     elif task == "regression":
         if isinstance(fact.label, (int, float)) and isinstance(prediction, (int, float)):
             for state in states:
@@ -211,7 +243,7 @@ def merge(a: dict, b: dict) -> dict:
 
 def slim(state: dict | None) -> dict:
     """The part of a version's metric state the guardrails read (the rest can be large), copied."""
-    empty = {"n": 0, "err": 0, "lab": 0, "lat": sketch.new_sketch(), "cls": None}
+    empty = {"n": 0, "err": 0, "lab": 0, "lat": sketch.new_sketch(), "cls": None, "pc": {}, "pm": [0, 0.0]}
     return add_slim(empty, state) if state else empty
 
 
@@ -227,6 +259,9 @@ def add_slim(total: dict, state: dict) -> dict:
         if total["cls"] is None:
             total["cls"] = {"cm": {}}
         merge_counts(total["cls"]["cm"], cls["cm"])
+    if "pc" in state:  # the predictions' classes and float count: their shape (schema_compatible)
+        merge_counts(total.setdefault("pc", {}), state["pc"])
+        merge_sum(total.setdefault("pm", [0, 0.0]), state["pm"])
     return total
 
 

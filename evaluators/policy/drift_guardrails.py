@@ -32,11 +32,14 @@ _SIZE_MEASURES = ("psi", "js")
 
 @dataclass(frozen=True)
 class DriftView:
-    """What the drift monitor knows now: each version's last judged scores ("model\\x1fversion"
-    keys, as :attr:`DriftMonitor.latest`) and the (model, version, feature) conditions firing."""
+    """What the merging owner's monitors know now: each version's last judged drift scores
+    ("model\\x1fversion" keys, as :attr:`DriftMonitor.latest`), the (model, version, feature) drift
+    conditions firing, and per (model, candidate) the shape monitor has judged, what differs in its
+    output and inputs from the baseline's (:meth:`evaluators.shapes.ShapeMonitor.differences`)."""
 
     scores: dict[str, dict[str, float]] = field(default_factory=dict)
     firing: set[tuple[str, str, str]] = field(default_factory=set)
+    schema: dict[tuple[str, str], list[str]] = field(default_factory=dict)
 
 
 def is_drift(guardrail: Guardrail) -> bool:

@@ -33,6 +33,9 @@ from typing import Any
 from evaluators.metrics.version import add_slim, is_behind, slim
 from evaluators.policy import guardrails as judging
 from evaluators.policy.drift_guardrails import DriftView, drift_evidence, is_drift
+from evaluators.policy.schema_guardrail import METRIC as SCHEMA_METRIC
+from evaluators.policy.schema_guardrail import failure_reason as schema_failure_reason
+from evaluators.policy.schema_guardrail import is_schema, schema_evidence
 from evaluators.policy.sequential import new_test
 from schemas.control import Decision, GuardrailEvidence, RoutingCommand
 from schemas.monitoring import Alert
@@ -251,6 +254,7 @@ class RolloutEngine:
         if is_behind(b, last["b"]) or is_behind(c, last["c"]):
             return []  # a view behind the last look (a new owner still reading partials): wait
         evidence = [drift_evidence(g, spec.model, spec.candidate, drift) if is_drift(g) else
+                    schema_evidence(g, spec.model, spec.candidate, drift, b, c) if is_schema(g) else
                     judging.judge(g, rollout["tests"][g.label],
                                   (rollout["start"]["b"], rollout["last"]["b"], b),
                                   (rollout["start"]["c"], rollout["last"]["c"], c)) for g in spec.guardrails]
@@ -259,15 +263,19 @@ class RolloutEngine:
         failed = [e for e in evidence if e.verdict == "fail"]
         if failed:
             critical = [e for e in failed if e.critical]
-            names = ", ".join(e.guardrail for e in (critical or failed))
+            blamed = critical or failed
+            if any(e.metric == SCHEMA_METRIC for e in blamed):
+                # The candidate speaks another schema: that, not the metrics it spoils, is the reason.
+                reason = schema_failure_reason(spec.model, spec.candidate, drift, b, c)
+            else:
+                reason = f"guardrail failed: {', '.join(e.guardrail for e in blamed)}"
             if critical or spec.on_failure == "rollback":
-                return self._finish(rollout, now_ms, "rolled_back", f"guardrail failed: {names}", evidence)
+                return self._finish(rollout, now_ms, "rolled_back", reason, evidence)
             if rollout["status"] != "held":
                 rollout["status"] = "held"
-                return [self._decision(rollout, "hold", now_ms, f"guardrail failed: {names} (on_failure: hold)",
-                                       evidence),
+                return [self._decision(rollout, "hold", now_ms, f"{reason} (on_failure: hold)", evidence),
                         self._alert(rollout, "warning", "regression", now_ms,
-                                    f"{spec.model}/{spec.candidate} held: guardrail failed: {names}")]
+                                    f"{spec.model}/{spec.candidate} held: {reason}")]
             return []
         if rollout["status"] != "running":
             return []

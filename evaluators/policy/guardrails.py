@@ -34,6 +34,8 @@ _QUANTILES = {"latency_p50_ms": 0.5, "latency_p95_ms": 0.95, "latency_p99_ms": 0
 
 def unsupported_reason(guardrail: Guardrail) -> str | None:
     """Why the engine cannot judge ``guardrail`` (None when it can)."""
+    if lookup_metric(guardrail.metric).kind == "check":
+        return None  # judged by its monitor (evaluators/policy/schema_guardrail.py)
     if guardrail.metric.startswith("drift."):
         if guardrail.max is None:
             return f"{guardrail.metric}: give max, the drift size (PSI or Jensen-Shannon distance) it tolerates"

@@ -1,0 +1,77 @@
+"""The ``schema_compatible`` guardrail: a candidate whose output or inputs differ from the
+baseline's is rolled back for that, not for the metrics the difference spoils.
+
+It fails while the candidate's output or inputs differ from the baseline's, passes once they have
+been compared and nothing differs, and is undecided before (no data, which never passes). Two
+comparisons, by :mod:`evaluators.shapes`:
+
+- **live**, on the running totals the engine reads: the predictions' JSON types and classes, once
+  both versions have ``MIN_RESPONSES`` answers (responses come before labels, so a candidate that
+  answers class names where the baseline answers indices is rolled back for that before its
+  accuracy can be judged);
+- **per closed window**, the shape monitor's (through the view the engine gets): also the form of
+  the scores and the features of the requests each version serves.
+
+It takes no bound: ``{"metric": "schema_compatible", "critical": true}``.
+
+>>> from schemas.rollout import Guardrail
+>>> from evaluators.metrics.version import slim
+>>> g = Guardrail(metric="schema_compatible", critical=True)
+>>> base, cand = slim(None), slim(None)
+>>> base.update(n=200, pc={"0": 120, "1": 80}); cand.update(n=200, pc={'"benign"': 150, '"malignant"': 50})
+>>> schema_evidence(g, "m", "v2", DriftView(), base, cand).verdict
+'fail'
+>>> failure_reason("m", "v2", DriftView(), base, cand)[:71]
+"output schema differs from the baseline's: its predictions are string, "
+>>> schema_evidence(g, "m", "v2", DriftView(), base, base).verdict
+'pass'
+>>> schema_evidence(g, "m", "v2", DriftView(), slim(None), slim(None)).verdict
+'undecided'
+"""
+
+from __future__ import annotations
+
+from evaluators.policy.drift_guardrails import DriftView
+from evaluators.shapes import compare_predictions, prediction_shape
+from schemas.control import Bounds, GuardrailEvidence
+from schemas.rollout import Guardrail
+
+METRIC = "schema_compatible"
+#: How a rollback for this guardrail is explained (followed by the first difference).
+REASON = "output schema differs from the baseline's"
+#: Answers (not errors) each version needs before their predictions are compared live.
+MIN_RESPONSES = 100
+
+
+def is_schema(guardrail: Guardrail) -> bool:
+    return guardrail.metric == METRIC
+
+
+def differences(model: str, candidate: str, view: DriftView, baseline_total: dict,
+                candidate_total: dict) -> list[str] | None:
+    """What differs (None: nothing compared yet). ``*_total``: the versions' running totals, slim."""
+    found: list[str] | None = None
+    if min(total["n"] - total["err"] for total in (baseline_total, candidate_total)) >= MIN_RESPONSES:
+        found = [message.split(": ", 1)[1] for _, message, _ in compare_predictions(
+            f"{model} {candidate}", prediction_shape(candidate_total), prediction_shape(baseline_total))]
+    judged = view.schema.get((model, candidate))
+    if judged is not None:
+        found = (found or []) + [message for message in judged if message.split(": ", 1)[-1] not in (found or [])]
+    return found
+
+
+def schema_evidence(guardrail: Guardrail, model: str, candidate: str, view: DriftView, baseline_total: dict,
+                    candidate_total: dict) -> GuardrailEvidence:
+    found = differences(model, candidate, view, baseline_total, candidate_total)
+    if found is None:
+        verdict, bounds = "undecided", Bounds(samples=0)
+    else:
+        verdict, bounds = ("fail" if found else "pass"), Bounds(value=float(len(found)), samples=1)
+    return GuardrailEvidence(guardrail=guardrail.label, metric=guardrail.metric, verdict=verdict,
+                             candidate=bounds, statistic=bounds.value, threshold=0.0, critical=guardrail.critical)
+
+
+def failure_reason(model: str, candidate: str, view: DriftView, baseline_total: dict, candidate_total: dict) -> str:
+    """The decision's reason when this guardrail fails."""
+    found = differences(model, candidate, view, baseline_total, candidate_total) or ["(no detail)"]
+    return f"{REASON}: {found[0]}"
