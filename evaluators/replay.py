@@ -36,6 +36,7 @@ from evaluators.merging import PartialsMerger, heartbeat_partial
 from evaluators.metrics import MetricsConfig
 from evaluators.policy.drift_guardrails import DriftView
 from evaluators.policy.engine import Output, RolloutEngine
+from evaluators.shapes import VersionShape
 from evaluators.store import DictStore
 from schemas.control import Decision, RoutingCommand
 from schemas.fast_codec import Event
@@ -105,6 +106,10 @@ class Replay:
         if pending:
             self._step(pending)
         self._finish()
+
+    def shapes(self, model: str) -> dict[str, VersionShape]:
+        """What flowed per version of ``model`` (see :mod:`evaluators.shapes`)."""
+        return self._merger.shapes.shapes_of(model)
 
     def _incoming(self, event: Event) -> Incoming:
         source = SOURCES[event.kind]

@@ -116,7 +116,7 @@ def replay(ctx: Context, files: tuple[Path, ...], spec_files: tuple[Path, ...], 
     if report and result.commands:
         from streams.report import write_report
         write_report(out_dir / "report.html", "ShadowCanary replay", result.commands, result.decisions,
-                     result.snapshots, result.alerts)
+                     result.snapshots, result.alerts, result.shapes)
     console.print(f"{reader.events:,} events in {seconds:.1f}s ({reader.events / max(seconds, 1e-9):,.0f}/s), "
                   f"{len(reader.problems):,} skipped; {len(result.snapshots):,} snapshots, "
                   f"{len(result.decisions):,} decisions, {len(result.commands):,} commands, "

@@ -16,13 +16,14 @@ import io
 import math
 from datetime import datetime
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from evaluators.shapes import VersionShape  # noqa: E402
 from schemas.control import Decision, RoutingCommand  # noqa: E402
 from schemas.monitoring import Alert, MetricsSnapshot  # noqa: E402
 
@@ -136,9 +137,25 @@ def _decision_rows(decisions: Iterable[Decision], t0: float) -> str:
     return "\n".join(rows)
 
 
+def _shape_rows(shapes: dict[str, VersionShape]) -> str:
+    """One row per version: what it answered, what it was labelled with, what its requests carried."""
+    rows = []
+    for version, shape in sorted(shapes.items()):
+        classes = ", ".join(f"{text} ({count:,})" for text, count in sorted(shape["classes"].items())[:10])
+        labels = f"{'/'.join(shape['label_types'])}: {', '.join(sorted(shape['label_values'])[:10])}"
+        features = ", ".join(f"{name} ({'/'.join(f['kinds'])}, {f['seen'] / f['requests']:.0%})"
+                             for name, f in sorted(shape["features"].items())[:20] if f["requests"])
+        cells = [version, shape["role"], f"{shape['responses']:,}", "/".join(shape["prediction_types"]), classes,
+                 "/".join(shape["score_forms"]), labels if shape["labelled"] else "", features]
+        rows.append("<tr>" + "".join(f"<td>{html.escape(cell)}</td>" for cell in cells) + "</tr>")
+    return "\n".join(rows)
+
+
 def write_report(path: Path, title: str, commands: list[RoutingCommand], decisions: list[Decision],
-                 snapshots: list[MetricsSnapshot], alerts: list[Alert] = ()) -> Path:
-    """Write the HTML report for every model in the messages; returns ``path``."""
+                 snapshots: list[MetricsSnapshot], alerts: list[Alert] = (),
+                 shapes: Callable[[str], dict[str, VersionShape]] | None = None) -> Path:
+    """Write the HTML report for every model in the messages; returns ``path``. ``shapes``: what
+    flowed per version of a model (:mod:`evaluators.shapes`), shown side by side."""
     sections = []
     for model in sorted({c.model for c in commands}):
         cmds = sorted((c for c in commands if c.model == model), key=lambda c: c.epoch)
@@ -155,7 +172,11 @@ def write_report(path: Path, title: str, commands: list[RoutingCommand], decisio
             f"<h2>{html.escape(model)}</h2>" + "".join(f"<div class='plot'>{p}</div>" for p in plots)
             + "<h3>Decisions (rollout.decisions)</h3><table><tr><th>t</th><th>model</th><th>step</th><th>action</th>"
             + f"<th>reason</th><th>evidence</th></tr>{_decision_rows(decs, t0)}</table>"
-            + (f"<h3>Alerts</h3><ul>{model_alerts}</ul>" if model_alerts else ""))
+            + (f"<h3>Alerts</h3><ul>{model_alerts}</ul>" if model_alerts else "")
+            + (f"<h3>What flows (learned shapes)</h3><table><tr><th>version</th><th>role</th><th>answers</th>"
+               f"<th>prediction types</th><th>classes</th><th>scores</th><th>labels</th>"
+               f"<th>request features (kind, present)</th></tr>{_shape_rows(shapes(model))}</table>"
+               if shapes is not None and shapes(model) else ""))
     document = f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>body{{font-family:sans-serif;max-width:1200px;margin:2em auto;}} table{{border-collapse:collapse;font-size:13px}}

@@ -219,3 +219,34 @@ def test_a_label_map_that_is_not_json_is_refused_naming_the_model():
 
     result = CliRunner().invoke(cli, ["replay", "x.jsonl", "--label-map", "fraud={fraud: 1}"])
     assert result.exit_code == 2 and "the map of model 'fraud'" in result.output
+
+
+def test_the_replay_report_shows_each_versions_shape_side_by_side(fleet, tmp_path):
+    import orjson
+    from click.testing import CliRunner
+
+    from schemas.spec_yaml import dump_spec_yaml
+    from schemas.rollout import RolloutSpec
+    from streams.cli import cli
+
+    names = {0: "malignant", 1: "benign"}
+    events = traffic(fleet, n=1500, respond=lambda version, row, _: (
+        names[int(fleet.predictions[version][row])] if version == "v2" else int(fleet.predictions[version][row]),
+        float(fleet.scores[version][row])))
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(b"".join(orjson.dumps(event.model_dump(mode="json")) + b"\n" for event in events))
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(dump_spec_yaml(RolloutSpec.model_validate({
+        "model": MODEL, "baseline": "v1", "candidate": "v2", "mode": "canary", "task": "binary", "steps": [30, 100],
+        "bake": {"min_duration": "0s", "min_samples": 100},
+        "guardrails": [{"metric": "schema_compatible", "critical": True}]})))
+    out = tmp_path / "out"
+    result = CliRunner().invoke(cli, ["replay", str(path), "--spec", str(spec), "--out", str(out), "--window", "10s",
+                                      "--label-timeout", "60s", "--task", f"{MODEL}=binary"])
+    assert result.exit_code == 0, result.output
+    report = (out / "report.html").read_text()
+    shapes = report.split("What flows (learned shapes)")[1]
+    v1_row = shapes.split("<tr><td>v1</td>")[1].split("</tr>")[0]
+    v2_row = shapes.split("<tr><td>v2</td>")[1].split("</tr>")[0]
+    assert "<td>integer</td>" in v1_row and "<td>string</td>" in v2_row
+    assert "&quot;malignant&quot;" in v2_row and "mean_radius (number, 100%)" in v1_row
