@@ -173,6 +173,27 @@ def compare_predictions(vs: str, candidate: tuple[list[str], dict[str, int]],
     return []
 
 
+def describe(version: str, shape: VersionShape) -> str:
+    """One line of what a version's traffic looked like (``rollout status``, reports).
+
+    >>> shape = new_shape("canary"); shape.update(responses=300, prediction_types=["string"],
+    ...     classes={'"benign"': 200, '"malignant"': 100}, score_forms=["number"], labelled=280,
+    ...     label_types=["integer"], label_values=["0", "1"])
+    >>> describe("v2", shape)
+    'v2 (canary, 300 answers): predictions string ("benign", "malignant"), scores number, labels integer (0, 1)'
+    """
+    parts = [f"predictions {'/'.join(shape['prediction_types']) or 'none'}"
+             + (f" ({_listed(shape['classes'])})" if shape["classes"] else "")]
+    if shape["score_forms"]:
+        parts.append(f"scores {'/'.join(shape['score_forms'])}")
+    if shape["labelled"]:
+        parts.append(f"labels {'/'.join(shape['label_types'])} ({_listed(shape['label_values'])})")
+    features = [f"{name} {'/'.join(f['kinds'])}" for name, f in sorted(shape["features"].items()) if f["kinds"]]
+    if features:
+        parts.append(f"features {', '.join(features[:6])}" + (", ..." if len(features) > 6 else ""))
+    return f"{version} ({shape['role']}, {shape['responses']:,} answers): {', '.join(parts)}"
+
+
 def _normalized(text: str) -> Any:
     """A JSON value with its type set aside: ``"1"``, ``1``, ``1.0`` and ``true`` are alike."""
     value = orjson.loads(text)
@@ -222,7 +243,7 @@ class ShapeMonitor:
             learn(shape, state)
         alerts: list[Alert] = []
         for version, shape in sorted(shapes.items()):
-            if self._comparable(shape, shapes):
+            if self._baseline_of(shape, shapes) is not None:
                 self.judged[f"{model}{SEP}{version}"] = [
                     message for _, message, _ in self._against_baseline(model, version, shape, shapes)]
             for condition, message, hint in self._conditions(model, version, shape, shapes):
@@ -255,18 +276,22 @@ class ShapeMonitor:
                               f"{both}.", "Check that the label pipeline and the service name classes alike."))
         return found
 
-    def _comparable(self, shape: VersionShape, shapes: dict[str, VersionShape]) -> bool:
-        """Whether ``shape`` is a candidate's that has, as its baseline has, enough responses."""
+    def _baseline_of(self, shape: VersionShape, shapes: dict[str, VersionShape]) -> tuple[str, VersionShape] | None:
+        """The baseline ``shape`` is compared with: None unless ``shape`` is a candidate's and both
+        have enough responses."""
         baseline = self._baseline(shapes)
-        return (baseline is not None and shape["role"] != "primary" and shape is not baseline[1]
-                and min(shape["responses"], baseline[1]["responses"]) >= self.min_samples)
+        if (baseline is None or shape["role"] == "primary" or shape is baseline[1]
+                or min(shape["responses"], baseline[1]["responses"]) < self.min_samples):
+            return None
+        return baseline
 
     def _against_baseline(self, model: str, version: str, shape: VersionShape,
                           shapes: dict[str, VersionShape]) -> list[tuple[str, str, str]]:
         found: list[tuple[str, str, str]] = []
-        if not self._comparable(shape, shapes):
+        baseline = self._baseline_of(shape, shapes)
+        if baseline is None:
             return found
-        base_version, base = self._baseline(shapes)  # type: ignore[misc]
+        base_version, base = baseline
         vs = f"{model} {version} ({shape['role']}) against the baseline {base_version}"
         found += compare_predictions(vs, (shape["prediction_types"], shape["classes"]),
                                      (base["prediction_types"], base["classes"]))
@@ -324,4 +349,5 @@ class ShapeMonitor:
         return {"shapes": self.shapes, "told": self.told, "judged": self.judged}
 
 
-__all__ = ["ShapeMonitor", "VersionShape", "compare_predictions", "learn", "new_shape", "prediction_shape"]
+__all__ = ["ShapeMonitor", "VersionShape", "compare_predictions", "describe", "learn", "new_shape",
+           "prediction_shape"]

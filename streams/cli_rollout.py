@@ -18,6 +18,8 @@ from evaluators.policy.control_records import spec_rollout_id
 from evaluators.policy.engine import RolloutEngine, describe_routes, stages
 from evaluators.policy.guardrails import unsupported_reason
 from evaluators.policy.watch import EXIT_CODES, EXIT_TIMEOUT, RolloutWatch
+from evaluators.shapes import ShapeMonitor
+from evaluators.shapes import describe as describe_shape
 from schemas.codec import DecodeError, decode
 from schemas.control import Decision, RoutingCommand
 from schemas.rollout import RolloutSpec
@@ -25,9 +27,11 @@ from schemas.spec_yaml import SpecError, load_spec_file
 from schemas.topics import Topics
 from streams.cli_context import Context, duration, pass_context
 from streams.errors import ShadowCanaryError
+from streams.merger import SHAPES_KEY
 from streams.policy import load_engine_state
-from streams.reading import read_to_end
 from streams.producer import ContractProducer
+from streams.reading import read_to_end
+from streams.worker.join_stage import partials_topic_name
 
 
 def checked_spec(path: Path) -> RolloutSpec:
@@ -148,6 +152,15 @@ def _rollouts(ctx: Context) -> dict:
     return (load_engine_state(ctx.settings, Topics(ctx.settings.topic_prefix)) or {}).get("rollouts", {})
 
 
+def _shapes(ctx: Context) -> ShapeMonitor:
+    """The shape monitor as the merging owner last saved it (on the internal partials topic)."""
+    state = None
+    for message in read_to_end(ctx.settings, partials_topic_name(Topics(ctx.settings.topic_prefix)))[0]:
+        if message.key() == SHAPES_KEY:
+            state = orjson.loads(message.value()) if message.value() is not None else None
+    return ShapeMonitor(state=state)
+
+
 def _last_decisions(ctx: Context) -> dict[str, Decision]:
     latest: dict[str, Decision] = {}
     for message in read_to_end(ctx.settings, Topics(ctx.settings.topic_prefix).decisions)[0]:
@@ -177,10 +190,11 @@ def status(ctx: Context, model: str | None, as_json: bool, rollout_id: str | Non
         return
     rollouts = {m: r for m, r in _rollouts(ctx).items() if model in (None, m)}
     decisions = _last_decisions(ctx)
+    shapes = _shapes(ctx) if rollouts else ShapeMonitor()
     if as_json:
         click.echo(orjson.dumps({m: {k: r[k] for k in ("id", "status", "stage", "routes", "shadow")}
                                  | {"last_decision": decisions[r["id"]].model_dump(mode="json")
-                                    if r["id"] in decisions else None}
+                                    if r["id"] in decisions else None, "shapes": shapes.shapes_of(m)}
                                  for m, r in rollouts.items()}, option=orjson.OPT_INDENT_2).decode())
         return
     if not rollouts:
@@ -190,6 +204,10 @@ def status(ctx: Context, model: str | None, as_json: bool, rollout_id: str | Non
         spec = r["spec"]
         click.echo(f"{name}: {spec['baseline']} -> {spec['candidate']} ({spec['mode']}) {r['status']}, "
                    f"stage {r['stage'] + 1}: {describe_routes(r.get('routes', {}), r.get('shadow', []))}")
+        for version in (spec["baseline"], spec["candidate"]):  # what each answered, side by side
+            shape = shapes.shapes_of(name).get(version)
+            if shape is not None:
+                click.echo(f"  {describe_shape(version, shape)}")
         decision = decisions.get(r["id"])
         if decision is None:
             continue

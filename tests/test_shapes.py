@@ -225,8 +225,8 @@ def test_the_replay_report_shows_each_versions_shape_side_by_side(fleet, tmp_pat
     import orjson
     from click.testing import CliRunner
 
-    from schemas.spec_yaml import dump_spec_yaml
     from schemas.rollout import RolloutSpec
+    from schemas.spec_yaml import dump_spec_yaml
     from streams.cli import cli
 
     names = {0: "malignant", 1: "benign"}

@@ -50,13 +50,18 @@ def is_schema(guardrail: Guardrail) -> bool:
 def differences(model: str, candidate: str, view: DriftView, baseline_total: dict,
                 candidate_total: dict) -> list[str] | None:
     """What differs (None: nothing compared yet). ``*_total``: the versions' running totals, slim."""
-    found: list[str] | None = None
+    live: list[str] | None = None
     if min(total["n"] - total["err"] for total in (baseline_total, candidate_total)) >= MIN_RESPONSES:
-        found = [message.split(": ", 1)[1] for _, message, _ in compare_predictions(
+        # "output schema of <model> <version>: <what differs>": the part after the first ": ".
+        live = [message.split(": ", 1)[1] for _, message, _ in compare_predictions(
             f"{model} {candidate}", prediction_shape(candidate_total), prediction_shape(baseline_total))]
     judged = view.schema.get((model, candidate))
-    if judged is not None:
-        found = (found or []) + [message for message in judged if message.split(": ", 1)[-1] not in (found or [])]
+    if judged is None:
+        return live
+    found = list(live or [])
+    for message in judged:  # the monitor's own (a prediction difference it saw too is told once)
+        if message.split(": ", 1)[-1] not in found:
+            found.append(message)
     return found
 
 

@@ -4,12 +4,14 @@ baseline answers indices is rolled back for that, before its accuracy can be jud
 from __future__ import annotations
 
 import random
+import subprocess
+import sys
 import time
 import uuid
 
 import pytest
 
-from schemas import InferenceRequest, InferenceResponse, Topics, decode
+from schemas import GroundTruth, InferenceRequest, InferenceResponse, Topics, decode
 from schemas.control import Decision
 from schemas.rollout import RolloutSpec
 from streams.admin import TopicLayout, create_topics
@@ -52,9 +54,28 @@ def test_a_candidate_answering_class_names_is_rolled_back_for_its_schema(kafka_s
 
         commands = wait_for_commands(kafka_settings, topics, lambda cs: any(c.action == "rollback" for c in cs),
                                      between=more_traffic)
+        # Time moves on past the windows' close (late events on every source of every partition), so
+        # the merging owner learns the versions' shapes from them; `rollout status` shows them.
+        late = T0 + sent[0] * 10 + 300_000
+        for k in range(40):
+            rid = f"tick-{k}"
+            producer.send(topics.requests, rid, InferenceRequest(request_id=rid, model="cancer", ts=late))
+            producer.send(topics.responses, rid, InferenceResponse(request_id=rid, model="cancer", version="v1",
+                                                                   role="primary", ts=late, prediction=0))
+            producer.send(topics.labels, rid, GroundTruth(request_id=rid, model="cancer", ts=late, label=0))
+        producer.flush(30)
+        status, deadline = "", time.monotonic() + 90
+        while status.count("answers):") < 2 and time.monotonic() < deadline:
+            time.sleep(2)
+            status = subprocess.run(
+                [sys.executable, "-m", "streams.cli", "--bootstrap", kafka_settings.bootstrap_servers, "--topic-prefix",
+                 kafka_settings.topic_prefix, "rollout", "status", "cancer"],
+                capture_output=True, text=True, timeout=60).stdout
         alive = worker.poll() is None
     finally:
         stop_workers(worker)
+    assert "v1 (primary" in status and "predictions integer (0, 1)" in status
+    assert 'v2 (canary' in status and 'predictions string ("benign", "malignant")' in status
     assert alive
     assert [c.action for c in commands] == ["set_routes", "rollback"]
     assert commands[-1].routes == {"v1": 100.0}
