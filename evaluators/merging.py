@@ -35,8 +35,9 @@ from evaluators.clock import ClockSkewAlerts
 from evaluators.counts import JoinCounts
 from evaluators.metrics import version as version_metrics
 from evaluators.metrics.version import MetricsConfig, add_slim, slim
-from evaluators.windows import running_totals, split_key
+from evaluators.windows import running_totals, split_key, total_parts
 from evaluators.drift.monitor import DriftMonitor
+from evaluators.policy.drift_guardrails import DriftView
 from evaluators.shapes import ShapeMonitor
 from schemas.monitoring import Alert, LatencyQuantiles, MetricsSnapshot, Window
 
@@ -169,6 +170,10 @@ class PartialsMerger:
             del self.published[sid]
         return out
 
+    def monitor_view(self) -> DriftView:
+        """What the drift and shape monitors know now, as the rollout engine reads it."""
+        return DriftView(dict(self.drift.latest), self.drift.firing(), self.shapes.differences())
+
     def drift_state(self) -> dict:
         return self.drift.to_state()
 
@@ -191,12 +196,8 @@ class PartialsMerger:
                 total = merged.get(key)
                 if total is None:
                     total = merged[key] = slim(None)
-                if "total" in entry:
-                    add_slim(total, entry["total"])
-                    continue
-                add_slim(total, entry["base"])  # a heartbeat of the layout before running totals
-                for window in entry["w"].values():
-                    add_slim(total, window)
+                for part in total_parts(entry):
+                    add_slim(total, part)
         return {split_key(key): state for key, state in merged.items()}
 
     def model_counts(self) -> dict[str, dict[str, int]]:

@@ -34,7 +34,6 @@ from evaluators.accumulators import evaluator_accumulator
 from evaluators.join import Incoming, JoinConfig, JoinPartition
 from evaluators.merging import PartialsMerger, heartbeat_partial
 from evaluators.metrics import MetricsConfig
-from evaluators.policy.drift_guardrails import DriftView
 from evaluators.policy.engine import Output, RolloutEngine
 from evaluators.shapes import VersionShape
 from evaluators.store import DictStore
@@ -141,9 +140,7 @@ class Replay:
     def _look(self) -> None:
         if not self._engine.active():
             return
-        drift = DriftView(dict(self._merger.drift.latest), self._merger.drift.firing(),
-                          self._merger.shapes.differences())
-        self._emit(self._engine.tick(self.clock_ms, self._merger.guardrail_totals(), drift))
+        self._emit(self._engine.tick(self.clock_ms, self._merger.guardrail_totals(), self._merger.monitor_view()))
 
     def _finish(self) -> None:
         """Every source caught up: stream time runs on until every window closed."""

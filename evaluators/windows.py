@@ -83,9 +83,6 @@ class MetricsAccumulator:
         else:
             self.models = state["models"]
 
-    def window_of(self, ts_ms: int) -> int:
-        return ts_ms - ts_ms % self.config.window_ms
-
     def _is_closed(self, model: str, start: int) -> bool:
         return start + self.config.window_ms + self.settle_ms(model) <= self.watermark
 
@@ -236,11 +233,17 @@ def running_totals(versions: dict[str, Any]) -> dict[str, dict]:
     running total was kept has no ``total``: its base merged with its open windows.)"""
     totals = {}
     for key, entry in versions.items():
-        if "total" in entry:
-            totals[key] = version_metrics.merge(version_metrics.new_state(features=False), entry["total"])
-            continue
-        total = version_metrics.merge(version_metrics.new_state(features=False), entry["base"])
-        for window in entry["w"].values():
-            version_metrics.merge(total, window)
+        total = version_metrics.new_state(features=False)
+        for part in total_parts(entry):
+            version_metrics.merge(total, part)
         totals[key] = total
     return totals
+
+
+def total_parts(entry: dict[str, Any]) -> list[dict]:
+    """The states whose sum is a version's running total, in an accumulator state's or a heartbeat's
+    ``v`` entry: its ``total``, or (the layout before running totals were kept) its base and its
+    open windows."""
+    if "total" in entry:
+        return [entry["total"]]
+    return [entry["base"], *entry["w"].values()]

@@ -111,6 +111,9 @@ class GuardrailEvidence(WireModel):
     statistic: FiniteFloat | None = None
     threshold: FiniteFloat | None = None
     critical: bool = False
+    detail: str | None = Field(
+        None, description="Added in v1: what a failing check (schema_compatible) found, in words; a decision "
+                          "that fails on it gives this as its reason.")
 
 
 class Decision(WireModel):

@@ -42,26 +42,17 @@ def _tasks(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) 
 
 def _label_maps(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> dict[str, Any]:
     """``MODEL=string``, ``MODEL=number`` or ``MODEL={"fraud": 1, "legit": 0}`` (a JSON object)."""
-    import orjson
-
-    from evaluators.metrics.version import LABEL_COERCIONS
+    from evaluators.metrics.version import parse_label_map
 
     out: dict[str, Any] = {}
     for value in values:
         model, sep, mapping = value.partition("=")
         if not sep or not model:
             raise click.BadParameter(f"expected MODEL=MAP, got {value!r}")
-        if mapping in LABEL_COERCIONS:
-            out[model] = mapping
-            continue
         try:
-            table = orjson.loads(mapping)
-        except orjson.JSONDecodeError as exc:
-            raise click.BadParameter(f"the map of model {model!r} is neither {' nor '.join(LABEL_COERCIONS)} "
-                                     f"nor a JSON object: {exc}") from None
-        if not isinstance(table, dict):
-            raise click.BadParameter(f"the map of model {model!r} must be a JSON object, got {mapping!r}")
-        out[model] = table
+            out[model] = parse_label_map(mapping)
+        except ValueError as exc:
+            raise click.BadParameter(f"the map of model {model!r} is {exc}") from None
     return out
 
 

@@ -19,10 +19,11 @@ import orjson
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
 from evaluators.clock import ClockSkewAlerts
-from evaluators.shapes import ShapeMonitor
 from evaluators.drift.monitor import DriftMonitor
 from evaluators.merging import PartialsMerger
 from evaluators.metrics import MetricsConfig
+from evaluators.policy.drift_guardrails import DriftView
+from evaluators.shapes import ShapeMonitor
 from schemas.codec import encode
 from schemas.topics import Topics
 from streams.background import BackgroundService
@@ -75,10 +76,10 @@ class MergerService(BackgroundService):
                 return {}, set()
             return dict(self.merger.drift.latest), self.merger.drift.firing()
 
-    def schema_differences(self) -> dict[tuple[str, str], list[str]]:
-        """What the shape monitor found per (model, candidate) judged (empty unless owner)."""
+    def monitor_view(self) -> DriftView:
+        """What the drift and shape monitors know now, for the rollout engine (empty unless owner)."""
         with self._lock:
-            return self.merger.shapes.differences() if self.owner else {}
+            return self.merger.monitor_view() if self.owner else DriftView()
 
     def guardrail_totals(self) -> dict:
         """The running totals the rollout engine reads (empty unless owner): see

@@ -146,7 +146,7 @@ class PolicyService(BackgroundService):
                         self._refuse(record, read.model, read.refusal, told, refused)
                     else:
                         outputs += self._on_spec(engine, read.model, read.spec, record.rollout_id, totals)
-                drift = DriftView(*self.merger.drift(), self.merger.schema_differences()) if needed else DriftView()
+                drift = self.merger.monitor_view() if needed else DriftView()
                 outputs += engine.tick(now_ms(), totals, drift)
                 if outputs or refused or time.monotonic() - saved > SAVE_EVERY_S:
                     self._publish(producer, engine, outputs, refused, told)

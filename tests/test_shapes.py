@@ -114,26 +114,27 @@ def test_a_candidate_scoring_per_class_where_the_baseline_gives_one_probability(
     assert alert.version == "v2" and "scores are per-class, the baseline's number" in alert.message
 
 
-def test_requests_served_by_the_candidate_lacking_a_feature(fleet):
+def _without_worst_area(values: dict) -> None:
+    del values["worst_area"]
+
+
+def _mean_radius_as_text(values: dict) -> None:
+    values["mean_radius"] = f"{values['mean_radius']:.1f}"
+
+
+@pytest.mark.parametrize(("change", "told"), [
+    (_without_worst_area, "lack the feature 'worst_area'"),
+    (_mean_radius_as_text, "'mean_radius' as category, the baseline's as number"),
+])
+def test_requests_served_by_the_candidate_with_other_features(fleet, change, told):
     def features(version: str, row: int) -> dict:
         values = fleet.row_features(row)
         if version == "v2":
-            del values["worst_area"]
+            change(values)
         return values
 
     [alert] = schema_alerts(traffic(fleet, features=features))
-    assert alert.version == "v2" and "lack the feature 'worst_area'" in alert.message
-
-
-def test_requests_served_by_the_candidate_carrying_a_feature_of_another_kind(fleet):
-    def features(version: str, row: int) -> dict:
-        values = fleet.row_features(row)
-        if version == "v2":
-            values["mean_radius"] = f"{values['mean_radius']:.1f}"
-        return values
-
-    [alert] = schema_alerts(traffic(fleet, features=features))
-    assert alert.version == "v2" and "'mean_radius' as category, the baseline's as number" in alert.message
+    assert alert.version == "v2" and told in alert.message
 
 
 def test_schema_compatible_rolls_a_candidate_back_for_its_schema_before_its_accuracy_is_judged(fleet):

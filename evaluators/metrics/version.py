@@ -18,6 +18,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+import orjson
+
 from evaluators.drift import summary as drift_summary
 from evaluators.drift.config import DriftConfig
 from evaluators.facts import AgreementFact, Expired, Fact, JoinedRecord, ResponseFact, ServedFeatures
@@ -32,6 +34,26 @@ _KIND = {"binary": "classification", "multiclass": "classification", "regression
 
 #: Label maps that are coercions rather than tables: every label as a JSON string, or as a number.
 LABEL_COERCIONS = ("string", "number")
+
+
+def parse_label_map(text: str) -> dict[str, Any] | str:
+    """A label map as written on a command line: a coercion's name or a JSON object.
+
+    >>> parse_label_map("string"), parse_label_map('{"fraud": 1}')
+    ('string', {'fraud': 1})
+    >>> parse_label_map("{fraud: 1}")
+    Traceback (most recent call last):
+    ValueError: neither string nor number nor a JSON object: unexpected character: line 1 column 2 (char 1)
+    """
+    if text in LABEL_COERCIONS:
+        return text
+    try:
+        table = orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        raise ValueError(f"neither {' nor '.join(LABEL_COERCIONS)} nor a JSON object: {exc}") from None
+    if not isinstance(table, dict):
+        raise ValueError(f"not a JSON object: {text!r}")
+    return table
 
 
 @dataclass(frozen=True)

@@ -33,8 +33,6 @@ from typing import Any
 from evaluators.metrics.version import add_slim, is_behind, slim
 from evaluators.policy import guardrails as judging
 from evaluators.policy.drift_guardrails import DriftView, drift_evidence, is_drift
-from evaluators.policy.schema_guardrail import METRIC as SCHEMA_METRIC
-from evaluators.policy.schema_guardrail import failure_reason as schema_failure_reason
 from evaluators.policy.schema_guardrail import is_schema, schema_evidence
 from evaluators.policy.sequential import new_test
 from schemas.control import Decision, GuardrailEvidence, RoutingCommand
@@ -264,11 +262,10 @@ class RolloutEngine:
         if failed:
             critical = [e for e in failed if e.critical]
             blamed = critical or failed
-            if any(e.metric == SCHEMA_METRIC for e in blamed):
-                # The candidate speaks another schema: that, not the metrics it spoils, is the reason.
-                reason = schema_failure_reason(spec.model, spec.candidate, drift, b, c)
-            else:
-                reason = f"guardrail failed: {', '.join(e.guardrail for e in blamed)}"
+            # A check that says what it found (a candidate speaking another schema) is the reason, not
+            # the metrics that finding spoils; otherwise the failing guardrails are named.
+            reason = "; ".join(e.detail for e in blamed if e.detail) or (
+                f"guardrail failed: {', '.join(e.guardrail for e in blamed)}")
             if critical or spec.on_failure == "rollback":
                 return self._finish(rollout, now_ms, "rolled_back", reason, evidence)
             if rollout["status"] != "held":

@@ -19,10 +19,9 @@ It takes no bound: ``{"metric": "schema_compatible", "critical": true}``.
 >>> g = Guardrail(metric="schema_compatible", critical=True)
 >>> base, cand = slim(None), slim(None)
 >>> base.update(n=200, pc={"0": 120, "1": 80}); cand.update(n=200, pc={'"benign"': 150, '"malignant"': 50})
->>> schema_evidence(g, "m", "v2", DriftView(), base, cand).verdict
-'fail'
->>> failure_reason("m", "v2", DriftView(), base, cand)[:71]
-"output schema differs from the baseline's: its predictions are string, "
+>>> evidence = schema_evidence(g, "m", "v2", DriftView(), base, cand)
+>>> evidence.verdict, evidence.detail[:71]
+('fail', "output schema differs from the baseline's: its predictions are string, ")
 >>> schema_evidence(g, "m", "v2", DriftView(), base, base).verdict
 'pass'
 >>> schema_evidence(g, "m", "v2", DriftView(), slim(None), slim(None)).verdict
@@ -37,7 +36,8 @@ from schemas.control import Bounds, GuardrailEvidence
 from schemas.rollout import Guardrail
 
 METRIC = "schema_compatible"
-#: How a rollback for this guardrail is explained (followed by the first difference).
+#: How a failure of this guardrail is explained (followed by the first difference): the evidence's
+#: ``detail``, which the engine gives as the decision's reason.
 REASON = "output schema differs from the baseline's"
 #: Answers (not errors) each version needs before their predictions are compared live.
 MIN_RESPONSES = 100
@@ -73,10 +73,5 @@ def schema_evidence(guardrail: Guardrail, model: str, candidate: str, view: Drif
     else:
         verdict, bounds = ("fail" if found else "pass"), Bounds(value=float(len(found)), samples=1)
     return GuardrailEvidence(guardrail=guardrail.label, metric=guardrail.metric, verdict=verdict,
-                             candidate=bounds, statistic=bounds.value, threshold=0.0, critical=guardrail.critical)
-
-
-def failure_reason(model: str, candidate: str, view: DriftView, baseline_total: dict, candidate_total: dict) -> str:
-    """The decision's reason when this guardrail fails."""
-    found = differences(model, candidate, view, baseline_total, candidate_total) or ["(no detail)"]
-    return f"{REASON}: {found[0]}"
+                             candidate=bounds, statistic=bounds.value, threshold=0.0, critical=guardrail.critical,
+                             detail=f"{REASON}: {found[0]}" if found else None)
