@@ -41,9 +41,9 @@ def parse_label_map(text: str) -> dict[str, Any] | str:
 
     >>> parse_label_map("string"), parse_label_map('{"fraud": 1}')
     ('string', {'fraud': 1})
-    >>> parse_label_map("{fraud: 1}")
+    >>> parse_label_map("[1]")
     Traceback (most recent call last):
-    ValueError: neither string nor number nor a JSON object: unexpected character: line 1 column 2 (char 1)
+    ValueError: not a JSON object: '[1]'
     """
     if text in LABEL_COERCIONS:
         return text
