@@ -43,7 +43,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from evaluators.facts import AgreementFact, Fact, RequestFact
+from evaluators.facts import AgreementFact, Fact, RequestFact, ServedFeatures
 from evaluators.metrics import version as version_metrics
 from evaluators.metrics.version import MetricsConfig
 from evaluators.store import DictStore, KeyValueStore
@@ -134,11 +134,11 @@ class MetricsAccumulator:
         self.add_all([fact])
 
     def add_all(self, facts: list[Fact]) -> None:
-        """A batch's facts: each open window's facts folded in one pass in their order, and with
-        them into their version's running total (each fact's numbers computed once for both; the
-        total takes a batch's facts window by window, so its float sums may differ in the last bits
-        from adding them one at a time; its counts may not)."""
-        runs: dict[tuple, list[Fact]] = {}
+        """A batch's facts: each open window's facts, and each version's facts (its running total),
+        folded in one pass each, in their order (the same states, to the last bit, as ``add`` on
+        each: results do not depend on how the stream was cut into batches)."""
+        windows: dict[tuple, list[Fact]] = {}
+        totals: dict[str, list[Fact]] = {}
         closed: dict[tuple[str, int], bool] = {}
         window_ms = self.config.window_ms
         for fact in facts:
@@ -160,22 +160,28 @@ class MetricsAccumulator:
                 if not is_closed:
                     self._window(fact.model, start)["requests"] += 1
                 continue
-            target = (version_key(fact.model, fact.version, role), fact.model, None if is_closed else start)
-            run = runs.get(target)
-            if run is None:
-                run = runs[target] = []
-            run.append(fact)
-        for (key, model, start), run in runs.items():
-            total = self._version(key)["total"]
-            if start is None:  # facts of closed windows: in the running total only
-                self.late += len(run)
-                version_metrics.add_facts(total, run, self.config)
+            key = version_key(fact.model, fact.version, role)
+            if kind is not ServedFeatures:  # drift is judged per window only
+                run = totals.get(key)
+                if run is None:
+                    run = totals[key] = []
+                run.append(fact)
+            if is_closed:  # a fact of a closed window: in the running total only
+                self.late += 1
                 continue
+            target = (key, fact.model, start)
+            run = windows.get(target)
+            if run is None:
+                run = windows[target] = []
+            run.append(fact)
+        for key, run in totals.items():
+            version_metrics.add_facts(self._version(key)["total"], run, self.config)
+        for (key, model, start), run in windows.items():
             versions = self._window(model, start)["versions"]
             window = versions.get(key)
             if window is None:
                 window = versions[key] = version_metrics.new_state()
-            version_metrics.add_facts(window, run, self.config, total=total)
+            version_metrics.add_facts(window, run, self.config)
 
     def advance(self, watermark: int) -> None:
         """Stream time is now ``watermark``: the last batch's closed windows go, newly final ones

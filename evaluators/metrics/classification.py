@@ -87,33 +87,24 @@ def _observe(y: str, p: str, score: dict) -> tuple | None:
 
 def add(state: dict, label: Any, prediction: Any, score: Any) -> None:
     """Add one labelled prediction."""
-    add_to((state,), label, prediction, score)
-
-
-def add_to(states: tuple[dict, ...], label: Any, prediction: Any, score: Any) -> None:
-    """Add one labelled prediction to each of ``states`` (a window and a running total), computed once."""
     y, p = class_key(label), class_key(prediction)
     cell = f"{y}\x1f{p}"
-    for state in states:
-        cm = state["cm"]
-        cm[cell] = cm.get(cell, 0) + 1
+    cm = state["cm"]
+    cm[cell] = cm.get(cell, 0) + 1
     if isinstance(score, (int, float)) and not isinstance(score, bool):
         p1 = float(score)  # a binary model's P(class 1): the common case, no observation tuple built
         positive = y in _POSITIVE
-        loss = -math.log(min(max(p1 if positive else 1.0 - p1, _EPS), 1 - _EPS))
-        confidence = p1 if p in _POSITIVE else (1.0 - p1 if p in _NEGATIVE else None)
-        for state in states:
-            _add_probabilities(state, y, p, loss, (p1 - positive) ** 2, confidence)
-            _count_score(state, "1", p1, positive)
+        _add_probabilities(state, y, p, -math.log(min(max(p1 if positive else 1.0 - p1, _EPS), 1 - _EPS)),
+                           (p1 - positive) ** 2, p1 if p in _POSITIVE else (1.0 - p1 if p in _NEGATIVE else None))
+        _count_score(state, "1", p1, positive)
         return
     observation = _observe(y, p, score) if isinstance(score, dict) else None
     if observation is None:
         return
     loss, brier, confidence, auc_scores = observation
-    for state in states:
-        _add_probabilities(state, y, p, loss, brier, confidence)
-        for cls, q, is_true in auc_scores:
-            _count_score(state, cls, q, is_true)
+    _add_probabilities(state, y, p, loss, brier, confidence)
+    for cls, q, is_true in auc_scores:
+        _count_score(state, cls, q, is_true)
 
 
 def _add_probabilities(state: dict, y: str, p: str, loss: float, brier: float, confidence: float | None) -> None:

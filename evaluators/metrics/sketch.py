@@ -40,32 +40,21 @@ def add(sketch: dict, value: float) -> None:
 
 def add_many(sketch: dict, values: list[float] | tuple[float, ...]) -> None:
     """Add ``values`` in order (the same sketch, to the last bit of its sum, as ``add`` on each)."""
-    add_many_to((sketch,), values)
-
-
-def add_many_to(sketches: tuple[dict, ...], values: list[float] | tuple[float, ...]) -> None:
-    """``add_many`` on each of ``sketches`` (a window's and a running total's), each value's bin
-    computed once."""
-    positive: list[str] = []
-    negative: list[str] = []
-    zero = 0
+    total, zero = sketch["sum"], 0
+    positive, negative = sketch["pos"], sketch["neg"]  # string keys: the state is JSON
     for value in values:
-        if value > _MIN_POSITIVE:  # string keys: the state is JSON
-            positive.append(str(int(_ceil(_log(value, 2) * _MULTIPLIER) + _OFFSET)))
+        total += value
+        if value > _MIN_POSITIVE:
+            key = str(int(_ceil(_log(value, 2) * _MULTIPLIER) + _OFFSET))
+            positive[key] = positive.get(key, 0) + 1
         elif value < -_MIN_POSITIVE:
-            negative.append(str(int(_ceil(_log(-value, 2) * _MULTIPLIER) + _OFFSET)))
+            key = str(int(_ceil(_log(-value, 2) * _MULTIPLIER) + _OFFSET))
+            negative[key] = negative.get(key, 0) + 1
         else:
             zero += 1
-    for sketch in sketches:
-        total = sketch["sum"]
-        for value in values:
-            total += value
-        for bins, keys in ((sketch["pos"], positive), (sketch["neg"], negative)):
-            for key in keys:
-                bins[key] = bins.get(key, 0) + 1
-        sketch["n"] += len(values)
-        sketch["sum"] = total
-        sketch["zero"] += zero
+    sketch["n"] += len(values)
+    sketch["sum"] = total
+    sketch["zero"] += zero
 
 
 def merge(a: dict, b: dict) -> dict:

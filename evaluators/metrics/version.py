@@ -122,21 +122,16 @@ def add_fact(state: dict, fact: Fact, config: MetricsConfig) -> None:
     add_facts(state, (fact,), config)
 
 
-def add_facts(state: dict, facts: list[Fact] | tuple[Fact, ...], config: MetricsConfig,
-              total: dict | None = None) -> None:
+def add_facts(state: dict, facts: list[Fact] | tuple[Fact, ...], config: MetricsConfig) -> None:
     """Add a run of facts to ``state``: the same state as :func:`add_fact` on each, in order. Each
-    sketch and feature summary takes its run's values at once (in their order). ``total``: a state
-    without feature summaries (a version's running total) that takes the same facts, each one's
-    numbers computed once for both."""
-    states = (state,) if total is None else (state, total)
+    sketch and feature summary takes its run's values at once (in their order)."""
     latencies: list[float] = []
     delays: list[float] = []
     features = state.get("ft")
     pending_features: dict[str, list[Any]] = {}
     predictions: list[Any] = pending_features.setdefault(drift_summary.PREDICTION, [])
-    class_keys: list[str] = []
-    prediction_values: list[float] = []
-    responses = errors = expired = 0
+    class_counts, prediction_sum = state["pc"], state["pm"]
+    responses = errors = 0
     for fact in facts:
         kind = type(fact)
         if kind is ResponseFact:
@@ -152,63 +147,51 @@ def add_facts(state: dict, facts: list[Fact] | tuple[Fact, ...], config: Metrics
                     features[drift_summary.PREDICTION] = drift_summary.new_summary()
                 predictions.append(prediction)
             if isinstance(prediction, float):
-                prediction_values.append(prediction)
+                prediction_sum[0] += 1
+                prediction_sum[1] += prediction
             elif prediction is not None and not isinstance(prediction, (list, dict)):
-                class_keys.append(classification.class_key(prediction))
+                key = classification.class_key(prediction)
+                class_counts[key] = class_counts.get(key, 0) + 1
         elif kind is JoinedRecord:
             delay = fact.label_ts_ms - fact.ts_ms
             delays.append(delay / 1000.0 if delay > 0 else 0.0)
-            _add_joined(states, fact, config)
+            _add_joined(state, fact, config)
         elif kind is ServedFeatures:
             if features is not None:
                 drift_summary.collect_features(features, fact.features, pending_features)
         elif kind is Expired:
-            expired += 1
+            state["exp"] += 1
         elif kind is AgreementFact:
-            for each in states:
-                _add_agreement(each, fact)
-    for each in states:
-        each["n"] += responses
-        each["err"] += errors
-        each["exp"] += expired
-        if prediction_values:
-            running = each["pm"]
-            running[0] += len(prediction_values)
-            for value in prediction_values:
-                running[1] += value
-        counts = each["pc"]
-        for key in class_keys:
-            counts[key] = counts.get(key, 0) + 1
+            _add_agreement(state, fact)
+    state["n"] += responses
+    state["err"] += errors
     if latencies:
-        sketch.add_many_to(tuple(each["lat"] for each in states), latencies)
+        sketch.add_many(state["lat"], latencies)
     if delays:
-        sketch.add_many_to(tuple(each["delay"] for each in states), delays)
+        sketch.add_many(state["delay"], delays)
     if not predictions:
         del pending_features[drift_summary.PREDICTION]
     if pending_features:
         drift_summary.add_collected(features, pending_features)
 
 
-def _add_joined(states: tuple[dict, ...], fact: JoinedRecord, config: MetricsConfig) -> None:
+def _add_joined(state: dict, fact: JoinedRecord, config: MetricsConfig) -> None:
     """A joined record's counts, outcomes and task metrics (its label delay: ``add_facts``)."""
-    for state in states:
-        state["lab"] += 1
-        for kpi, value in fact.outcomes.items():
-            merge_sum(state["oc"].setdefault(kpi, [0, 0.0]), [1, float(value)])
+    state["lab"] += 1
+    for kpi, value in fact.outcomes.items():
+        merge_sum(state["oc"].setdefault(kpi, [0, 0.0]), [1, float(value)])
     prediction = fact.prediction
     if fact.error is not None or prediction is None or fact.label is None:
         return  # a failed response has no prediction to judge; it counts in error_rate
     task = config.task_of(fact.model, prediction)
     if task == "classification":
-        classification.add_to(tuple(_part(state, "cls", classification.new_state) for state in states),
-                              config.map_label(fact.model, fact.label), prediction, fact.score)
+        classification.add(_part(state, "cls", classification.new_state), config.map_label(fact.model, fact.label),
+                           prediction, fact.score)
     elif task == "regression":
         if isinstance(fact.label, (int, float)) and isinstance(prediction, (int, float)):
-            for state in states:
-                regression.add(_part(state, "reg", regression.new_state), float(fact.label), float(prediction))
+            regression.add(_part(state, "reg", regression.new_state), float(fact.label), float(prediction))
     else:
-        for state in states:
-            ranking.add(_part(state, "rk", ranking.new_state), fact.label, prediction, config.ks)
+        ranking.add(_part(state, "rk", ranking.new_state), fact.label, prediction, config.ks)
 
 
 def _part(state: dict, name: str, new: Callable[[], dict]) -> dict:
