@@ -161,10 +161,10 @@ class MetricsAccumulator:
                     self._window(fact.model, start)["requests"] += 1
                 continue
             key = version_key(fact.model, fact.version, role)
+            run = totals.get(key)
+            if run is None:
+                run = totals[key] = []  # every version seen has a running total, if only of features
             if kind is not ServedFeatures:  # drift is judged per window only
-                run = totals.get(key)
-                if run is None:
-                    run = totals[key] = []
                 run.append(fact)
             if is_closed:  # a fact of a closed window: in the running total only
                 self.late += 1
