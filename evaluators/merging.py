@@ -109,6 +109,9 @@ class PartialsMerger:
         self.shapes = ShapeMonitor()
         self.alerts: list[Alert] = []
         self.heartbeats: dict[int, dict[str, Any]] = {}
+        #: partition -> (the heartbeat they were taken from, its versions' totals reduced to slim
+        #: states): reduced once per heartbeat, not on every look of the engine.
+        self._slim_totals: dict[int, tuple[dict[str, Any], dict[str, dict]]] = {}
         self.finals: dict[str, dict[str, Any]] = {}
         self.published: dict[str, int] = {}  # snapshot id -> close time
 
@@ -191,13 +194,20 @@ class PartialsMerger:
         """The running totals the rollout engine reads (counts, latency, confusion matrix): what
         :meth:`totals` gives, reduced as the engine's ``slim`` reduces it, without the full merge."""
         merged: dict[str, dict] = {}
-        for heartbeat in self.heartbeats.values():
-            for key, entry in heartbeat.get("v", {}).items():
+        for partition, heartbeat in self.heartbeats.items():
+            cached = self._slim_totals.get(partition)
+            if cached is None or cached[0] is not heartbeat:
+                reduced: dict[str, dict] = {}
+                for key, entry in heartbeat.get("v", {}).items():
+                    reduced[key] = slim(None)
+                    for part in total_parts(entry):
+                        add_slim(reduced[key], part)
+                cached = self._slim_totals[partition] = (heartbeat, reduced)
+            for key, state in cached[1].items():
                 total = merged.get(key)
                 if total is None:
                     total = merged[key] = slim(None)
-                for part in total_parts(entry):
-                    add_slim(total, part)
+                add_slim(total, state)
         return {split_key(key): state for key, state in merged.items()}
 
     def model_counts(self) -> dict[str, dict[str, int]]:

@@ -114,6 +114,9 @@ class GuardrailEvidence(WireModel):
     detail: str | None = Field(
         None, description="Added in v1: what a failing check (schema_compatible) found, in words; a decision "
                           "that fails on it gives this as its reason.")
+    leaning: Literal["pass", "fail"] | None = Field(
+        None, description="Added in v1: the side of its bound the estimate is on while the verdict is undecided "
+                          "(or the verdict's side); a baked stage waits while a guardrail leans to fail.")
 
 
 class Decision(WireModel):

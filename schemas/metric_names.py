@@ -64,6 +64,16 @@ _FIXED: tuple[MetricInfo, ...] = (
     MetricInfo("latency_p99_ms", False, "quantile", needs_labels=False, description="99th percentile latency"),
     MetricInfo("agreement", True, "proportion", needs_labels=False,
                description="share of requests where a version agrees with the primary"),
+    MetricInfo("agreement_mad", False, "mean", needs_labels=False,
+               description="mean absolute difference of a version's scores (or numeric predictions) from the primary's"),
+    MetricInfo("rank_overlap@10", True, "mean", needs_labels=False,
+               description="share of the primary's top 10 items a version's ranking shares"),
+    MetricInfo("prediction_mean", False, "mean", needs_labels=False,
+               description="mean of numeric predictions (set higher_is_better when a rise is the good side)"),
+    MetricInfo("label_coverage", True, "proportion", needs_labels=False,
+               description="share of responses whose label joined"),
+    MetricInfo("label_delay_p50_s", False, "quantile", description="median label delay"),
+    MetricInfo("label_delay_p95_s", False, "quantile", description="95th percentile label delay"),
 )
 _AT_K: tuple[MetricInfo, ...] = (
     MetricInfo("precision@k", True, "mean", frozenset({"ranking"})),
@@ -76,6 +86,9 @@ _FAMILIES: dict[str, MetricInfo] = {
                            description="mean of a business outcome per labelled request"),
     "drift.": MetricInfo("drift.*", False, "score", needs_labels=False,
                          description="a drift score (see the drift docs)"),
+    "prediction_share.": MetricInfo("prediction_share.*", False, "proportion", needs_labels=False,
+                                    description="share of class predictions that are this class "
+                                                "(set higher_is_better when a rise is the good side)"),
 }
 
 METRICS: dict[str, MetricInfo] = {m.name: m for m in _FIXED}

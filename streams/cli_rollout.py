@@ -41,7 +41,7 @@ def checked_spec(path: Path) -> RolloutSpec:
     except SpecError as exc:
         raise click.ClickException(str(exc)) from None
     for i, guardrail in enumerate(spec.guardrails):
-        reason = unsupported_reason(guardrail)
+        reason = unsupported_reason(guardrail, spec.task)
         if reason:
             raise click.ClickException(f"{path}: guardrails[{i}].metric: {reason}")
     return spec

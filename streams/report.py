@@ -5,8 +5,9 @@ Built from the messages ShadowCanary publishes (commands, decisions, metric snap
 the demo, ``replay`` and anyone holding a copy of the topics produce the same report. Plots are
 drawn by matplotlib and inlined as SVG: the file opens anywhere, offline.
 
-Bands: per window, a Wilson 95% interval for proportions (accuracy, error rate) from the window's
-counts; at each decision, the anytime-valid bounds the engine judged with (drawn as error bars).
+Every guardrail of a decision gets a panel. Bands: per window, a Wilson 95% interval for
+proportions (accuracy, error rate) from the window's counts; at each decision, the anytime-valid
+bounds the engine judged with (drawn as error bars).
 """
 
 from __future__ import annotations
@@ -34,6 +35,15 @@ PANELS = {
     "error_rate": ("error rate", lambda s: s.errors / s.responses if s.responses else None, lambda s: s.responses),
     "latency_p99_ms": ("latency p99 (ms)", lambda s: s.latency_ms.p99, lambda s: 0),
 }
+
+
+def panel(metric: str) -> tuple[str, Callable[[MetricsSnapshot], float | None], Callable[[MetricsSnapshot], int] | None]:
+    """(title, value per window, its count for a Wilson band or None) of a guardrail's panel: the
+    proportions and latency have their own; every other metric is read off the snapshot's metrics
+    (drawn without a per-window band: the decisions' bounds are its bands)."""
+    if metric in PANELS:
+        return PANELS[metric]
+    return metric, lambda s: s.metrics.get(metric), None
 
 
 def wilson(p: float, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -91,20 +101,20 @@ def traffic_split_svg(commands: list[RoutingCommand], decisions: list[Decision],
 
 
 def guardrail_svg(metric: str, snapshots: list[MetricsSnapshot], decisions: list[Decision], t0: float) -> str:
-    title, value_of, count_of = PANELS[metric]
+    title, value_of, count_of = panel(metric)
     figure, axes = plt.subplots(figsize=(10, 3))
     by_version: dict[str, list[MetricsSnapshot]] = {}
     for s in snapshots:
         by_version.setdefault(s.version, []).append(s)
     for version, series in sorted(by_version.items()):
-        points = sorted(((_ms(s.window.end) - t0) / 1000, value_of(s), count_of(s)) for s in series)
+        points = sorted(((_ms(s.window.end) - t0) / 1000, value_of(s), count_of(s) if count_of else 0) for s in series)
         points = [p for p in points if p[1] is not None]
         if not points:
             continue
         xs = [p[0] for p in points]
         ys = [p[1] for p in points]
         line, = axes.plot(xs, ys, marker="o", markersize=3, label=f"{version} (per window)")
-        if metric != "latency_p99_ms":
+        if count_of is not None and metric != "latency_p99_ms":
             bands = [wilson(y, n) for _, y, n in points]
             axes.fill_between(xs, [b[0] for b in bands], [b[1] for b in bands], color=line.get_color(), alpha=0.15)
     for d in decisions:  # the bounds each decision was taken on
@@ -118,7 +128,8 @@ def guardrail_svg(metric: str, snapshots: list[MetricsSnapshot], decisions: list
                 axes.errorbar([x], [bounds.value], yerr=[[bounds.value - bounds.lower], [bounds.upper - bounds.value]],
                               fmt=marker, color="black", markersize=4, capsize=3, alpha=0.7)
     _mark_decisions(axes, decisions, t0)
-    axes.set_title(f"{title}: per-window values with 95% bands; error bars: the bounds at each decision")
+    bands = "per-window values with 95% bands" if count_of is not None else "per-window values"
+    axes.set_title(f"{title}: {bands}; error bars: the bounds at each decision")
     axes.set_xlabel("seconds since the first command")
     handles, _ = axes.get_legend_handles_labels()
     if handles:
@@ -163,7 +174,8 @@ def write_report(path: Path, title: str, commands: list[RoutingCommand], decisio
         snaps = [s for s in snapshots if s.model == model]
         times = [_ms(c.issued_at) for c in cmds] + [_ms(d.ts) for d in decs] + [_ms(s.window.end) for s in snaps]
         t0, t1 = min(times), max(times)
-        metrics = sorted({e.metric for d in decs for e in d.evidence if e.metric in PANELS} | {"accuracy"})
+        metrics = sorted({e.metric for d in decs for e in d.evidence if e.metric != "schema_compatible"}
+                         | {"accuracy"})
         plots = [traffic_split_svg(cmds, decs, t0, t1)]
         plots += [guardrail_svg(m, snaps, decs, t0) for m in metrics if snaps or decs]
         model_alerts = "".join(f"<li>{html.escape(a.severity)} {html.escape(a.kind)}: {html.escape(a.message)}</li>"

@@ -220,7 +220,8 @@ def test_a_manual_promote_is_the_next_stage_with_the_persons_name_and_reason():
 
 
 @pytest.mark.parametrize("guardrail, fragment", [
-    ({"metric": "f1", "max_degradation": 0.01}, "no anytime-valid test"),
+    ({"metric": "agreement", "max_degradation": 0.01}, "give min"),
+    ({"metric": "f1", "max": 0.9}, "give min"),
     ({"metric": "error_rate", "min": 0.01}, "give max"),
 ])
 def test_guardrails_without_a_test_are_named(guardrail, fragment):
@@ -302,9 +303,9 @@ def test_rollout_validate_names_the_field_of_an_unsupported_guardrail(tmp_path):
 
     path = tmp_path / "spec.yaml"
     path.write_text("model: m\nbaseline: v1\ncandidate: v2\nmode: canary\ntask: binary\n"
-                    "guardrails:\n  - {metric: roc_auc, max_degradation: 0.01}\n")
+                    "guardrails:\n  - {metric: roc_auc, max: 0.99}\n")
     result = CliRunner().invoke(cli, ["rollout", "validate", "-f", str(path)])
-    assert result.exit_code == 1 and "guardrails[0].metric" in result.output and "roc_auc" in result.output
+    assert result.exit_code == 1 and "guardrails[0].metric" in result.output and "give min" in result.output
     good = CliRunner().invoke(cli, ["rollout", "validate", "-f", "deploy/examples/canary.yaml"])
     assert good.exit_code == 0 and "v1 95%, v2 5%" in good.output
 

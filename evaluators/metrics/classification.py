@@ -20,10 +20,11 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
 import orjson
 from river import metrics
 
-from evaluators.metrics.sums import mean, merge_counts, merge_sum
+from evaluators.metrics.sums import mean, merge_counts, merge_sum, new_sum
 
 ECE_BINS = 10
 MAX_DISTINCT_SCORES = 20_000
@@ -32,8 +33,14 @@ _EPS = float.fromhex("0x1p-52")  # numpy's float64 eps: sklearn clips probabilit
 
 
 def new_state() -> dict:
-    return {"cm": {}, "ll": [0, 0.0], "br": [0, 0.0], "ece": [[0, 0.0, 0] for _ in range(ECE_BINS)],
+    return {"cm": {}, "ll": new_sum(), "br": new_sum(), "ece": [_new_bin() for _ in range(ECE_BINS)],
             "auc": {}, "coarse": False}
+
+
+def _new_bin() -> list:
+    """A calibration bin: ``[records, sum of confidences, correct ones, sum of squared confidences,
+    sum of the confidences of correct ones]``; bins written before the last two were kept have 3."""
+    return [0, 0.0, 0, 0.0, 0.0]
 
 
 _KEYS: dict[tuple[type, Any], str] = {}
@@ -109,15 +116,32 @@ def add(state: dict, label: Any, prediction: Any, score: Any) -> None:
 
 def _add_probabilities(state: dict, y: str, p: str, loss: float, brier: float, confidence: float | None) -> None:
     """Log loss, Brier score and the calibration bin of one scored record."""
-    state["ll"][0] += 1
-    state["ll"][1] += loss
-    state["br"][0] += 1
-    state["br"][1] += brier
+    ll, br = state["ll"], state["br"]
+    ll[0] += 1
+    ll[1] += loss
+    br[0] += 1
+    br[1] += brier
+    # squares; a sum written before they were kept gains them from here on (evaluators.metrics.sums.add)
+    try:
+        ll[2] += loss * loss
+    except IndexError:
+        ll.append(loss * loss)
+    try:
+        br[2] += brier * brier
+    except IndexError:
+        br.append(brier * brier)
     if confidence is not None:
         cell_bin = state["ece"][min(int(confidence * ECE_BINS), ECE_BINS - 1)]
+        correct = y == p
         cell_bin[0] += 1
         cell_bin[1] += confidence
-        cell_bin[2] += y == p
+        cell_bin[2] += correct
+        try:  # the parts the ECE guardrail's variance needs (a bin of an older state has none)
+            cell_bin[3] += confidence * confidence
+            if correct:
+                cell_bin[4] += confidence
+        except IndexError:
+            pass
 
 
 def _count_score(state: dict, cls: str, q: float, is_true: bool) -> None:
@@ -160,6 +184,11 @@ def merge(a: dict, b: dict) -> dict:
         mine[0] += theirs[0]
         mine[1] += theirs[1]
         mine[2] += theirs[2]
+        if len(mine) > 3 and len(theirs) > 3:
+            mine[3] += theirs[3]
+            mine[4] += theirs[4]
+        elif theirs[0]:
+            del mine[3:]  # older records without those parts: the sums would not cover them
     if b["coarse"] and not a["coarse"]:
         _coarsen(a)
     for cls, scores in b["auc"].items():
@@ -196,6 +225,34 @@ def _auc(scores: dict[str, list]) -> tuple[float | None, float]:
         negatives_below += neg
     total = positives * negatives
     return area / total, 0.5 * ties / total
+
+
+#: Score bins of the AUC guardrail's view of the score map (:func:`score_bins`).
+AUC_BINS = 200
+
+
+def score_bins(state: dict) -> dict[str, list[int]]:
+    """Each class's scores in :data:`AUC_BINS` equal bins over [0, 1] (scores outside are clipped):
+    ``[positives per bin..., negatives per bin...]``. Small and mergeable by addition, for the AUC
+    guardrail, where the exact map can hold thousands of distinct scores.
+
+    >>> state = new_state()
+    >>> for y, s in [(1, 0.9), (0, 0.2), (1, 0.4)]: add(state, y, y, s)
+    >>> bins = score_bins(state)["1"]; bins[180], bins[80], bins[AUC_BINS + 40]
+    (1, 1, 1)
+    """
+    binned: dict[str, list[int]] = {}
+    for cls, scores in state["auc"].items():
+        if not scores:
+            binned[cls] = [0] * (2 * AUC_BINS)
+            continue
+        keys = np.fromiter(map(float, scores), float, len(scores))
+        counts = np.array(list(scores.values()), dtype=np.int64).reshape(-1, 2)
+        index = np.clip((keys * AUC_BINS).astype(np.int64), 0, AUC_BINS - 1)
+        pos = np.bincount(index, weights=counts[:, 0], minlength=AUC_BINS)
+        neg = np.bincount(index, weights=counts[:, 1], minlength=AUC_BINS)
+        binned[cls] = [int(x) for x in np.concatenate([pos, neg])]
+    return binned
 
 
 def wrong(state: dict | None) -> tuple[int, int]:

@@ -15,14 +15,18 @@ from __future__ import annotations
 import math
 from typing import Any, Sequence
 
-from evaluators.metrics.sums import mean, merge_counts, merge_sum
+from evaluators.metrics.sums import add as add_to_sum, mean, merge_counts, merge_sum, new_sum
 
 DEFAULT_KS = (5, 10)
 _DISCOUNT = [1.0 / math.log2(i + 2) for i in range(10_000)]
 
 
 def new_state() -> dict:
-    return {"at": {}, "mrr": [0, 0.0]}
+    return {"at": {}, "mrr": new_sum()}
+
+
+def _new_at_k() -> dict:
+    return {"p": new_sum(), "r": new_sum(), "ndcg": new_sum()}
 
 
 def _hashable(item: Any) -> Any:
@@ -38,27 +42,23 @@ def add(state: dict, relevant: Any, ranked: Any, ks: Sequence[int] = DEFAULT_KS)
     for k in ks:
         sums = at.get(str(k))
         if sums is None:
-            sums = at[str(k)] = {"p": [0, 0.0], "r": [0, 0.0], "ndcg": [0, 0.0]}
+            sums = at[str(k)] = _new_at_k()
         top = hits[:k]
         found = sum(top)
-        sums["p"][0] += 1
-        sums["p"][1] += found / k
+        add_to_sum(sums["p"], found / k)
         if wanted:
-            sums["r"][0] += 1
-            sums["r"][1] += found / len(wanted)
+            add_to_sum(sums["r"], found / len(wanted))
             dcg = sum(_DISCOUNT[i] for i, hit in enumerate(top) if hit)
             ideal = sum(_DISCOUNT[i] for i in range(min(k, len(wanted))))
-            sums["ndcg"][0] += 1
-            sums["ndcg"][1] += dcg / ideal
+            add_to_sum(sums["ndcg"], dcg / ideal)
     if wanted:
         first = next((i for i, hit in enumerate(hits) if hit), None)
-        state["mrr"][0] += 1
-        state["mrr"][1] += 0.0 if first is None else 1.0 / (first + 1)
+        add_to_sum(state["mrr"], 0.0 if first is None else 1.0 / (first + 1))
 
 
 def merge(a: dict, b: dict) -> dict:
     for k, sums in b["at"].items():
-        merge_counts(a["at"].setdefault(k, {"p": [0, 0.0], "r": [0, 0.0], "ndcg": [0, 0.0]}), sums)
+        merge_counts(a["at"].setdefault(k, _new_at_k()), sums)
     merge_sum(a["mrr"], b["mrr"])
     return a
 

@@ -16,24 +16,55 @@ import math
 
 from river import metrics, stats
 
-from evaluators.metrics.sums import mean, merge_sum
+from evaluators.metrics.sums import mean, merge_sum, new_sum
 
 _EPS = float.fromhex("0x1p-52")
 
 
 def new_state() -> dict:
-    return {"ae": [0, 0.0], "se": [0, 0.0], "ape": [0, 0.0], "y": [0, 0.0, 0.0]}
+    return {"ae": new_sum(), "se": new_sum(), "ape": new_sum(), "y": [0, 0.0, 0.0], "mom": [0.0] * len(MOMENTS)}
+
+
+#: Raw sums kept for the R2 guardrail's variance (:mod:`evaluators.policy.estimands`), in this order
+#: (``se``: the squared error). States written before they were kept have no ``mom``.
+MOMENTS = ("y", "y2", "y3", "y4", "se*y", "se*y2")
 
 
 def add(state: dict, label: float, prediction: float) -> None:
     """Add one labelled prediction."""
     error = label - prediction
-    state["ae"][0] += 1
-    state["ae"][1] += abs(error)
-    state["se"][0] += 1
-    state["se"][1] += error * error
-    state["ape"][0] += 1
-    state["ape"][1] += abs(error) / max(abs(label), _EPS)
+    absolute = abs(error)
+    squared = error * error
+    percentage = absolute / max(abs(label), _EPS)
+    ae, se, ape = state["ae"], state["se"], state["ape"]
+    ae[0] += 1
+    ae[1] += absolute
+    se[0] += 1
+    se[1] += squared
+    ape[0] += 1
+    ape[1] += percentage
+    # squares; a sum written before they were kept gains them from here on (evaluators.metrics.sums.add)
+    try:
+        ae[2] += squared
+    except IndexError:
+        ae.append(squared)
+    try:
+        se[2] += squared * squared
+    except IndexError:
+        se.append(squared * squared)
+    try:
+        ape[2] += percentage * percentage
+    except IndexError:
+        ape.append(percentage * percentage)
+    moments = state.get("mom")
+    if moments is not None:
+        label2 = label * label
+        moments[0] += label
+        moments[1] += label2
+        moments[2] += label2 * label
+        moments[3] += label2 * label2
+        moments[4] += squared * label
+        moments[5] += squared * label2
     # Welford's update of [n, mean, sum of squared deviations], as river's stats.Var does.
     y = state["y"]
     y[0] += 1
@@ -50,6 +81,10 @@ def _variance(y: list) -> stats.Var:
 def merge(a: dict, b: dict) -> dict:
     for name in ("ae", "se", "ape"):
         merge_sum(a[name], b[name])
+    if "mom" in a and "mom" in b:
+        a["mom"] = [x + y for x, y in zip(a["mom"], b["mom"])]
+    elif "mom" in a and b["ae"][0]:
+        del a["mom"]  # b's samples lack them: the sums would no longer cover every sample
     if b["y"][0]:
         if a["y"][0] == 0:
             a["y"] = list(b["y"])

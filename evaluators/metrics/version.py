@@ -24,7 +24,7 @@ from evaluators.drift import summary as drift_summary
 from evaluators.drift.config import DriftConfig
 from evaluators.facts import AgreementFact, Expired, Fact, JoinedRecord, ResponseFact, ServedFeatures
 from evaluators.metrics import classification, ranking, regression, sketch
-from evaluators.metrics.sums import counts_below, mean, merge_counts, merge_sum
+from evaluators.metrics.sums import add as add_to_sum, counts_below, mean, merge_counts, merge_sum, new_sum, squares
 from schemas.metric_names import Task
 
 RANK_OVERLAP_K = 10
@@ -110,7 +110,7 @@ def new_state(features: bool = True) -> dict:
     """An empty state. ``features``: whether it keeps feature and prediction distributions (``ft``,
     for drift): windows do; running totals since a version was first seen do not need them."""
     state = {"n": 0, "err": 0, "lab": 0, "exp": 0, "lat": sketch.new_sketch(), "delay": sketch.new_sketch(),
-             "pc": {}, "pm": [0, 0.0], "ag": {"n": 0, "eq": 0, "mad": [0, 0.0], "ro": [0, 0.0]},
+             "pc": {}, "pm": new_sum(), "ag": {"n": 0, "eq": 0, "mad": new_sum(), "ro": new_sum()},
              "oc": {}, "cls": None, "reg": None, "rk": None}
     if features:
         state["ft"] = {}
@@ -147,8 +147,7 @@ def add_facts(state: dict, facts: list[Fact] | tuple[Fact, ...], config: Metrics
                     features[drift_summary.PREDICTION] = drift_summary.new_summary()
                 predictions.append(prediction)
             if isinstance(prediction, float):
-                prediction_sum[0] += 1
-                prediction_sum[1] += prediction
+                add_to_sum(prediction_sum, prediction)
             elif prediction is not None and not isinstance(prediction, (list, dict)):
                 key = classification.class_key(prediction)
                 class_counts[key] = class_counts.get(key, 0) + 1
@@ -179,7 +178,7 @@ def _add_joined(state: dict, fact: JoinedRecord, config: MetricsConfig) -> None:
     """A joined record's counts, outcomes and task metrics (its label delay: ``add_facts``)."""
     state["lab"] += 1
     for kpi, value in fact.outcomes.items():
-        merge_sum(state["oc"].setdefault(kpi, [0, 0.0]), [1, float(value)])
+        add_to_sum(_outcome_sum(state["oc"], kpi), float(value))
     prediction = fact.prediction
     if fact.error is not None or prediction is None or fact.label is None:
         return  # a failed response has no prediction to judge; it counts in error_rate
@@ -192,6 +191,13 @@ def _add_joined(state: dict, fact: JoinedRecord, config: MetricsConfig) -> None:
             regression.add(_part(state, "reg", regression.new_state), float(fact.label), float(prediction))
     else:
         ranking.add(_part(state, "rk", ranking.new_state), fact.label, prediction, config.ks)
+
+
+def _outcome_sum(outcomes: dict, kpi: str) -> list:
+    running = outcomes.get(kpi)
+    if running is None:
+        running = outcomes[kpi] = new_sum()
+    return running
 
 
 def _part(state: dict, name: str, new: Callable[[], dict]) -> dict:
@@ -211,15 +217,15 @@ def _add_agreement(state: dict, fact: AgreementFact) -> None:
     numeric = (isinstance(mine, (int, float)) and isinstance(theirs, (int, float))
                and not isinstance(mine, bool) and not isinstance(theirs, bool))
     if isinstance(fact.score, (int, float)) and isinstance(fact.primary_score, (int, float)):
-        merge_sum(ag["mad"], [1, abs(float(fact.score) - float(fact.primary_score))])
+        add_to_sum(ag["mad"], abs(float(fact.score) - float(fact.primary_score)))
     elif numeric:
-        merge_sum(ag["mad"], [1, abs(float(mine) - float(theirs))])
+        add_to_sum(ag["mad"], abs(float(mine) - float(theirs)))
     if isinstance(mine, list) and isinstance(theirs, list):
         top_mine, top_theirs = mine[:RANK_OVERLAP_K], theirs[:RANK_OVERLAP_K]
         size = max(len(top_mine), len(top_theirs))
         if size:
             shared = len({repr(i) for i in top_mine} & {repr(i) for i in top_theirs})
-            merge_sum(ag["ro"], [1, shared / size])
+            add_to_sum(ag["ro"], shared / size)
 
 
 def merge(a: dict, b: dict) -> dict:
@@ -248,8 +254,82 @@ def merge(a: dict, b: dict) -> dict:
 
 def slim(state: dict | None) -> dict:
     """The part of a version's metric state the guardrails read (the rest can be large), copied."""
-    empty = {"n": 0, "err": 0, "lab": 0, "lat": sketch.new_sketch(), "cls": None, "pc": {}, "pm": [0, 0.0]}
+    empty = {"n": 0, "err": 0, "lab": 0, "lat": sketch.new_sketch(), "delay": sketch.new_sketch(), "cls": None,
+             "pc": {}, "pm": new_sum(), "sums": {}}
     return add_slim(empty, state) if state else empty
+
+
+def guardrail_sums(state: dict) -> dict[str, Any]:
+    """The sums the guardrails' tests of means, ratios and scores read, by metric name (see
+    :mod:`evaluators.policy.estimands` for what each holds): a flat list of numbers, or for
+    ``roc_auc`` a flat list per class; each mergeable by adding part by part. A slim state has them
+    already; a full state gives them from its parts.
+
+    >>> from evaluators.facts import JoinedRecord
+    >>> state = new_state()
+    >>> add_fact(state, JoinedRecord("m", "v1", "primary", "r", 0, 5, 1, None, 1, {"converted": 1},
+    ...                                     None, None, None), MetricsConfig())
+    >>> guardrail_sums(state)["outcome.converted"]
+    [1, 1.0, 1.0]
+    """
+    if "sums" in state:
+        return state["sums"]
+    sums: dict[str, Any] = {}
+    if "oc" not in state:
+        return sums  # a slim state saved before slim states kept these sums
+    lab = state["lab"]
+    if state["n"]:
+        sums["label_coverage"] = [state["n"], float(lab), float(lab)]
+    predicted = sum(state["pc"].values())
+    for key, count in state["pc"].items():  # each class's share of the class predictions
+        sums[f"prediction_share.{key.strip(chr(34))}"] = [predicted, float(count), float(count)]
+    if state["pm"][0]:
+        sums["prediction_mean"] = list(state["pm"])
+    for kpi, running in state["oc"].items():  # a KPI's mean is over every labelled request
+        sums[f"outcome.{kpi}"] = [lab, running[1], squares(running)]
+    ag = state["ag"]
+    if ag["n"]:
+        sums["agreement"] = [ag["n"], float(ag["eq"]), float(ag["eq"])]
+    if ag["mad"][0]:
+        sums["agreement_mad"] = list(ag["mad"])
+    if ag["ro"][0]:
+        sums[f"rank_overlap@{RANK_OVERLAP_K}"] = list(ag["ro"])
+    cls = state["cls"]
+    if cls is not None and "ll" in cls:
+        sums["log_loss"], sums["brier"] = list(cls["ll"]), list(cls["br"])
+        if all(len(b) > 3 or not b[0] for b in cls["ece"]):
+            sums["ece"] = [x for b in cls["ece"] for x in (b if len(b) > 3 else (0, 0.0, 0, 0.0, 0.0))]
+        sums["roc_auc"] = classification.score_bins(cls)
+    reg = state["reg"]
+    if reg is not None:
+        sums["mae"], sums["mape"], sums["rmse"] = list(reg["ae"]), list(reg["ape"]), list(reg["se"])
+        if "mom" in reg:
+            sums["r2"] = [*reg["se"], *reg["mom"]]
+    rk = state["rk"]
+    if rk is not None:
+        sums["mrr"] = list(rk["mrr"])
+        for k, at_k in rk["at"].items():
+            for part, metric in (("p", "precision"), ("r", "recall"), ("ndcg", "ndcg")):
+                sums[f"{metric}@{k}"] = list(at_k[part])
+    return sums
+
+
+def _add_flat(total: list, values: list) -> None:
+    """Add part by part (a shorter, older list gains the missing parts as 0)."""
+    if len(total) < len(values):
+        total.extend([0] * (len(values) - len(total)))
+    for i, value in enumerate(values):
+        total[i] += value
+
+
+def _add_guardrail_sums(total: dict, sums: dict) -> None:
+    for name, values in sums.items():
+        if isinstance(values, dict):
+            per_class = total.setdefault(name, {})
+            for cls, counts in values.items():
+                _add_flat(per_class.setdefault(cls, []), counts)
+        else:
+            _add_flat(total.setdefault(name, []), values)
 
 
 def add_slim(total: dict, state: dict) -> dict:
@@ -259,6 +339,8 @@ def add_slim(total: dict, state: dict) -> dict:
     total["err"] += state["err"]
     total["lab"] += state["lab"]
     sketch.merge(total["lat"], state["lat"])
+    if "delay" in state:
+        sketch.merge(total.setdefault("delay", sketch.new_sketch()), state["delay"])
     cls = state.get("cls")
     if cls:
         if total["cls"] is None:
@@ -266,7 +348,8 @@ def add_slim(total: dict, state: dict) -> dict:
         merge_counts(total["cls"]["cm"], cls["cm"])
     if "pc" in state:  # the predictions' classes and float count: their shape (schema_compatible)
         merge_counts(total.setdefault("pc", {}), state["pc"])
-        merge_sum(total.setdefault("pm", [0, 0.0]), state["pm"])
+        merge_sum(total.setdefault("pm", new_sum()), state["pm"])
+    _add_guardrail_sums(total.setdefault("sums", {}), guardrail_sums(state))
     return total
 
 
@@ -310,7 +393,7 @@ def compute(state: dict, model: str, config: MetricsConfig) -> dict[str, float]:
         values["agreement_mad"] = mean(ag["mad"])
     if ag["ro"][0]:
         values[f"rank_overlap@{RANK_OVERLAP_K}"] = mean(ag["ro"])
-    for kpi, (count, total) in state["oc"].items():
+    for kpi, (count, total, *_) in state["oc"].items():
         values[f"outcome.{kpi}.count"] = float(count)
         values[f"outcome.{kpi}.sum"] = total
         if state["lab"]:

@@ -15,6 +15,11 @@ alerts out. Pure: the stream (:mod:`streams.policy`), the benchmark and the test
 data. A guardrail with no data never passes: the rollout holds and alerts once per stage. In the
 other modes an *undecided* guardrail does not block a baked stage (the bake is the evidence budget
 the spec asked for; every decision shows each verdict and its bounds); ``ab`` needs each to pass.
+While an undecided guardrail *leans to fail* (its estimate is on the wrong side of its bound, and
+the data favour "worse" over the bound: its log e-value is at least :data:`LEAN_EVIDENCE`), a baked
+stage waits for at most one more bake (the same duration and labelled samples again), saying so
+once in a ``hold`` decision: a bad candidate is then more often rolled back before it reaches the
+next stage, while a good one rarely waits (measured in ``bench/policy_metrics.py``).
 
 **Failing.** A critical guardrail that fails rolls back at once, whatever the stage; a non-critical
 one rolls back, or with ``on_failure: hold`` holds the rollout (no more steps) and alerts.
@@ -26,6 +31,7 @@ Commands people issue through the CLI are obeyed: rollback, pause, resume and pr
 
 from __future__ import annotations
 
+import math
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -34,13 +40,16 @@ from evaluators.metrics.version import add_slim, is_behind, slim
 from evaluators.policy import guardrails as judging
 from evaluators.policy.drift_guardrails import DriftView, drift_evidence, is_drift
 from evaluators.policy.schema_guardrail import is_schema, schema_evidence
-from evaluators.policy.sequential import new_test
 from schemas.control import Decision, GuardrailEvidence, RoutingCommand
 from schemas.monitoring import Alert
 from schemas.rollout import RolloutSpec
 from schemas.signing import Signer, sign_command, verifier_for, verify_command
 
 ISSUER = "evaluator"
+#: The evidence (log e-value against "acceptable") with which an undecided guardrail leaning to fail
+#: makes a baked stage wait: 0, the data favour "worse" over the bound (measured in
+#: ``bench/policy_metrics.py`` against waiting on any lean and not waiting).
+LEAN_EVIDENCE = 0.0
 ACTIVE = ("running", "paused", "held")
 _NAMESPACE = uuid.UUID("4b1c3f0e-2a55-4d6e-9a53-5c0ab1e1d001")
 
@@ -79,8 +88,12 @@ class RolloutEngine:
     [{'v1': 90.0, 'v2': 10.0}]
     """
 
-    def __init__(self, state: dict | None = None, signer: Signer | None = None) -> None:
+    def __init__(self, state: dict | None = None, signer: Signer | None = None,
+                 lean_evidence: float | None = LEAN_EVIDENCE) -> None:
         state = state or {}
+        #: A baked stage waits (up to one more bake) while an undecided guardrail leans to fail with
+        #: at least this log e-value against "acceptable" (None: never waits; -inf: any lean).
+        self.lean_evidence = lean_evidence
         self.signer = signer  # signs every command the engine issues, when set
         #: With a key, commands read back from ``rollout.control`` count only if their signature is good.
         self.verifier = verifier_for(signer) if signer is not None else None
@@ -148,7 +161,7 @@ class RolloutEngine:
         rollout = {"id": rollout_id, "spec": spec_json,
                    "status": "running", "stage": 0, "stage_started": now_ms, "started": now_ms,
                    "start": {"b": b, "c": c}, "last": {"b": b, "c": c}, "stage_c": c,
-                   "tests": {g.label: new_test() for g in spec.guardrails}, "no_data_alerted": -1}
+                   "tests": {g.label: judging.new_test_for(g) for g in spec.guardrails}, "no_data_alerted": -1}
         self.rollouts[spec.model] = rollout
         routes, shadow = stages(spec)[0]
         out.append(self._command(rollout, "set_routes", routes, shadow, now_ms,
@@ -255,7 +268,8 @@ class RolloutEngine:
                     schema_evidence(g, spec.model, spec.candidate, drift, b, c) if is_schema(g) else
                     judging.judge(g, rollout["tests"][g.label],
                                   (rollout["start"]["b"], rollout["last"]["b"], b),
-                                  (rollout["start"]["c"], rollout["last"]["c"], c)) for g in spec.guardrails]
+                                  (rollout["start"]["c"], rollout["last"]["c"], c), spec.task)
+                    for g in spec.guardrails]
         rollout["last"] = {"b": b, "c": c}
         self.evidence[spec.model] = evidence
         failed = [e for e in evidence if e.verdict == "fail"]
@@ -291,6 +305,17 @@ class RolloutEngine:
                     self._alert(rollout, "warning", "labels", now_ms, f"{spec.model}/{spec.candidate}: {reason}")]
         if spec.mode == "ab" and any(e.verdict != "pass" for e in evidence):
             return []
+        leaning = [e.guardrail for e in evidence if e.verdict == "undecided" and e.leaning == "fail"
+                   and (e.statistic or 0.0) >= (self.lean_evidence if self.lean_evidence is not None else math.inf)]
+        if leaning and (bake.min_duration or bake.min_samples):
+            baked = rollout.get("baked")
+            if baked is None or baked["stage"] != rollout["stage"]:
+                baked = rollout["baked"] = {"stage": rollout["stage"], "at": now_ms, "lab": c["lab"]}
+                reason = (f"stage {rollout['stage'] + 1} baked, but {', '.join(leaning)} leans to fail: "
+                          f"waiting up to one more bake")
+                return [self._decision(rollout, "hold", now_ms, reason, evidence)]
+            if now_ms - baked["at"] < bake.min_duration * 1000 or c["lab"] - baked["lab"] < bake.min_samples:
+                return []
         return self._advance(rollout, spec, now_ms, evidence)
 
     def _advance(self, rollout: dict, spec: RolloutSpec, now_ms: int,

@@ -1,7 +1,8 @@
 """Judging one guardrail from metric states: pass, fail or undecided, with its evidence.
 
-Every supported guardrail is a question about a proportion of *bad* samples, so one sequential
-test (:mod:`evaluators.policy.sequential`) serves them all:
+Two families of sequential test, both anytime-valid (looked at after every batch):
+
+**Proportions of bad samples** (:mod:`evaluators.policy.sequential`, exact mixture SPRTs):
 
 - ``accuracy``: wrong predictions among labelled ones;
 - ``error_rate``: failed responses;
@@ -12,9 +13,15 @@ test (:mod:`evaluators.policy.sequential`) serves them all:
 Against the baseline (accuracy, error rate), both versions' samples of each look go into a paired
 test, conditional on the look's bad samples, so the baseline's rate is never plugged in as if
 known; the allowed degradation becomes an odds-ratio bound. An absolute bound ``p0`` (or a latency
-bound set by the baseline's quantile) is tested on the candidate's samples alone. Metrics of kind ``mean`` or ``score`` (F1, AUC, MAE, ...)
-have no anytime-valid test here yet: :func:`unsupported_reason` names them, and a spec using
-them is refused when validated rather than held forever.
+bound set by the baseline's quantile) is tested on the candidate's samples alone.
+
+**Every other metric** (business outcomes, precision, recall, F1, ROC AUC, log loss, Brier, ECE,
+MAE, RMSE, MAPE, R2, ranking metrics, agreement with the primary): asymptotic confidence sequences
+on the metric's per-sample contributions, stratified by look, through the delta method for ratios
+and scores (:mod:`evaluators.policy.estimands`, :mod:`evaluators.policy.asymptotic`).
+
+:func:`unsupported_reason` names a guardrail no test can judge (say, a bound on the better side
+only), and a spec using it is refused when validated rather than held forever.
 """
 
 from __future__ import annotations
@@ -24,26 +31,32 @@ from typing import Any
 
 from evaluators.metrics import classification, sketch
 from evaluators.metrics.version import new_state
-from evaluators.policy import sequential
+from evaluators.policy import asymptotic, sequential
+from evaluators.policy.estimands import estimand_for
 from schemas.control import Bounds, GuardrailEvidence
 from schemas.metric_names import lookup_metric
 from schemas.rollout import Guardrail
 
-_QUANTILES = {"latency_p50_ms": 0.5, "latency_p95_ms": 0.95, "latency_p99_ms": 0.99}
+#: Quantile metrics: the metric state's sketch and the quantile.
+_QUANTILES = {"latency_p50_ms": ("lat", 0.5), "latency_p95_ms": ("lat", 0.95), "latency_p99_ms": ("lat", 0.99),
+              "label_delay_p50_s": ("delay", 0.5), "label_delay_p95_s": ("delay", 0.95)}
 
 
-def unsupported_reason(guardrail: Guardrail) -> str | None:
-    """Why the engine cannot judge ``guardrail`` (None when it can)."""
+_PROPORTIONS = ("accuracy", "error_rate", *_QUANTILES)
+
+
+def unsupported_reason(guardrail: Guardrail, task: str = "binary") -> str | None:
+    """Why the engine cannot judge ``guardrail`` in a rollout of ``task`` (None when it can)."""
     if lookup_metric(guardrail.metric).kind == "check":
         return None  # judged by its monitor (evaluators/policy/schema_guardrail.py)
     if guardrail.metric.startswith("drift."):
         if guardrail.max is None:
             return f"{guardrail.metric}: give max, the drift size (PSI or Jensen-Shannon distance) it tolerates"
         return None
-    if guardrail.metric not in ("accuracy", "error_rate", *_QUANTILES):
-        kind = lookup_metric(guardrail.metric).kind
-        return (f"metric {guardrail.metric!r} ({kind}) has no anytime-valid test yet; guardrails may "
-                f"use accuracy, error_rate, {', '.join(_QUANTILES)}")
+    estimand = estimand_for(guardrail.metric, task)
+    if estimand is not None and estimand.absolute_only and guardrail.comparison == "baseline":
+        return (f"{guardrail.metric} is measured against the primary itself, so the baseline has none: "
+                f"give min (the share of requests on which the candidate must agree)")
     worse_side = "min" if guardrail.prefers_higher else "max"
     other = "max" if worse_side == "min" else "min"
     if guardrail.comparison == "absolute" and getattr(guardrail, worse_side) is None:
@@ -63,7 +76,13 @@ def bad_counts(metric: str, state: dict, latency_bound: float | None = None) -> 
         return classification.wrong(state.get("cls"))
     if metric == "error_rate":
         return state["err"], state["n"]
-    return sketch.count_above(state["lat"], latency_bound), state["lat"]["n"]
+    values = _sketch_of(metric, state)
+    return sketch.count_above(values, latency_bound), values["n"]
+
+
+def _sketch_of(metric: str, state: dict) -> dict:
+    """The sketch of a quantile metric (an empty one in a state saved before slim states kept it)."""
+    return state.get(_QUANTILES[metric][0]) or sketch.new_sketch()
 
 
 def _diff(now: tuple[int, int], then: tuple[int, int]) -> tuple[int, int]:
@@ -74,8 +93,8 @@ def since(metric: str, now: dict, then: dict, latency_bound: float | None = None
     return _diff(bad_counts(metric, now, latency_bound), bad_counts(metric, then, latency_bound))
 
 
-def _quantile_since(now: dict, then: dict, q: float) -> float | None:
-    return sketch.quantile(sketch.subtract(now["lat"], then["lat"]), q)
+def _quantile_since(metric: str, now: dict, then: dict) -> float | None:
+    return sketch.quantile(sketch.subtract(_sketch_of(metric, now), _sketch_of(metric, then)), _QUANTILES[metric][1])
 
 
 # -- the null rate ---------------------------------------------------------------------------------
@@ -84,7 +103,7 @@ def null_rate(guardrail: Guardrail, base_bad: int, base_n: int) -> float | None:
     baseline samples."""
     metric = guardrail.metric
     if metric in _QUANTILES:
-        return 1 - _QUANTILES[metric]  # the bound itself moves with the baseline (latency_bound)
+        return 1 - _QUANTILES[metric][1]  # the bound itself moves with the baseline (latency_bound)
     if guardrail.comparison == "absolute":
         return (1 - guardrail.min) if guardrail.prefers_higher else guardrail.max
     if base_n <= 0:
@@ -101,7 +120,7 @@ def null_rate(guardrail: Guardrail, base_bad: int, base_n: int) -> float | None:
 def latency_bound(guardrail: Guardrail, baseline_now: dict, baseline_start: dict) -> float | None:
     if guardrail.comparison == "absolute":
         return guardrail.max
-    value = _quantile_since(baseline_now, baseline_start, _QUANTILES[guardrail.metric])
+    value = _quantile_since(guardrail.metric, baseline_now, baseline_start)
     if value is None:
         return None
     if guardrail.max_degradation is not None:
@@ -136,8 +155,26 @@ def _update_against_baseline(test: dict[str, Any], p0: float, base_then: tuple[i
         sequential.update(test, *new_cand, p0=p0)
 
 
+def new_test_for(guardrail: Guardrail) -> dict[str, Any]:
+    """A fresh sequential test of the kind ``guardrail`` needs."""
+    if guardrail.metric in _PROPORTIONS:
+        return sequential.new_test()
+    return dict(asymptotic.new_test())
+
+
 def judge(guardrail: Guardrail, test: dict[str, Any], base: tuple[dict, dict, dict],
-          cand: tuple[dict, dict, dict]) -> GuardrailEvidence:
+          cand: tuple[dict, dict, dict], task: str = "binary") -> GuardrailEvidence:
+    """Judge ``guardrail`` at a look (see :func:`judge_proportion` and :func:`judge_estimand`)."""
+    if guardrail.metric in _PROPORTIONS:
+        return judge_proportion(guardrail, test, base, cand)
+    if not asymptotic.is_mean_test(test):  # a test saved before this kind existed: start it now
+        test.clear()
+        test.update(asymptotic.new_test())
+    return judge_estimand(guardrail, test, base, cand, task)
+
+
+def judge_proportion(guardrail: Guardrail, test: dict[str, Any], base: tuple[dict, dict, dict],
+                     cand: tuple[dict, dict, dict]) -> GuardrailEvidence:
     """Update the guardrail's sequential ``test`` with the candidate's samples since the last look
     and judge it. ``base`` and ``cand``: each version's metric state at rollout start, at the last
     look, and now. The null rate scoring new samples uses the baseline up to the last look
@@ -176,6 +213,11 @@ def judge(guardrail: Guardrail, test: dict[str, Any], base: tuple[dict, dict, di
     else:
         _, _, upper = sequential.proportion_bounds(cand_bad, cand_n, alpha)
         verdict = "pass" if upper < p0_now else "undecided"
+    leaning = None
+    if verdict != "undecided":
+        leaning = verdict
+    elif cand_n and p0_now is not None:  # the candidate's bad rate against its largest acceptable one
+        leaning = "fail" if cand_bad / cand_n > p0_now else "pass"
     as_metric = metric == "accuracy"  # reported as accuracy, not as its error rate
 
     def bounds(bad: int, n: int) -> Bounds:
@@ -190,4 +232,97 @@ def judge(guardrail: Guardrail, test: dict[str, Any], base: tuple[dict, dict, di
         guardrail=guardrail.label, metric=metric, verdict=verdict,
         baseline=bounds(base_bad, base_n) if guardrail.comparison == "baseline" else None,
         candidate=bounds(cand_bad, cand_n), statistic=round(stat, 6), threshold=round(threshold, 6),
-        critical=guardrail.critical)
+        critical=guardrail.critical, leaning=leaning)
+
+
+def comparison_of(guardrail: Guardrail) -> tuple[float, float]:
+    """``(lam, bound)``: the guardrail asks whether ``M_c - lam * M_b`` is on the acceptable side of
+    ``bound`` (at least it when higher is better, at most it otherwise).
+
+    >>> comparison_of(Guardrail(metric="outcome.revenue", max_degradation_relative=0.05))
+    (0.95, 0.0)
+    >>> comparison_of(Guardrail(metric="mae", max_degradation=0.5))
+    (1.0, 0.5)
+    """
+    higher = guardrail.prefers_higher
+    if guardrail.comparison == "absolute":
+        return 0.0, float(guardrail.min if higher else guardrail.max)
+    if guardrail.max_degradation is not None:
+        return 1.0, -guardrail.max_degradation if higher else guardrail.max_degradation
+    relative = guardrail.max_degradation_relative or 0.0
+    return (1.0 - relative if higher else 1.0 + relative), 0.0
+
+
+def _auc_of(bins: dict | None, then: dict | None, task: str) -> tuple[float, float, float] | None:
+    """AUC, variance and effective count: the positive class's for a binary model, the mean over
+    classes (one against the rest) for a multiclass one, their variances taken as independent."""
+    bins, then = bins or {}, then or {}
+    classes = [c for c in ("1", "true") if c in bins][:1] if task == "binary" else sorted(bins)
+    found = [e for e in (asymptotic.auc_estimate(bins[c], then.get(c)) for c in classes) if e is not None]
+    if not found:
+        return None
+    k = len(found)
+    return (sum(e[0] for e in found) / k, sum(e[1] for e in found) / (k * k), min(e[2] for e in found))
+
+
+def _judge_auc(guardrail: Guardrail, base: tuple[dict, dict, dict], cand: tuple[dict, dict, dict],
+               task: str) -> GuardrailEvidence:
+    """ROC AUC on the rollout's cumulative estimates (see :mod:`evaluators.policy.asymptotic`)."""
+    lam, bound = comparison_of(guardrail)
+    alpha = guardrail.alpha
+
+    def since_start(versions: tuple[dict, dict, dict]) -> tuple[float, float, float] | None:
+        return _auc_of(versions[2].get("sums", {}).get("roc_auc"), versions[0].get("sums", {}).get("roc_auc"), task)
+
+    c, b = since_start(cand), since_start(base) if guardrail.comparison == "baseline" else None
+
+    def bounds(found: tuple[float, float, float] | None) -> Bounds:
+        if found is None:
+            return Bounds(samples=0)
+        value, variance, effective = found
+        r = asymptotic.radius(variance, effective, alpha)
+        return Bounds(value=value, samples=int(effective), lower=max(value - r, 0.0), upper=min(value + r, 1.0))
+
+    verdict, leaning, statistic = "undecided", None, 0.0
+    if c is not None and (b is not None or guardrail.comparison == "absolute") and math.isfinite(c[1]):
+        estimate = c[0] - (lam * b[0] if b else 0.0)
+        variance = c[1] + (lam * lam * b[1] if b else 0.0)
+        effective = c[2] * b[2] / (c[2] + b[2]) if b else c[2]
+        verdict, leaning, statistic = asymptotic.decide(estimate - bound, variance, effective, alpha)
+    return GuardrailEvidence(
+        guardrail=guardrail.label, metric=guardrail.metric, verdict=verdict,
+        baseline=bounds(b) if guardrail.comparison == "baseline" else None, candidate=bounds(c),
+        statistic=round(statistic, 6), threshold=round(math.log(1 / alpha), 6), critical=guardrail.critical,
+        leaning=leaning)
+
+
+def judge_estimand(guardrail: Guardrail, test: dict[str, Any], base: tuple[dict, dict, dict],
+                   cand: tuple[dict, dict, dict], task: str) -> GuardrailEvidence:
+    """Update the guardrail's asymptotic ``test`` with both versions' samples since its last scored
+    look and judge ``M_c - lam * M_b`` against its bound (:mod:`evaluators.policy.asymptotic`);
+    each version's bounds are its own confidence sequence since the rollout's start."""
+    if guardrail.metric == "roc_auc":
+        return _judge_auc(guardrail, base, cand, task)
+    estimand = estimand_for(guardrail.metric, task)
+    lam, bound = comparison_of(guardrail)
+    c_raw = (estimand.raw(cand[0]), estimand.raw(cand[2]))
+    b_raw = (estimand.raw(base[0]), estimand.raw(base[2])) if guardrail.comparison == "baseline" else None
+    asymptotic.update(test, estimand, c_raw, b_raw, lam)
+    verdict, leaning, statistic, _ = asymptotic.judgement(test, estimand, c_raw, b_raw, lam, bound,
+                                                          guardrail.prefers_higher, guardrail.alpha)
+
+    def bounds(raw: tuple[Any, Any]) -> Bounds:
+        value, low, high, samples = asymptotic.level(estimand, raw[0], raw[1], guardrail.alpha)
+        if value is None:
+            return Bounds(samples=samples)
+        if not (math.isfinite(low) and math.isfinite(high)):
+            return Bounds(value=value, samples=samples)
+        if estimand.bounded is not None:
+            low, high = max(low, estimand.bounded[0]), min(high, estimand.bounded[1])
+        return Bounds(value=value, samples=samples, lower=low, upper=high)
+
+    return GuardrailEvidence(
+        guardrail=guardrail.label, metric=guardrail.metric, verdict=verdict,
+        baseline=bounds(b_raw) if b_raw is not None else None, candidate=bounds(c_raw),
+        statistic=round(statistic, 6), threshold=round(math.log(1 / guardrail.alpha), 6),
+        critical=guardrail.critical, leaning=leaning)
