@@ -16,8 +16,10 @@ from streams.cli_context import Context
 from streams.cli_demo import demo
 from streams.cli_evaluate import evaluate
 from streams.cli_keys import keys
+from streams.cli_labels import labels
 from streams.cli_replay import record, replay
 from streams.cli_rollout import rollout
+from streams.cli_sidecar import sidecar
 from streams.cli_schemas import schemas
 from streams.cli_topics import topics
 from streams.errors import ShadowCanaryError
@@ -41,7 +43,7 @@ def cli(ctx: click.Context, config_file: Path | None, bootstrap_servers: str | N
                       signing_key)
 
 
-for command in (broker, topics, schemas, evaluate, rollout, keys, demo, record, replay):
+for command in (broker, topics, schemas, evaluate, rollout, keys, labels, sidecar, demo, record, replay):
     cli.add_command(command)
 
 

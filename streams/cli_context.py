@@ -54,6 +54,20 @@ class Context:
 pass_context = click.make_pass_decorator(Context)
 
 
+def key_value_pairs(what: str):
+    """A click callback for a repeatable ``KEY=VALUE`` option: a dict, or a usage error that says
+    ``what`` the pair is (``"NAME=COLUMN (the KPI's name and the column holding it)"``)."""
+    def parse(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> dict[str, str]:
+        pairs = {}
+        for value in values:
+            key, sep, item = value.partition("=")
+            if not sep or not key or not item:
+                raise click.BadParameter(f"{value!r}: give {what}")
+            pairs[key] = item
+        return pairs
+    return parse
+
+
 def duration(ctx: click.Context, param: click.Parameter, value: str) -> float:
     """A click callback: a duration option (``90s``, ``15m``, ``6h``, ``7d`` or seconds) in seconds,
     or a usage error naming the option."""

@@ -27,7 +27,7 @@ from typing import Any, Mapping
 from prometheus_client import Counter
 
 from schemas.codec import encode
-from schemas.inference import InferenceRequest, InferenceResponse
+from schemas.inference import GroundTruth, InferenceRequest, InferenceResponse
 from schemas.topics import Topics
 from streams.config import KafkaSettings
 from streams.producer import make_producer
@@ -62,6 +62,10 @@ class InferenceLogger:
     def log_response(self, response: InferenceResponse | Mapping[str, Any]) -> bool:
         """Queue a response event; ``False`` if it was dropped (and counted)."""
         return self._log(self.topics.responses, InferenceResponse, response)
+
+    def log_label(self, label: GroundTruth | Mapping[str, Any]) -> bool:
+        """Queue a label (``GroundTruth``); ``False`` if it was dropped (and counted)."""
+        return self._log(self.topics.labels, GroundTruth, label)
 
     def _log(self, topic: str, model: type, event: Any) -> bool:
         try:
