@@ -54,6 +54,20 @@ class Context:
 pass_context = click.make_pass_decorator(Context)
 
 
+def wait_until_stopped() -> None:
+    """Block until Ctrl-C or SIGTERM (a long-running command's main thread; its work runs in threads)."""
+    import signal
+    import threading
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        while not stop.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass
+
+
 def key_value_pairs(what: str):
     """A click callback for a repeatable ``KEY=VALUE`` option: a dict, or a usage error that says
     ``what`` the pair is (``"NAME=COLUMN (the KPI's name and the column holding it)"``)."""

@@ -3,13 +3,11 @@ language (see :mod:`streams.sidecar`)."""
 
 from __future__ import annotations
 
-import signal
-import threading
 from pathlib import Path
 
 import click
 
-from streams.cli_context import Context, key_value_pairs, pass_context
+from streams.cli_context import Context, key_value_pairs, pass_context, wait_until_stopped
 from streams.sidecar import DEFAULT_PORT
 
 
@@ -55,16 +53,11 @@ def sidecar(ctx: Context, baselines: dict[str, str], verify_key: Path | None, co
         server = Sidecar(router, logger, host, port)
     except OSError as exc:
         raise click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
     router.start()
     server.start()
     click.echo(f"sidecar listening on http://{host}:{server.port} (routes from {router.topic})", err=True)
     try:
-        while not stop.wait(0.5):
-            pass
-    except KeyboardInterrupt:
-        pass
+        wait_until_stopped()
     finally:
         server.stop()
         router.stop()

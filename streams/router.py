@@ -24,7 +24,7 @@ import logging
 import threading
 import uuid
 from collections import deque
-from typing import Mapping
+from typing import Callable, Mapping
 
 from confluent_kafka import Consumer, TopicPartition
 from prometheus_client import Counter
@@ -51,8 +51,11 @@ class Router(BackgroundService):
     thread_name = "shadowcanary-router"
 
     def __init__(self, settings: KafkaSettings, baselines: Mapping[str, str], verifier: Verifier | None = None,
-                 cohorts: Mapping[str, Mapping[str, str]] | None = None, topics: Topics | None = None) -> None:
+                 cohorts: Mapping[str, Mapping[str, str]] | None = None, topics: Topics | None = None,
+                 on_applied: Callable[[RoutingCommand], None] | None = None) -> None:
         super().__init__()
+        #: Told each command that applied, in the router's thread (the actuators write it out).
+        self.on_applied = on_applied
         self.settings = settings
         self.topic = (topics or Topics(settings.topic_prefix)).control
         self.book = RouteBook(baselines, verifier, cohorts)
@@ -117,6 +120,8 @@ class Router(BackgroundService):
             self.applied += 1
             COMMANDS.labels(command.model, "applied").inc()
             log.info("router: %s epoch %d: %s %s", command.model, command.epoch, command.action, command.routes)
+            if self.on_applied is not None:
+                self.on_applied(command)
         else:
             self._refuse(str(command.command_id), command.model, reason)
 

@@ -3,7 +3,8 @@
 ``shadowcanary sidecar`` runs beside a serving process (loopback by default) and answers:
 
 =========================  =====================================================================
-``POST /v1/route``          ``{"model", "subject", "attributes"?}`` -> ``{"serve", "mirror", "role"}``:
+``POST /v1/route``          ``{"model", "subject", "attributes"?}`` -> ``{"serve", "mirror", "role"}``
+                            (404 for a model with no command yet and no ``--baseline``):
                             the SDK's :meth:`Router.route` (same buckets, cohorts and epochs: the
                             same :class:`evaluators.routing.RouteBook`, fed from ``rollout.control``
                             with signatures verified)
@@ -85,7 +86,10 @@ class Sidecar:
     # -- answers: (status, JSON body) ---------------------------------------------------------------
     def route(self, body: Any) -> tuple[int, dict]:
         request = RouteRequest.model_validate(body)
-        assignment = self.router.route(request.model, request.subject, request.attributes)
+        try:
+            assignment = self.router.route(request.model, request.subject, request.attributes)
+        except LookupError as exc:  # no command for the model yet, and no --baseline for it
+            return 404, {"error": str(exc)}
         return 200, {"serve": assignment.serve, "mirror": list(assignment.mirror), "role": assignment.role}
 
     def _log(self, kind: type[BaseModel], send: Callable[[Any], bool], body: Any) -> tuple[int, dict]:

@@ -120,6 +120,7 @@ def test_the_log_endpoints_publish_events_and_bad_input_gets_a_reason(kafka_sett
         ("POST", "/v1/log/response", {"request_id": "x", "model": "fraud"}, 400, "version"),
         ("POST", "/v1/log/label", {"request_id": "x", "model": "fraud", "ts": 1}, 400, "label or outcomes"),
         ("POST", "/v1/nothing", {}, 404, "no such endpoint"),
+        ("POST", "/v1/route", {"model": "unknown", "subject": "u"}, 404, "no routes and no baseline"),
         ("GET", "/v1/route", None, 405, "takes POST"),
         ("POST", "/healthz", {}, 405, "takes GET"),
     ]
