@@ -153,8 +153,8 @@ def _naive_fails(scenario: Scenario, estimand, base: tuple[dict, dict], cand: tu
     """One-sided z-test of the difference of the cumulative estimates (or of the candidate against
     an absolute bound), at ALPHA."""
     if scenario.guardrail.metric == "roc_auc":
-        c = judging._auc_of(cand[1]["sums"].get("roc_auc"), None, scenario.task)
-        b = judging._auc_of(base[1]["sums"].get("roc_auc"), None, scenario.task)
+        c = judging.auc_of(cand[1]["sums"].get("roc_auc"), None, scenario.task)
+        b = judging.auc_of(base[1]["sums"].get("roc_auc"), None, scenario.task)
         if c is None or b is None:
             return False
         difference, variance = c[0] - b[0], c[1] + b[1]

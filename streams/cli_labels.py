@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, Callable
 
 import click
 
 from schemas.topics import Topics
 from streams.cli_context import Context, key_value_pairs, pass_context
 from streams.label_files import BadRow, LabelColumns, check_columns, read_labels
+
+if TYPE_CHECKING:
+    from streams.producer import ContractProducer
 
 #: Bad rows listed one by one; past that only counted.
 SHOWN_BAD_ROWS = 20
@@ -21,8 +25,9 @@ def _lines(path: Path) -> int:
         return sum(chunk.count(b"\n") for chunk in iter(lambda: handle.read(1 << 20), b""))
 
 
-def publish_labels(path: Path, columns: LabelColumns, producer, topic: str | None,
-                   progress=lambda rows: None, now_ms: int | None = None) -> tuple[int, list[BadRow]]:
+def publish_labels(path: Path, columns: LabelColumns, producer: ContractProducer | None, topic: str | None,
+                   progress: Callable[[int], object] = lambda rows: None,
+                   now_ms: int | None = None) -> tuple[int, list[BadRow]]:
     """Send every label of ``path`` (none with no ``producer``: a dry run) and flush; returns the
     labels sent and the rows skipped. ``progress(rows)`` is told every 10,000 rows."""
     now_ms = int(time.time() * 1000) if now_ms is None else now_ms
@@ -71,7 +76,7 @@ def load(ctx: Context, path: Path, id_column: str, label_column: str | None, mod
     if label_column is None and not outcomes:
         raise click.UsageError("give --label-column, --outcome NAME=COLUMN, or both")
     columns = LabelColumns(id=id_column, label=label_column, model=model, model_column=model_column,
-                           ts_column=ts_column, outcomes=outcomes, label_type=label_type)  # type: ignore[arg-type]
+                           ts_column=ts_column, outcomes=outcomes, label_type=label_type)
     try:
         check_columns(path, columns)
     except ValueError as exc:

@@ -29,8 +29,9 @@ tending to at most ``alpha``: looking after every batch costs nothing. It needs 
 variances (not bounded samples), so it holds for revenue-like heavy tails as the samples grow;
 early looks are protected by ``rho`` (the boundary is wide before a few hundred samples).
 
-**Verdicts.** ``fail`` when the whole sequence is on the wrong side of the bound, ``pass`` when it
-is on the right side, else ``undecided`` (with the side the estimate leans to).
+**Verdicts.** ``fail`` when the e-value against "acceptable" reaches ``1 / alpha`` (the confidence
+sequence lies wholly on the wrong side of the bound), ``pass`` when the e-value against
+"unacceptable" does, else ``undecided``, with the side the estimate leans to (:func:`decide`).
 
 **ROC AUC** is a rank statistic, not a function of sample means: its test uses the rollout's
 cumulative estimates (DeLong's placement variance from 200 score bins per version,

@@ -253,7 +253,7 @@ def comparison_of(guardrail: Guardrail) -> tuple[float, float]:
     return (1.0 - relative if higher else 1.0 + relative), 0.0
 
 
-def _auc_of(bins: dict | None, then: dict | None, task: str) -> tuple[float, float, float] | None:
+def auc_of(bins: dict | None, then: dict | None, task: str) -> tuple[float, float, float] | None:
     """AUC, variance and effective count: the positive class's for a binary model, the mean over
     classes (one against the rest) for a multiclass one, their variances taken as independent."""
     bins, then = bins or {}, then or {}
@@ -272,7 +272,7 @@ def _judge_auc(guardrail: Guardrail, base: tuple[dict, dict, dict], cand: tuple[
     alpha = guardrail.alpha
 
     def since_start(versions: tuple[dict, dict, dict]) -> tuple[float, float, float] | None:
-        return _auc_of(versions[2].get("sums", {}).get("roc_auc"), versions[0].get("sums", {}).get("roc_auc"), task)
+        return auc_of(versions[2].get("sums", {}).get("roc_auc"), versions[0].get("sums", {}).get("roc_auc"), task)
 
     c, b = since_start(cand), since_start(base) if guardrail.comparison == "baseline" else None
 
