@@ -6,9 +6,10 @@ Two families of sequential test, both anytime-valid (looked at after every batch
 
 - ``accuracy``: wrong predictions among labelled ones;
 - ``error_rate``: failed responses;
-- ``latency_pXX_ms``: responses slower than a bound. "p99 under 250 ms" is "at most 1% of
-  responses over 250 ms"; against the baseline, the bound is the baseline's own quantile plus the
-  allowed degradation.
+- ``latency_pXX_ms`` and ``label_delay_pXX_s``: samples over a bound. "p99 under 250 ms" is "at
+  most 1% of responses over 250 ms"; against the baseline, the bound is the baseline's own quantile
+  plus the allowed degradation. Their evidence is reported in the metric's unit
+  (:func:`quantile_bounds`).
 
 Against the baseline (accuracy, error rate), both versions' samples of each look go into a paired
 test, conditional on the look's bad samples, so the baseline's rate is never plugged in as if
@@ -228,11 +229,32 @@ def judge_proportion(guardrail: Guardrail, test: dict[str, Any], base: tuple[dic
             value, low, high = 1 - value, 1 - high, 1 - low
         return Bounds(value=value, samples=n, lower=low, upper=high)
 
+    if latency:  # reported in the metric's unit (ms, s), not as the share over the bound
+        base_bounds = quantile_bounds(metric, b_now, b_start, alpha)
+        cand_bounds = quantile_bounds(metric, c_now, c_start, alpha)
+    else:
+        base_bounds, cand_bounds = bounds(base_bad, base_n), bounds(cand_bad, cand_n)
     return GuardrailEvidence(
         guardrail=guardrail.label, metric=metric, verdict=verdict,
-        baseline=bounds(base_bad, base_n) if guardrail.comparison == "baseline" else None,
-        candidate=bounds(cand_bad, cand_n), statistic=round(stat, 6), threshold=round(threshold, 6),
+        baseline=base_bounds if guardrail.comparison == "baseline" else None,
+        candidate=cand_bounds, statistic=round(stat, 6), threshold=round(threshold, 6),
         critical=guardrail.critical, leaning=leaning)
+
+
+def quantile_bounds(metric: str, now: dict, start: dict, alpha: float) -> Bounds:
+    """A quantile metric's value since ``start`` in its unit, with anytime-valid bounds: the sample
+    quantiles at the ends of the confidence sequence of the share below the quantile (the
+    binomial duality of order statistics; the sketch adds its 1% relative error)."""
+    values = sketch.subtract(_sketch_of(metric, now), _sketch_of(metric, start))
+    n = values["n"]
+    value = sketch.quantile(values, _QUANTILES[metric][1]) if n > 0 else None
+    if value is None:
+        return Bounds(samples=0)
+    q = _QUANTILES[metric][1]
+    _, low, high = sequential.proportion_bounds(round(q * n), n, alpha)
+    lower, upper = sketch.quantile(values, max(low, 0.0)), sketch.quantile(values, min(high, 1.0))
+    return Bounds(value=value, samples=n, lower=lower if lower is not None else value,
+                  upper=upper if upper is not None else value)
 
 
 def comparison_of(guardrail: Guardrail) -> tuple[float, float]:
