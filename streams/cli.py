@@ -19,6 +19,7 @@ from streams.cli_evaluate import evaluate
 from streams.cli_keys import keys
 from streams.cli_labels import labels
 from streams.cli_replay import record, replay
+from streams.cli_report import report
 from streams.cli_rollout import rollout
 from streams.cli_sidecar import sidecar
 from streams.cli_schemas import schemas
@@ -44,7 +45,7 @@ def cli(ctx: click.Context, config_file: Path | None, bootstrap_servers: str | N
                       signing_key)
 
 
-for command in (broker, topics, schemas, evaluate, rollout, keys, labels, sidecar, actuate, demo, record, replay):
+for command in (broker, topics, schemas, evaluate, rollout, keys, labels, sidecar, actuate, report, demo, record, replay):
     cli.add_command(command)
 
 

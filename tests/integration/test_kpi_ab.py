@@ -4,6 +4,7 @@ back; an equal one completes once non-inferiority is shown."""
 from __future__ import annotations
 
 import random
+from html import escape
 import uuid
 
 import pytest
@@ -82,3 +83,16 @@ def test_an_ab_on_conversion_rolls_back_a_worse_candidate_and_completes_an_equal
     complete = next(d for d in decisions if d.model == "equal" and d.action == "complete")
     passed = next(e for e in complete.evidence if e.metric == "outcome.converted")
     assert passed.verdict == "pass" and passed.candidate.samples >= 200
+    # The report of the real rollout, from the live topics: its decisions, and a panel per guardrail.
+    from click.testing import CliRunner
+
+    from streams.cli import cli
+
+    result = CliRunner().invoke(cli, ["--bootstrap", kafka_settings.bootstrap_servers, "--topic-prefix",
+                                      kafka_settings.topic_prefix, "report", "--model", "worse", "--out",
+                                      str(tmp_path / "worse.html")])
+    assert result.exit_code == 0, result.output
+    assert f"rollout {rollback.rollout_id}" in result.output and "2 commands, 1 decisions" in result.output
+    html = (tmp_path / "worse.html").read_text()
+    assert "outcome.converted: per-window values" in html and "error rate: per-window values" in html
+    assert escape(rollback.reason) in html

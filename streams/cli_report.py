@@ -1,0 +1,61 @@
+"""``shadowcanary report --model M [--rollout ID]``: the HTML rollout report of a real rollout, read
+from the live topics (``rollout.control``, ``rollout.decisions``, ``evaluator.metrics``,
+``evaluator.alerts``): the same report the demo and ``replay`` write."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from schemas.codec import DecodeError, decode
+from schemas.control import Decision, RoutingCommand
+from schemas.monitoring import Alert, MetricsSnapshot
+from schemas.topics import Topics
+from streams.cli_context import Context, pass_context
+
+
+def _read(ctx: Context, topic: str, kind: type, model: str) -> list:
+    """Every record of ``topic`` for ``model`` that decodes (the evaluator wrote them; others are skipped)."""
+    from streams.reading import read_to_end
+
+    records, _ = read_to_end(ctx.settings, topic)
+    out = []
+    for record in records:
+        try:
+            message = decode(kind, record.value())
+        except DecodeError:
+            continue
+        if message.model == model:
+            out.append(message)
+    return out
+
+
+@click.command()
+@click.option("--model", required=True, help="The model whose rollout to report.")
+@click.option("--rollout", "rollout_id", help="The rollout (its id, as decisions carry it); default: the latest.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=Path("report.html"),
+              show_default=True, help="Where to write the HTML file.")
+@pass_context
+def report(ctx: Context, model: str, rollout_id: str | None, out: Path) -> None:
+    """Write the HTML report of MODEL's rollout from the live topics: traffic split, each guardrail
+    per version with the bounds of every decision, metric windows, alerts."""
+    from streams.report import write_report
+
+    topics = Topics(ctx.settings.topic_prefix)
+    commands = _read(ctx, topics.control, RoutingCommand, model)
+    decisions = _read(ctx, topics.decisions, Decision, model)
+    if not commands:
+        raise click.ClickException(f"no command for {model} on {topics.control}: no rollout to report")
+    chosen = rollout_id or next((c.rollout_id for c in reversed(commands) if c.rollout_id), None)
+    commands = [c for c in commands if c.rollout_id == chosen]
+    decisions = [d for d in decisions if d.rollout_id == chosen]
+    if not commands:
+        raise click.ClickException(f"no command of rollout {chosen!r} for {model} on {topics.control}")
+    times = [c.issued_at for c in commands] + [d.ts for d in decisions]
+    begin, end = min(times), max(times)
+    snapshots = [s for s in _read(ctx, topics.metrics, MetricsSnapshot, model) if s.window.end >= begin]
+    alerts = [a for a in _read(ctx, topics.alerts, Alert, model) if begin <= a.ts <= end]
+    path = write_report(out, f"ShadowCanary rollout {chosen}: {model}", commands, decisions, snapshots, alerts)
+    click.echo(f"{path}: {len(commands)} commands, {len(decisions)} decisions, {len(snapshots)} metric windows, "
+               f"{len(alerts)} alerts of rollout {chosen}")
