@@ -51,13 +51,14 @@ $(COMPOSE_SCHEMA):
 	chmod 644 $@
 
 # promtool and prometheus (Debian's prometheus package) check the worker's /metrics output and
-# deploy/prometheus, and scrape a worker in the integration tests.
+# deploy/prometheus, and scrape a worker in the integration tests; Alertmanager (Debian's
+# prometheus-alertmanager) delivers a rollback to a webhook in tests/integration/test_alerting.py.
 test-tools: $(COMPOSE_SCHEMA)
-	@command -v promtool >/dev/null || { \
+	@{ command -v promtool && command -v prometheus-alertmanager; } >/dev/null || { \
 	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
-	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus \
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus prometheus-alertmanager \
 	  || { $$SUDO apt-get update -qq && \
-	       $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus; }; }
+	       $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus prometheus-alertmanager; }; }
 
 test: setup test-tools
 	$(PY) -m pytest

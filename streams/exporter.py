@@ -165,6 +165,10 @@ def serve(collectors: Iterable[Collector], port: int, host: str = "0.0.0.0") -> 
     start_http_server(port, addr=host)
 
 
+#: A decision's reason as a label is cut here (one series per model: the last decision only).
+REASON_CHARS = 200
+
+
 class PolicyCollector(Collector):
     """The rollouts the policy engine judges (on the worker that owns it): each version's share of
     traffic, the stage, the status, and every guardrail's last evidence with its confidence bounds."""
@@ -193,6 +197,13 @@ class PolicyCollector(Collector):
                                     labels=["model", "guardrail", "side"])
         failing = GaugeMetricFamily("shadowcanary_guardrail_failing", "1 while a guardrail's verdict is fail.",
                                     labels=["model", "guardrail", "critical"])
+        last = GaugeMetricFamily(
+            "shadowcanary_rollout_last_decision_info",
+            "1, labelled with a rollout's versions and its last decision (action, reason: at most "
+            f"{REASON_CHARS} characters), for alert notifications to quote.",
+            labels=["model", "rollout_id", "baseline", "candidate", "action", "reason"])
+        decided = GaugeMetricFamily("shadowcanary_rollout_last_decision_timestamp_seconds",
+                                    "When a rollout's last decision was taken (Unix seconds).", labels=["model"])
         for model, rollout in sorted(rollouts.items()):
             spec = rollout["spec"]
             for version, percent in (rollout.get("routes") or {}).items():
@@ -200,6 +211,11 @@ class PolicyCollector(Collector):
             for version in rollout.get("shadow") or []:
                 traffic.add_metric([model, version, "true"], 0.0)
             stage.add_metric([model, spec["candidate"]], float(rollout["stage"]))
+            decision = rollout.get("last_decision")
+            if decision is not None:
+                last.add_metric([model, rollout["id"], spec["baseline"], spec["candidate"], decision["action"],
+                                 decision["reason"][:REASON_CHARS]], 1.0)
+                decided.add_metric([model], decision["ts"] / 1000)
             for name in self.STATUSES:
                 status.add_metric([model, spec["candidate"], spec["baseline"], name],
                                   1.0 if rollout["status"] == name else 0.0)
@@ -213,4 +229,4 @@ class PolicyCollector(Collector):
                     samples.add_metric([model, e.guardrail, side], float(b.samples))
                 failing.add_metric([model, e.guardrail, str(e.critical).lower()],
                                    1.0 if e.verdict == "fail" else 0.0)
-        yield from (traffic, stage, status, bound, samples, failing)
+        yield from (traffic, stage, status, bound, samples, failing, last, decided)

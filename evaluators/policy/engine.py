@@ -369,6 +369,8 @@ class RolloutEngine:
     def _decision(rollout: dict, action: str, now_ms: int, reason: str,
                   evidence: list[GuardrailEvidence]) -> Output:
         model = rollout["spec"]["model"]
+        # What alert notifications quote (the exporter's shadowcanary_rollout_last_decision_info).
+        rollout["last_decision"] = {"action": action, "reason": reason, "ts": now_ms}
         return Output("decisions", model, Decision(rollout_id=rollout["id"], model=model, step=rollout["stage"],
                                                    action=action, ts=now_ms, reason=reason, evidence=evidence))
 
