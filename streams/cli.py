@@ -12,6 +12,7 @@ from pathlib import Path
 import click
 
 from streams.cli_actuate import actuate
+from streams.cli_api import api
 from streams.cli_broker import broker
 from streams.cli_context import Context
 from streams.cli_demo import demo
@@ -45,7 +46,7 @@ def cli(ctx: click.Context, config_file: Path | None, bootstrap_servers: str | N
                       signing_key)
 
 
-for command in (broker, topics, schemas, evaluate, rollout, keys, labels, sidecar, actuate, report, demo, record, replay):
+for command in (broker, topics, schemas, evaluate, rollout, keys, labels, sidecar, actuate, api, report, demo, record, replay):
     cli.add_command(command)
 
 

@@ -149,3 +149,27 @@ def test_grafana_provisioning_and_dashboard_hold_together():
                    "shadowcanary_rollout_decisions_total", "shadowcanary_consumer_lag_records"):
         assert wanted in text, wanted
     assert all(queried_metrics().values())
+
+
+def test_the_argo_and_flagger_examples_ask_the_apis_endpoints():
+    """The AnalysisTemplate's web URL is the verdict endpoint, its conditions read the verdict's
+    values; each Flagger webhook names a kind the API answers, with the model in its metadata."""
+    from urllib.parse import urlsplit
+
+    import yaml
+
+    from evaluators.policy.verdicts import FLAGGER_KINDS, verdict_of
+
+    template = yaml.safe_load((DEPLOY / "argo-rollouts" / "analysis-template.yaml").read_text())
+    metric = template["spec"]["metrics"][0]
+    assert template["kind"] == "AnalysisTemplate" and template["apiVersion"] == "argoproj.io/v1alpha1"
+    path = urlsplit(metric["provider"]["web"]["url"]).path
+    assert path == "/v1/rollouts/{{args.model}}/verdict"
+    names = set(verdict_of("m", None, None).as_json())
+    assert metric["successCondition"] == 'result.verdict == "pass"' and "verdict" in names
+    assert metric["failureCondition"] == 'result.verdict == "fail"'
+    canary = yaml.safe_load((DEPLOY / "flagger" / "canary.yaml").read_text())
+    assert canary["kind"] == "Canary" and canary["apiVersion"] == "flagger.app/v1beta1"
+    for hook in canary["spec"]["analysis"]["webhooks"]:
+        assert urlsplit(hook["url"]).path == f"/v1/flagger/{hook['type']}" and hook["type"] in FLAGGER_KINDS
+        assert hook["metadata"]["model"] == "fraud"
