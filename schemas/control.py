@@ -119,6 +119,17 @@ class GuardrailEvidence(WireModel):
                           "(or the verdict's side); a baked stage waits while a guardrail leans to fail.")
 
 
+class RegistryVersion(WireModel):
+    """A version as the model registry knows it (read when its rollout started)."""
+
+    name: str
+    version: str
+    run_id: str | None = None
+    source: str | None = None
+    description: str | None = None
+    tags: dict[str, str] = Field(default_factory=dict)
+
+
 class Decision(WireModel):
     """Every promote, hold, rollback and completion, with the evidence behind it."""
 
@@ -129,3 +140,6 @@ class Decision(WireModel):
     ts: Timestamp
     reason: str = Field(min_length=1)
     evidence: list[GuardrailEvidence] = Field(default_factory=list)
+    versions: dict[str, RegistryVersion] | None = Field(
+        None, description="Added in v1: the rollout's versions as its model registry knows them (when the spec "
+                          "names one and the evaluator reaches it).")

@@ -132,6 +132,16 @@ class Guardrail(_Part):
         return lookup_metric(self.metric).higher_is_better
 
 
+class RegistryRef(_Part):
+    """The rollout's versions in a model registry (MLflow): read into its decisions; on promotion the
+    candidate's registry version gets ``alias``, on rollback a tag with the decision."""
+
+    name: str = Field(min_length=1, description="The registered model's name.")
+    versions: dict[str, str] = Field(
+        default_factory=dict, description="ShadowCanary version -> registry version number, e.g. {v2: '7'}.")
+    alias: str = Field("champion", min_length=1, description="Set on the candidate's version when promoted.")
+
+
 class RolloutSpec(WireModel):
     """A rollout of ``candidate`` against ``baseline`` for one model; keyed by ``model``."""
 
@@ -148,6 +158,8 @@ class RolloutSpec(WireModel):
     label_timeout: Duration = Field(7 * 86400.0, gt=0, description="Labels later than this are counted "
                                                                    "late and not joined.")
     on_failure: OnFailure = "rollback"
+    registry: RegistryRef | None = Field(
+        None, description="Added in v1: the versions in a model registry (MLflow), for metadata and outcomes.")
 
     @model_validator(mode="after")
     def _consistent(self) -> "RolloutSpec":

@@ -102,6 +102,10 @@ LABEL_MAP_HELP = ("Map a model's labels before they are compared with its predic
 @click.option("--batch-size", type=click.IntRange(1, 100_000), default=DEFAULT_BATCH_SIZE, show_default=True,
               help="Most records in one batch (one transaction). Under load batches fill, and each commit's "
                    "round trips are shared by more records; a quiet stream makes small batches.")
+@click.option("--mlflow-uri", envvar="MLFLOW_TRACKING_URI", metavar="URI",
+              help="An MLflow tracking server: rollouts whose spec names a registered model get its versions' "
+                   "metadata in their decisions, and their outcome written back (alias, tags). Env "
+                   "MLFLOW_TRACKING_URI; needs the mlflow package.")
 @click.option("--loglevel", type=click.Choice(["debug", "info", "warning", "error"]), default="warning",
               show_default=True)
 @pass_context
@@ -110,7 +114,7 @@ def evaluate(ctx: Context, app_id: str, store: str, state_dir: Path | None, labe
              label_maps: dict[str, Any], ks: tuple[int, ...],
              metrics_port: int, metrics_host: str, drift_alpha: float, drift_confirm_windows: int,
              drift_reference_windows: int, drift_min_samples: int, drift_cooldown: float, batch_size: int,
-             loglevel: str) -> None:
+             mlflow_uri: str | None, loglevel: str) -> None:
     """Run an evaluator worker until Ctrl-C (or SIGTERM) stops it cleanly."""
     import signal
     import threading
@@ -135,8 +139,13 @@ def evaluate(ctx: Context, app_id: str, store: str, state_dir: Path | None, labe
                         cooldown_ms=int(drift_cooldown * 1000))
     metrics = MetricsConfig(tasks=tasks, ks=tuple(sorted(set(ks))), window_ms=int(window * 1000), drift=drift,
                             label_maps=label_maps)
+    if mlflow_uri:
+        try:
+            import mlflow  # noqa: F401
+        except ImportError:
+            raise click.UsageError("--mlflow-uri needs the mlflow package (pip install mlflow-skinny)") from None
     evaluator = build_evaluator(ctx.settings, options, config, state_dir, metrics, ctx.signer,
-                                in_memory=store == "memory")
+                                in_memory=store == "memory", registry_uri=mlflow_uri)
     if metrics_port:
         evaluator.serve_metrics(metrics_port, metrics_host)
         click.echo(f"Prometheus metrics on http://{metrics_host}:{metrics_port}/metrics", err=True)

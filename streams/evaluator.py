@@ -115,7 +115,7 @@ def worker_id(state_dir: Path) -> str:
 def build_evaluator(settings: KafkaSettings, options: LoopOptions, join_config: JoinConfig,
                     state_dir: Path, metrics_config: MetricsConfig = MetricsConfig(),
                     signer: Signer | None = None, in_memory: bool = False,
-                    heartbeat_interval_s: float = 0.5) -> Evaluator:
+                    heartbeat_interval_s: float = 0.5, registry_uri: str | None = None) -> Evaluator:
     pace_cycle_collector()
     partitions = inference_partitions(settings)
     topics = Topics(settings.topic_prefix)
@@ -135,7 +135,11 @@ def build_evaluator(settings: KafkaSettings, options: LoopOptions, join_config: 
                            join_config.settle_ms, partitions, join_config.max_future_skew_ms)
     collector = EvaluatorCollector(merger.totals, join.lag, lambda: merger.owner, metrics_config, merger.drift,
                                    merger.model_counts)
-    policy = PolicyService(settings, topics, options.app_id, merger, signer)
+    registry = None
+    if registry_uri:
+        from streams.registry import ModelRegistry
+        registry = ModelRegistry(registry_uri)
+    policy = PolicyService(settings, topics, options.app_id, merger, signer, registry)
     progress = ProgressLog(lambda: join.events_processed, join.lag, lambda: merger.owner, lambda: policy.engine,
                            services=(merger, policy), loop_went_round=lambda: loop.turn_began)
     return Evaluator(loop, join, merger, collector, policy, progress, state_dir, notes)

@@ -42,6 +42,7 @@ from streams.background import BackgroundService
 from streams.config import KafkaSettings
 from streams.merger import MergerService
 from streams.reading import read_to_end
+from streams.registry import ModelRegistry
 from streams.telemetry import COMMANDS_REFUSED, CONTROL_RECORDS_REFUSED, DECISIONS
 
 log = logging.getLogger("shadowcanary.policy")
@@ -77,9 +78,11 @@ class PolicyService(BackgroundService):
     thread_name = "shadowcanary-policy"
 
     def __init__(self, settings: KafkaSettings, topics: Topics, app_id: str, merger: MergerService,
-                 signer: Signer | None = None) -> None:
+                 signer: Signer | None = None, registry: ModelRegistry | None = None) -> None:
         super().__init__()
         self.signer = signer
+        #: The model registry each rollout's versions are read from and its outcome written to, if any.
+        self.registry = registry
         self.settings = settings
         self.topics = topics
         self.transactional_id = f"{app_id}.policy"
@@ -155,12 +158,16 @@ class PolicyService(BackgroundService):
             self.engine = None
             consumer.close()
 
-    @staticmethod
-    def _on_spec(engine: RolloutEngine, model: str, spec: RolloutSpec | None, rollout_id: str,
+    def _on_spec(self, engine: RolloutEngine, model: str, spec: RolloutSpec | None, rollout_id: str,
                  totals: dict) -> list[Output]:
         if spec is None:
             return engine.stop(model, now_ms())
-        return engine.start(spec, now_ms(), totals, rollout_id=rollout_id)
+        outputs = engine.start(spec, now_ms(), totals, rollout_id=rollout_id)
+        rollout = engine.rollouts.get(model)
+        if (self.registry is not None and spec.registry is not None and rollout is not None
+                and "versions" not in rollout):  # read once per rollout (a new owner keeps them)
+            engine.annotate(model, rollout["id"], self.registry.versions(spec))
+        return outputs
 
     def _on_control(self, engine: RolloutEngine, record: ReadRecord, told: ToldPositions,
                     refused: list[Refused]) -> None:
@@ -214,6 +221,9 @@ class PolicyService(BackgroundService):
             log.info("%s %s: %s", output.topic, output.key, getattr(output.message, "reason", ""))
             if output.topic == "decisions":
                 DECISIONS.labels(output.key, output.message.action).inc()
+                spec = engine.spec_of(output.key)
+                if self.registry is not None and spec is not None:
+                    self.registry.record(spec, output.message)
         if refused:
             by_reason = Counter((item.letter.source_topic, item.letter.reason) for item in refused)
             for (topic, reason), n in by_reason.items():

@@ -376,3 +376,23 @@ def test_guardrail_totals_are_the_slim_part_of_the_full_totals():
         merger.heartbeat(partition, {"wm": 2000, "v": acc.versions, "q": {}})
     full = merger.totals()
     assert merger.guardrail_totals() == {key: slim(state) for key, state in full.items()}
+
+
+def test_decisions_carry_the_registry_versions_the_shell_annotated():
+    from evaluators.metrics.version import slim
+    engine = RolloutEngine()
+    rollout_spec = RolloutSpec(model="m", baseline="v1", candidate="v2", mode="canary", task="binary", steps=[50],
+                               guardrails=[{"metric": "error_rate", "max": 0.05}],
+                               registry={"name": "m-model", "versions": {"v2": "7"}})
+    engine.start(rollout_spec, 0, {})
+    rollout_id = engine.rollouts["m"]["id"]
+    engine.annotate("m", "another rollout", {"v2": {"name": "x", "version": "1"}})  # not this rollout: ignored
+    engine.annotate("m", rollout_id, {"v2": {"name": "m-model", "version": "7", "run_id": "abc", "tags": {}}})
+    assert engine.spec_of("m").registry.versions == {"v2": "7"} and engine.spec_of("nobody") is None
+    totals = {}
+    for version in ("v1", "v2"):
+        state = slim(None)
+        state["n"], state["err"] = 10_000, 0
+        totals[("m", version, "primary")] = state
+    decisions = [o.message for o in engine.tick(1_000, totals) if o.topic == "decisions"]
+    assert decisions and decisions[0].versions["v2"].run_id == "abc" and decisions[0].versions["v2"].version == "7"

@@ -122,6 +122,11 @@ class RolloutEngine:
             cached = self._specs[model] = (rollout_id, RolloutSpec.model_validate(rollout["spec"]))
         return cached[1]
 
+    def spec_of(self, model: str) -> RolloutSpec | None:
+        """The spec of ``model``'s rollout (the last one, running or ended), if any."""
+        rollout = self.rollouts.get(model)
+        return self._spec(rollout) if rollout is not None else None
+
     def preview(self, spec: RolloutSpec) -> tuple[str, str]:
         """What :meth:`start` would do with ``spec`` now, without doing it: ``("new" | "unchanged" |
         "replacement", a sentence)`` (``rollout start --dry-run``).
@@ -365,6 +370,13 @@ class RolloutEngine:
             command = sign_command(command, self.signer)
         return Output("control", model, command)
 
+    def annotate(self, model: str, rollout_id: str, versions: dict[str, dict]) -> None:
+        """The rollout's versions as its model registry knows them (``RegistryVersion`` fields), read
+        by the shell when it started: every later decision carries them."""
+        rollout = self.rollouts.get(model)
+        if rollout is not None and rollout["id"] == rollout_id:
+            rollout["versions"] = versions
+
     @staticmethod
     def _decision(rollout: dict, action: str, now_ms: int, reason: str,
                   evidence: list[GuardrailEvidence]) -> Output:
@@ -372,7 +384,8 @@ class RolloutEngine:
         # What alert notifications quote (the exporter's shadowcanary_rollout_last_decision_info).
         rollout["last_decision"] = {"action": action, "reason": reason, "ts": now_ms}
         return Output("decisions", model, Decision(rollout_id=rollout["id"], model=model, step=rollout["stage"],
-                                                   action=action, ts=now_ms, reason=reason, evidence=evidence))
+                                                   action=action, ts=now_ms, reason=reason, evidence=evidence,
+                                                   versions=rollout.get("versions")))
 
     @staticmethod
     def _alert(rollout: dict, severity: str, kind: str, now_ms: int, message: str) -> Output:
