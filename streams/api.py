@@ -9,6 +9,7 @@ reflects the engine within a poll. Endpoints:
 ``GET /v1/rollouts``                        every model's rollout: id, status, stage, routes, versions
 ``GET /v1/rollouts/<model>``                one rollout, with its last decision and evidence
 ``GET /v1/rollouts/<model>/decisions``      the decisions of its current rollout, oldest first
+``GET /v1/rollouts/<model>/report``         its HTML report (as ``shadowcanary report`` writes it)
 ``GET /v1/rollouts/<model>/verdict``        Argo Rollouts' ``web`` provider: ``{"verdict": ...}``
                                             (see :mod:`evaluators.policy.verdicts`)
 ``POST /v1/flagger/<kind>``                 a Flagger webhook (``confirm-promotion``, ``rollout``,
@@ -168,6 +169,13 @@ class RolloutApi:
                 "last_decision": last.model_dump(mode="json") if last is not None else None}
         if what == "decisions":
             return 200, [d.model_dump(mode="json") for d in decisions]
+        if what == "report":  # the HTML report, read from the live topics now (a few seconds)
+            from streams.cli_report import live_report
+            try:
+                _, document, _ = live_report(self.feed.settings, model, rollout["id"])
+            except LookupError as exc:
+                return 404, {"error": str(exc)}
+            return 200, document.encode(), "text/html; charset=utf-8"
         return None
 
     def post(self, path: str, body: Any) -> Answer | None:

@@ -167,6 +167,16 @@ def write_report(path: Path, title: str, commands: list[RoutingCommand], decisio
                  shapes: Callable[[str], dict[str, VersionShape]] | None = None) -> Path:
     """Write the HTML report for every model in the messages; returns ``path``. ``shapes``: what
     flowed per version of a model (:mod:`evaluators.shapes`), shown side by side."""
+    document = render_report(title, commands, decisions, snapshots, alerts, shapes)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(document, encoding="utf-8")
+    return path
+
+
+def render_report(title: str, commands: list[RoutingCommand], decisions: list[Decision],
+                  snapshots: list[MetricsSnapshot], alerts: list[Alert] = (),
+                  shapes: Callable[[str], dict[str, VersionShape]] | None = None) -> str:
+    """The HTML report (see :func:`write_report`), as text."""
     sections = []
     for model in sorted({c.model for c in commands}):
         cmds = sorted((c for c in commands if c.model == model), key=lambda c: c.epoch)
@@ -199,6 +209,4 @@ td,th{{border:1px solid #ccc;padding:4px;vertical-align:top}} .plot svg{{max-wid
 {''.join(sections) or '<p>No rollout commands were published.</p>'}
 </body></html>
 """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(document, encoding="utf-8")
-    return path
+    return document

@@ -105,6 +105,12 @@ def test_argo_and_flagger_get_the_verdicts_of_passing_failing_and_data_less_roll
                                                               "nolabels": "running"}  # holding: no data
         status, decisions = call(port, "GET", "/v1/rollouts/bad/decisions")
         assert status == 200 and decisions[-1]["action"] == "rollback"
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        connection.request("GET", "/v1/rollouts/bad/report")
+        response = connection.getresponse()
+        page = response.read().decode()
+        assert response.status == 200 and response.getheader("Content-Type").startswith("text/html")
+        assert "accuracy: per-window values" in page and decisions[-1]["reason"] in page
     finally:
         stop_workers(worker)
         server.terminate()

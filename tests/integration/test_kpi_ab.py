@@ -96,3 +96,24 @@ def test_an_ab_on_conversion_rolls_back_a_worse_candidate_and_completes_an_equal
     html = (tmp_path / "worse.html").read_text()
     assert "outcome.converted: per-window values" in html and "error rate: per-window values" in html
     assert escape(rollback.reason) in html
+    # The same panels as a replay of the recorded traffic under the same spec.
+    import re
+
+    import yaml
+
+    recorded = tmp_path / "recorded"
+    runner = CliRunner()
+    result = runner.invoke(cli, ["--bootstrap", kafka_settings.bootstrap_servers, "--topic-prefix",
+                                 kafka_settings.topic_prefix, "record", "--out", str(recorded)])
+    assert result.exit_code == 0, result.output
+    spec_file = tmp_path / "worse.yaml"
+    spec_file.write_text(yaml.safe_dump(spec("worse").model_dump(mode="json")))
+    result = runner.invoke(cli, ["replay", *[str(p) for p in sorted(recorded.glob("*.jsonl"))], "--spec",
+                                 str(spec_file), "--task", "worse=binary", "--label-timeout", "60s", "--out",
+                                 str(tmp_path / "replayed")])
+    assert result.exit_code == 0, result.output
+    replayed = (tmp_path / "replayed" / "report.html").read_text()
+
+    def panels(document: str) -> set[str]:
+        return {title.strip() for title in re.findall(r"([\w.@ ()]+): per-window values", document)}
+    assert panels(html) == panels(replayed) == {"accuracy", "outcome.converted", "error rate"}
