@@ -218,7 +218,7 @@ def status(ctx: Context, model: str | None, as_json: bool, rollout_id: str | Non
                        f"statistic {e.statistic:.3g} / {e.threshold:.3g}")
 
 
-def _manual(ctx: Context, model: str, action: str, reason: str, user: str | None) -> None:
+def _manual(ctx: Context, model: str, action: str, reason: str, user: str | None, output_format: str = "text") -> None:
     signer = ctx.signer  # a bad key file is reported before anything is read or sent
     topics = Topics(ctx.settings.topic_prefix)
     engine = RolloutEngine({"rollouts": _rollouts(ctx)}, signer)
@@ -239,7 +239,12 @@ def _manual(ctx: Context, model: str, action: str, reason: str, user: str | None
         producer.send(getattr(topics, output.topic), output.key, output.message)
     producer.flush()
     command = next(o.message for o in outputs if o.topic == "control")
-    click.echo(f"{model}: {action} published (epoch {command.epoch})")
+    if output_format == "json":  # the command and the decision as published, for a pipeline to read
+        decision = next(o.message for o in outputs if o.topic == "decisions")
+        click.echo(orjson.dumps({"model": model, "action": action, "command": command.model_dump(mode="json"),
+                                 "decision": decision.model_dump(mode="json")}).decode())
+    else:
+        click.echo(f"{model}: {action} published (epoch {command.epoch})")
 
 
 def _manual_command(action: str, help_text: str) -> click.Command:
@@ -247,9 +252,11 @@ def _manual_command(action: str, help_text: str) -> click.Command:
     @click.argument("model")
     @click.option("--reason", required=True, help="Why (kept on the audit trail).")
     @click.option("--user", default=None, help="Who (default: the login name).")
+    @click.option("--output", type=click.Choice(["text", "json"]), default="text", show_default=True,
+                  help="json: the command and the decision as published, one JSON object.")
     @pass_context
-    def command(ctx: Context, model: str, reason: str, user: str | None) -> None:
-        _manual(ctx, model, action, reason, user)
+    def command(ctx: Context, model: str, reason: str, user: str | None, output: str) -> None:
+        _manual(ctx, model, action, reason, user, output)
     return command
 
 

@@ -111,6 +111,17 @@ def test_argo_and_flagger_get_the_verdicts_of_passing_failing_and_data_less_roll
         page = response.read().decode()
         assert response.status == 200 and response.getheader("Content-Type").startswith("text/html")
         assert "accuracy: per-window values" in page and decisions[-1]["reason"] in page
+        # A person pauses the data-less rollout from a pipeline: the command and decision as JSON.
+        paused = subprocess.run([sys.executable, "-m", "streams.cli", "--bootstrap", kafka_settings.bootstrap_servers,
+                                 "--topic-prefix", kafka_settings.topic_prefix, "rollout", "pause", "nolabels",
+                                 "--reason", "labels are late today", "--user", "ci", "--output", "json"],
+                                capture_output=True, text=True, timeout=120)
+        assert paused.returncode == 0, paused.stderr
+        published = json.loads(paused.stdout)
+        assert published["command"]["action"] == "pause" and published["command"]["issuer"] == "cli:ci"
+        assert published["decision"]["action"] == "hold" and "labels are late today" in published["decision"]["reason"]
+        assert wait_for(lambda: {r["model"]: r["status"] for r in call(port, "GET", "/v1/rollouts")[1]}["nolabels"]
+                        == "paused", 60, 0.5)
     finally:
         stop_workers(worker)
         server.terminate()
