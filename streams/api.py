@@ -27,7 +27,7 @@ import uuid
 from typing import Any
 
 import orjson
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, TopicPartition
 from pydantic import BaseModel, ConfigDict
 
 from evaluators.policy.verdicts import flagger_answer, verdict_of
@@ -94,7 +94,7 @@ class RolloutFeed(BackgroundService):
             while not self._stop.is_set():
                 try:
                     history, topic_ends = read_to_end(self.settings, topic, timeout=30)
-                except KafkaUnavailableError as exc:
+                except (KafkaUnavailableError, KafkaException) as exc:  # the broker away: keep trying
                     topic_ends, reason = [], str(exc)
                 else:
                     reason = "it has no partitions yet"
