@@ -16,9 +16,8 @@ from bench.broker import broker
 from bench.report import Result
 from schemas.topics import Topics
 from streams.admin import TopicLayout, create_topics
-from streams.cli_labels import publish_labels
 from streams.config import KafkaSettings
-from streams.label_files import LabelColumns
+from streams.label_files import LabelColumns, publish_labels
 from streams.producer import ContractProducer
 
 ROWS = int(os.environ.get("BENCH_LABEL_ROWS", "1000000"))

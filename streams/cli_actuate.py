@@ -81,9 +81,9 @@ def actuate(ctx: Context, kind: str, model: str, name: str, namespace: str, host
     target = Target(name=name, namespace=namespace, host=host, port=port, parent=parent, backends=backends)
     writer = Writer(kind, model, target, folder)
     if once:
-        router = Router(ctx.settings, {}, verifier=verifier)  # history only: the last command in force
-        commands: list[RoutingCommand] = []
-        router.on_applied = lambda command: commands.append(command) if command.model == model else None
+        commands: list[RoutingCommand] = []  # history only: the last command in force
+        router = Router(ctx.settings, {}, verifier=verifier,
+                        on_applied=lambda command: commands.append(command) if command.model == model else None)
         router.start()
         ready = router.wait_ready(60)
         router.stop()

@@ -5,16 +5,12 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
 
 import click
 
 from schemas.topics import Topics
 from streams.cli_context import Context, key_value_pairs, pass_context
-from streams.label_files import BadRow, LabelColumns, check_columns, read_labels
-
-if TYPE_CHECKING:
-    from streams.producer import ContractProducer
+from streams.label_files import LabelColumns, check_columns, publish_labels
 
 #: Bad rows listed one by one; past that only counted.
 SHOWN_BAD_ROWS = 20
@@ -23,28 +19,6 @@ SHOWN_BAD_ROWS = 20
 def _lines(path: Path) -> int:
     with path.open("rb") as handle:
         return sum(chunk.count(b"\n") for chunk in iter(lambda: handle.read(1 << 20), b""))
-
-
-def publish_labels(path: Path, columns: LabelColumns, producer: ContractProducer | None, topic: str | None,
-                   progress: Callable[[int], object] = lambda rows: None,
-                   now_ms: int | None = None) -> tuple[int, list[BadRow]]:
-    """Send every label of ``path`` (none with no ``producer``: a dry run) and flush; returns the
-    labels sent and the rows skipped. ``progress(rows)`` is told every 10,000 rows."""
-    now_ms = int(time.time() * 1000) if now_ms is None else now_ms
-    published = 0
-    bad: list[BadRow] = []
-    for count, item in enumerate(read_labels(path, columns, now_ms), start=1):
-        if isinstance(item, BadRow):
-            bad.append(item)
-        else:
-            if producer is not None:
-                producer.send(topic, item.request_id, item)
-            published += 1
-        if count % 10_000 == 0:
-            progress(10_000)
-    if producer is not None:
-        producer.flush(120)
-    return published, bad
 
 
 @click.group()

@@ -25,16 +25,20 @@ from __future__ import annotations
 
 import csv
 import math
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterator, Literal
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Literal
 
 import orjson
 from pydantic import ValidationError
 
 from schemas.errors import describe_validation_error
 from schemas.inference import GroundTruth
+
+if TYPE_CHECKING:
+    from streams.producer import ContractProducer
 
 LabelType = Literal["auto", "string", "number", "json"]
 FORMATS = (".csv", ".jsonl", ".ndjson")
@@ -195,4 +199,26 @@ def read_labels(path: Path, columns: LabelColumns, now_ms: int) -> Iterator[Grou
             yield BadRow(line, str(exc))
 
 
-__all__ = ["BadRow", "LabelColumns", "check_columns", "label_of", "read_labels"]
+def publish_labels(path: Path, columns: LabelColumns, producer: ContractProducer | None, topic: str | None,
+                   progress: Callable[[int], object] = lambda rows: None,
+                   now_ms: int | None = None) -> tuple[int, list[BadRow]]:
+    """Send every label of ``path`` (none with no ``producer``: a dry run) and flush; returns the
+    labels sent and the rows skipped. ``progress(rows)`` is told every 10,000 rows."""
+    now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+    published = 0
+    bad: list[BadRow] = []
+    for count, item in enumerate(read_labels(path, columns, now_ms), start=1):
+        if isinstance(item, BadRow):
+            bad.append(item)
+        else:
+            if producer is not None:
+                producer.send(topic, item.request_id, item)
+            published += 1
+        if count % 10_000 == 0:
+            progress(10_000)
+    if producer is not None:
+        producer.flush(120)
+    return published, bad
+
+
+__all__ = ["BadRow", "LabelColumns", "check_columns", "label_of", "publish_labels", "read_labels"]

@@ -87,6 +87,26 @@ def guardrail_for(metric: str, task: str) -> Guardrail:
     return Guardrail(metric=metric, max_degradation_relative=0.0)
 
 
+def judged_looks(guardrail: Guardrail, task: str, rng: random.Random, looks: int, per_look: int, worse: bool,
+                 until_fail: bool = False):
+    """Judge ``guardrail`` after each of ``looks`` looks of ``per_look`` requests per version, as the
+    engine does (start, last look, now); returns the last evidence and the candidate's full state."""
+    config = MetricsConfig(tasks={"m": task})
+    base, cand = new_state(), new_state()
+    test = judging.new_test_for(guardrail)
+    start, last_b, last_c = slim(None), slim(None), slim(None)
+    evidence = None
+    for _ in range(looks):
+        add_facts(base, facts_of(task, "v1", "primary", per_look, rng, worse=False), config)
+        add_facts(cand, facts_of(task, "v2", "canary", per_look, rng, worse=worse), config)
+        now_b, now_c = slim(base), slim(cand)
+        evidence = judging.judge(guardrail, test, (start, last_b, now_b), (start, last_c, now_c), task)
+        last_b, last_c = now_b, now_c
+        if until_fail and evidence.verdict == "fail":
+            break
+    return evidence, cand
+
+
 def test_the_readme_table_is_read():
     names = readme_metric_names()
     assert {"accuracy", "f1", "roc_auc", "mae", "r2", "ndcg@k", "outcome.<kpi>", "agreement"} <= set(names)
@@ -103,18 +123,7 @@ def test_every_metric_in_the_readme_table_can_be_a_guardrail(name):
     RolloutSpec(model="m", baseline="v1", candidate="v2", mode="ab", task=task, steps=[50],
                 guardrails=[guardrail])
     config = MetricsConfig(tasks={"m": task})
-    rng = random.Random(11)
-    base, cand = new_state(), new_state()
-    test = judging.new_test_for(guardrail)
-    start = slim(None)
-    last_b, last_c = slim(None), slim(None)
-    evidence = None
-    for _ in range(6):
-        add_facts(base, facts_of(task, "v1", "primary", 300, rng, worse=False), config)
-        add_facts(cand, facts_of(task, "v2", "canary", 300, rng, worse=True), config)
-        now_b, now_c = slim(base), slim(cand)
-        evidence = judging.judge(guardrail, test, (start, last_b, now_b), (start, last_c, now_c), task)
-        last_b, last_c = now_b, now_c
+    evidence, cand = judged_looks(guardrail, task, random.Random(11), looks=6, per_look=300, worse=True)
     assert evidence.candidate.samples > 0 and evidence.candidate.value is not None, evidence
     if evidence.baseline is not None:
         assert evidence.baseline.samples > 0 and evidence.baseline.value is not None, evidence
@@ -134,22 +143,8 @@ def test_every_metric_in_the_readme_table_can_be_a_guardrail(name):
 ])
 def test_a_clearly_worse_candidate_fails_and_an_equal_one_does_not(metric, task):
     guardrail = Guardrail(metric=metric, max_degradation=0.0)
-    config = MetricsConfig(tasks={"m": task})
-    verdicts = {}
-    for worse in (True, False):
-        rng = random.Random(3)
-        base, cand = new_state(), new_state()
-        test = judging.new_test_for(guardrail)
-        start, last_b, last_c = slim(None), slim(None), slim(None)
-        for _ in range(20):
-            add_facts(base, facts_of(task, "v1", "primary", 200, rng, worse=False), config)
-            add_facts(cand, facts_of(task, "v2", "canary", 200, rng, worse=worse), config)
-            now_b, now_c = slim(base), slim(cand)
-            evidence = judging.judge(guardrail, test, (start, last_b, now_b), (start, last_c, now_c), task)
-            last_b, last_c = now_b, now_c
-            if evidence.verdict == "fail":
-                break
-        verdicts[worse] = evidence.verdict
+    verdicts = {worse: judged_looks(guardrail, task, random.Random(3), looks=20, per_look=200, worse=worse,
+                                    until_fail=True)[0].verdict for worse in (True, False)}
     assert verdicts[True] == "fail"
     assert verdicts[False] != "fail"
 
