@@ -31,6 +31,11 @@ WORKER_ARGS = ("--window", "1s", "--label-timeout", "2s", "--expiry-grace", "1s"
 # The recorded scenario must not depend on timing, so no source turns idle here, and the end of the
 # traffic is a far-future event on every input topic and partition.
 NEVER_IDLE = ("--idle-after", "1d")
+# The stream looks at the running totals at each heartbeat (wall clock), the replay after each batch
+# of events: the same decisions come out only where the evidence is not borderline at any look. So
+# the bad candidate is far worse (it fails before its bake ends, whenever the looks fall) and the
+# good one better: an equal one leans to fail at its bake about one time in eight, and a look that
+# sees it lean holds for one more bake (a ``hold`` decision) where another look would not.
 
 
 def send_ticks_on_every_input(settings, topics: Topics, partitions: int, ts: int) -> None:
@@ -83,7 +88,7 @@ def test_a_recorded_scenario_replays_to_the_same_decisions_and_snapshots(kafka_s
 
         def more_traffic() -> None:  # both models' rows interleaved: produced in event-time order
             for i in range(sent[0], sent[0] + 500):
-                for model, accuracy in (("bad", {"v1": 0.95, "v2": 0.70}), ("good", {"v1": 0.95, "v2": 0.95})):
+                for model, accuracy in (("bad", {"v1": 0.95, "v2": 0.50}), ("good", {"v1": 0.95, "v2": 0.99})):
                     traffic(producer, topics, model, accuracy, 1, rng, start=i, flush=False)
             producer.flush(60)
             sent[0] += 500
