@@ -77,6 +77,9 @@ class PartitionWork:
     idle_used: set[str] = field(default_factory=set)
     #: Last end offset seen per source (librdkafka's watermarks).
     end_offsets: dict[str, int] = field(default_factory=dict)
+    #: The consumer's position per source after the last turn: past the records that carry no event
+    #: for the join (a transaction's commit marker, a dead letter), which the fence never reaches.
+    read_to: dict[str, int] = field(default_factory=dict)
     #: Highest changelog offset this worker's writes reached (delivery reports): the checkpoint.
     changelog_offset: int = -1
     heartbeat_due: bool = False
@@ -86,6 +89,19 @@ class PartitionWork:
     @property
     def sources(self) -> list[str]:
         return list(self.source_of.values())
+
+    def read_through(self, fence: dict[str, int]) -> dict[str, int]:
+        """The last offset read per source: the join's ``fence``, or past it the consumer's position.
+
+        A source written by a transactional producer (the ingestion bridge, Kafka Streams, any
+        exactly-once pipeline) ends each transaction with a commit marker the consumer skips: the
+        end offset is one past it, and a fence of applied events never reaches it. Without this, such
+        a source is never caught up, never idle, and its windows wait for the next event."""
+        out = dict(fence)
+        for source, position in self.read_to.items():
+            if position - 1 > out.get(source, -1):
+                out[source] = position - 1
+        return out
 
     def delivered(self, error: KafkaError | None, message: Message) -> None:
         if error is None and message.offset() > self.changelog_offset:
@@ -170,7 +186,7 @@ class JoinStage:
         idle: set[str] = set()
         silent = work.idleness.silent(now_ms())
         if silent:
-            fence = fence_after(work.join.last_state["fence"], incoming)
+            fence = work.read_through(fence_after(work.join.last_state["fence"], incoming))
             idle = work.idleness.idle(fence, work.end_offsets, now_ms())
         work.join.process(incoming, idle_sources=idle, sources=work.sources, now_ms=wall_ms())
         work.idle_used = idle
@@ -197,7 +213,7 @@ class JoinStage:
         heartbeats held back by the interval."""
         now = now_ms()
         for work in list(self.work.values()):
-            fence = work.join.last_state["fence"]
+            fence = work.read_through(work.join.last_state["fence"])
             idle = work.idleness.idle(fence, work.end_offsets, now)
             if idle - work.idle_used:
                 self._apply(work, [], transaction)
@@ -234,6 +250,14 @@ class JoinStage:
                     continue
                 if high >= 0:
                     work.end_offsets[source] = high
+            try:
+                positions = consumer.position([TopicPartition(topic, work.partition) for topic in work.source_of])
+            except Exception as exc:
+                log.debug("positions of partition %d not read: %r", work.partition, exc)
+                continue
+            for tp in positions:
+                if tp.offset >= 0:
+                    work.read_to[work.source_of[tp.topic]] = tp.offset
 
     # -- views (read from other threads) ---------------------------------------------------------
     def lag(self) -> dict[tuple[str, int], int]:
@@ -241,7 +265,7 @@ class JoinStage:
         out = {}
         for work in list(self.work.values()):
             state = work.join.last_state
-            fence = state["fence"] if state else {}
+            fence = work.read_through(state["fence"] if state else {})
             for topic, source in work.source_of.items():
                 end = work.end_offsets.get(source)
                 if end is not None:
