@@ -18,6 +18,7 @@ import yaml
 from pydantic.json_schema import models_json_schema
 
 from schemas.catalog import MESSAGES
+from schemas.ingest import IngestMapping
 from schemas.topics import TOPICS, TopicSpec
 
 SCHEMAS_DIR = Path(__file__).parent
@@ -33,17 +34,23 @@ DEFAULT_PARTITIONS = {"inference": 6, "evaluator": 3, "control": 1}
 EVALUATOR_RECEIVES = {"inference.requests", "inference.responses", "inference.labels", "rollout.specs"}
 
 
+#: Files people write that are not messages, with a JSON Schema for their editors (YAML language
+#: servers validate and complete with it).
+DOCUMENTS = {"IngestMapping": IngestMapping}
+
+
 def json_schema(model_name: str) -> dict[str, Any]:
-    """The JSON Schema of one message's wire form (what a producer may send)."""
-    schema = MESSAGES[model_name].model_json_schema(mode="validation")
+    """The JSON Schema of one message's wire form (what a producer may send), or of a document."""
+    model = MESSAGES[model_name] if model_name in MESSAGES else DOCUMENTS[model_name]
+    schema = model.model_json_schema(mode="validation")
     return {"$schema": "https://json-schema.org/draft/2020-12/schema",
             "$id": f"{SCHEMA_ID_BASE}{model_name}.schema.json", **schema}
 
 
 def json_schema_files() -> dict[str, str]:
-    """File name -> text of every message's JSON Schema."""
+    """File name -> text of every message's and document's JSON Schema."""
     return {f"{name}.schema.json": json.dumps(json_schema(name), indent=2, sort_keys=True) + "\n"
-            for name in MESSAGES}
+            for name in (*MESSAGES, *DOCUMENTS)}
 
 
 def _component_schemas() -> dict[str, Any]:

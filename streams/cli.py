@@ -17,6 +17,7 @@ from streams.cli_broker import broker
 from streams.cli_context import Context
 from streams.cli_demo import demo
 from streams.cli_evaluate import evaluate
+from streams.cli_ingest import ingest
 from streams.cli_keys import keys
 from streams.cli_labels import labels
 from streams.cli_replay import record, replay
@@ -46,7 +47,7 @@ def cli(ctx: click.Context, config_file: Path | None, bootstrap_servers: str | N
                       signing_key)
 
 
-for command in (broker, topics, schemas, evaluate, rollout, keys, labels, sidecar, actuate, api, report, demo, record, replay):
+for command in (broker, topics, schemas, evaluate, ingest, rollout, keys, labels, sidecar, actuate, api, report, demo, record, replay):
     cli.add_command(command)
 
 

@@ -63,13 +63,13 @@ INPUT_TOPICS = ("inference.requests", "inference.responses", "inference.labels")
 
 @dataclass(frozen=True)
 class Record:
-    """A decoded input record: its contract message (the hot path's Struct, or the model) and where
-    it was read."""
+    """A decoded input record: what the loop's decoder made of it (the join: its contract message,
+    the hot path's Struct; a bridge: the contract events it stands for) and where it was read."""
 
     topic: str
     partition: int
     offset: int
-    message: Event
+    message: Event | Any
 
 
 @dataclass
@@ -91,6 +91,14 @@ class LoopOptions:
     #: How much longer than ``commit_timeout_s`` one transactional call may take before it is given
     #: up with its producer (librdkafka can block past its own timeout: see streams.worker.deadline).
     call_grace_s: float = 10.0
+    #: What the loop runs, in its transactional id (``<app_id>.<role>.<worker_id>``).
+    role: str = "join"
+    #: Partition p of every input topic must be held by one worker (the join); a bridge reads
+    #: topics that need not be co-partitioned.
+    co_partitioned: bool = True
+    #: Settings of the transactional producer beyond the loop's own (a bridge writing the
+    #: contract's topics by key: the contract's murmur2 partitioner).
+    producer_overrides: dict[str, Any] = field(default_factory=dict)
 
 
 class Transaction:
@@ -124,6 +132,11 @@ class Transaction:
         if not self.open:
             self.producer.begin_transaction()
             self.open = True
+
+
+#: Turns a consumed record into what the stage processes, or a dead letter: ``(payload, None)`` or
+#: ``(None, letter)``; never raises.
+RecordDecoder = Callable[[Message], tuple[Any, DeadLetter | None]]
 
 
 class Stage(Protocol):
@@ -169,15 +182,25 @@ def describe_assignment(tps: Sequence[TopicPartition], contract_name: dict[str, 
 
 
 class BatchLoop:
+    """The loop over ``input_topics`` (contract names), or over ``external_topics`` (full names; a
+    name starting with ``^`` is a regular expression) read with ``decoder``."""
+
     def __init__(self, settings: KafkaSettings, topics: Topics, stage: Stage, options: LoopOptions,
-                 input_topics: Sequence[str] = INPUT_TOPICS) -> None:
+                 input_topics: Sequence[str] = INPUT_TOPICS, external_topics: Sequence[str] = (),
+                 decoder: RecordDecoder | None = None) -> None:
         self.settings = settings
         self.topics = topics
         self.stage = stage
         self.options = options
         self.outage = OutageLog()
-        self.contract_name = {topics.name(n): n for n in input_topics}
-        self.models = {topics.name(n): model_for_topic(n) for n in input_topics}
+        if external_topics:
+            self.contract_name = {name: name for name in external_topics}
+            self.models: dict[str, Any] = {}
+        else:
+            self.contract_name = {topics.name(n): n for n in input_topics}
+            self.models = {topics.name(n): model_for_topic(n) for n in input_topics}
+        self.subscription = list(self.contract_name)
+        self.decode: RecordDecoder = decoder or self._decode_contract
         self._ingested = {full: RECORDS_INGESTED.labels(n) for full, n in self.contract_name.items()}
         #: Records applied (decoded or dead-lettered, committed) since start.
         self.records_done = 0
@@ -186,6 +209,8 @@ class BatchLoop:
         self.first_batch_at: float | None = None
         #: Input partitions this worker holds (restored, so their records may be processed).
         self.owned: set[int] = set()
+        #: The same, per topic: a record is processed only if its topic's partition is held here.
+        self.owned_inputs: set[tuple[str, int]] = set()
         self.consumer = Consumer(settings.confluent_config(**{
             "group.id": options.app_id, "enable.auto.commit": False, "auto.offset.reset": "earliest",
             "isolation.level": "read_committed", "partition.assignment.strategy": "range",
@@ -203,9 +228,10 @@ class BatchLoop:
     # -- lifecycle -------------------------------------------------------------------------------
     def _new_producer(self) -> Producer:
         return Producer(self.settings.confluent_config(**{
-            "transactional.id": f"{self.options.app_id}.join.{self.options.worker_id}", "enable.idempotence": True,
-            "transaction.timeout.ms": self.options.transaction_timeout_ms, "linger.ms": 5,
-            "message.max.bytes": DEAD_LETTER_MAX_BYTES, "error_cb": self.outage.error}))
+            "transactional.id": f"{self.options.app_id}.{self.options.role}.{self.options.worker_id}",
+            "enable.idempotence": True, "transaction.timeout.ms": self.options.transaction_timeout_ms, "linger.ms": 5,
+            "message.max.bytes": DEAD_LETTER_MAX_BYTES, "error_cb": self.outage.error,
+            **self.options.producer_overrides}))
 
     def _init_transactions(self) -> None:
         """Fence any older instance of this transactional id; its open transaction is settled first.
@@ -224,7 +250,7 @@ class BatchLoop:
         """Fence this worker's predecessor (same transactional id) and join the group."""
         self._init_transactions()
         self._initialised = True
-        self.consumer.subscribe(list(self.models), on_assign=self._on_assign, on_revoke=self._on_revoke,
+        self.consumer.subscribe(self.subscription, on_assign=self._on_assign, on_revoke=self._on_revoke,
                                 on_lost=self._on_lost)
 
     def run(self, stop: threading.Event) -> None:
@@ -282,14 +308,13 @@ class BatchLoop:
                     self.outage.error(error)
                 continue
             topic, partition, offset = message.topic(), message.partition(), message.offset()
-            if partition not in self.owned:
+            if (topic, partition) not in self.owned_inputs:
                 continue  # fetched before its partition was lost or revoked: its next owner reads it
             positions[(topic, partition)] = offset + 1
-            decoded, letter = decode_or_dead_letter(self.models[topic], message.value(), message.key(),
-                                                    topic, partition, offset, decode_fast)
+            decoded, letter = self.decode(message)
             if letter is not None:
                 letters.append(letter)
-                dead[(self.contract_name[topic], letter.reason)] += 1
+                dead[(self.contract_name.get(topic, topic), letter.reason)] += 1
             else:
                 ingested[topic] += 1
                 by_partition[partition].append(Record(topic, partition, offset, decoded))
@@ -308,11 +333,19 @@ class BatchLoop:
             committed = self._finish(transaction, offsets)
         if committed:
             for topic, n in ingested.items():
-                self._ingested[topic].inc(n)
+                counter = self._ingested.get(topic)
+                if counter is None:  # a topic matched by a pattern
+                    counter = self._ingested[topic] = RECORDS_INGESTED.labels(topic)
+                counter.inc(n)
             for (topic, reason), n in dead.items():
                 DEAD_LETTERS.labels(topic, reason).inc(n)
             self.records_done += len(messages)
             self.batches_done += 1
+
+    def _decode_contract(self, message: Message) -> tuple[Any, DeadLetter | None]:
+        topic = message.topic()
+        return decode_or_dead_letter(self.models[topic], message.value(), message.key(), topic,
+                                     message.partition(), message.offset(), decode_fast)
 
     def _finish(self, transaction: Transaction, offsets: list[TopicPartition]) -> bool:
         """Commit the transaction (with ``offsets``); True when it committed.
@@ -443,14 +476,14 @@ class BatchLoop:
 
     # -- rebalance -------------------------------------------------------------------------------
     def _partitions(self, tps: list[TopicPartition]) -> list[int]:
-        return sorted({tp.partition for tp in tps if tp.topic in self.models})
+        return sorted({tp.partition for tp in tps})
 
     def _on_assign(self, consumer: Consumer, tps: list[TopicPartition]) -> None:
         partitions = self._partitions(tps)
         log.info("%s%s", ASSIGNMENT_PREFIX, describe_assignment(tps, self.contract_name))
         split = [p for p in partitions
                  if {tp.topic for tp in tps if tp.partition == p} != set(self.contract_name)]
-        if split:
+        if split and self.options.co_partitioned:
             # The range assignor gives partition p of every input topic to one member; a group
             # member with another strategy (or topics not co-partitioned) would break the join.
             log.error("partitions %s of the input topics are not all assigned here: the join needs the "
@@ -458,6 +491,7 @@ class BatchLoop:
                       "assignor", split)
         self.stage.assigned(partitions)
         self.owned |= set(partitions)
+        self.owned_inputs |= {(tp.topic, tp.partition) for tp in tps}
 
     def _on_revoke(self, consumer: Consumer, tps: list[TopicPartition]) -> None:
         partitions = self._partitions(tps)
@@ -469,6 +503,7 @@ class BatchLoop:
             log.warning("last heartbeats of %s not sent: %s", partitions, exc)
             self.stage.revoked(partitions, None)
         self.owned -= set(partitions)  # before the commit: a producer restart restores only what stays
+        self.owned_inputs -= {(tp.topic, tp.partition) for tp in tps}
         self._finish(transaction, [])
 
     def _on_lost(self, consumer: Consumer, tps: list[TopicPartition]) -> None:
@@ -476,7 +511,8 @@ class BatchLoop:
         log.warning("partitions %s lost (this worker left the group without handing them over)", partitions)
         self.stage.revoked(partitions, None)
         self.owned -= set(partitions)
+        self.owned_inputs -= {(tp.topic, tp.partition) for tp in tps}
 
 
-__all__ = ["ASSIGNMENT_PREFIX", "BatchLoop", "ClusterMisconfigured", "INPUT_TOPICS", "LoopOptions", "Record", "Stage",
-           "Transaction"]
+__all__ = ["ASSIGNMENT_PREFIX", "BatchLoop", "ClusterMisconfigured", "INPUT_TOPICS", "LoopOptions", "Record",
+           "RecordDecoder", "Stage", "Transaction"]

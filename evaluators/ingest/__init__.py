@@ -1,0 +1,4 @@
+"""Serving tools' own log records as contract events (pure: no Kafka): KServe's payload logger
+CloudEvents (:mod:`~evaluators.ingest.cloudevents`), the Open Inference Protocol's tensors
+(:mod:`~evaluators.ingest.oip`), and the mapping that turns either, or any JSON log, into requests
+and responses (:mod:`~evaluators.ingest.translate`)."""
