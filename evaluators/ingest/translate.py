@@ -96,6 +96,10 @@ class Translator:
         if fields is not None:
             self._json = {name: jmespath.compile(expression) for name, expression in fields.model_dump().items()
                           if expression is not None}
+        expressions = [mapping.version_expression(), mapping.subject or "", *mapping.attributes.values(),
+                       *(fields.model_dump(exclude_none=True).values() if fields is not None else ())]
+        #: The Kafka headers as text cost a decode each: put in the context only if an expression reads them.
+        self._needs_headers = any("headers" in expression for expression in expressions)
         self._source: Callable[[ExternalRecord], list[Translated]] = {
             "kserve": self._kserve, "seldon": self._seldon, "json": self._json_record}[mapping.source]
 
@@ -113,8 +117,9 @@ class Translator:
 
     # -- shared ----------------------------------------------------------------------------------
     def _context(self, record: ExternalRecord, **parts: Any) -> dict[str, Any]:
-        return {"headers": {name: _text(value) for name, value in record.headers or []},
-                "key": _text(record.key), "topic": record.topic, "timestamp": record.timestamp_ms, **parts}
+        headers = {name: _text(value) for name, value in record.headers or []} if self._needs_headers else {}
+        return {"headers": headers, "key": _text(record.key), "topic": record.topic,
+                "timestamp": record.timestamp_ms, **parts}
 
     def _version(self, context: dict[str, Any]) -> tuple[str, str]:
         value = self._version_from.search(context)
