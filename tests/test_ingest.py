@@ -230,3 +230,18 @@ def test_ingest_try_prints_events_and_dead_letters(tmp_path):
     assert result.exit_code == 2 and "bad.yaml:2: subjet: unknown field (did you mean 'subject'?)" in result.output
     result = runner.invoke(cli, ["ingest", "seldon", "--mapping", str(EXAMPLES / "seldon.yaml"), "--topic", "iris-out"])
     assert result.exit_code == 2 and "not Seldon model topics" in result.output
+
+
+def test_feature_names_apply_to_a_single_input_of_as_many_columns():
+    t = translator(source="seldon", versions={"m": {"version": "v1"}}, features={"names": ["a", "b"]})
+
+    def features(inputs: list) -> list:
+        return [e.features for e in t.translate(ExternalRecord("seldon.ns.model.m.inputs", b"r",
+                                                               orjson.dumps({"inputs": inputs}), None, T))]
+    assert features([{"name": "x", "shape": [1, 2], "datatype": "FP64", "data": [1.5, 2.5]}]) == [{"a": 1.5, "b": 2.5}]
+    # three columns for two names: the tensor's own names
+    assert features([{"name": "x", "shape": [1, 3], "datatype": "INT64", "data": [1, 2, 3]}]) == [
+        {"x_0": 1, "x_1": 2, "x_2": 3}]
+    # two inputs: each named after its tensor, whatever the names say
+    assert features([{"name": "age", "shape": [1], "datatype": "INT64", "data": [40]},
+                     {"name": "plan", "shape": [1], "datatype": "BYTES", "data": ["pro"]}]) == [{"age": 40, "plan": "pro"}]

@@ -151,10 +151,11 @@ class Translator:
             raise BadRecord("batch", f"{rows} rows in one request (the mapping says batch: reject)")
         return [f"{request_id}#{row}" for row in range(rows)]
 
-    def _features(self, row: Any, prefix: str | None) -> dict[str, Any]:
+    def _features(self, row: Any, prefix: str | None, named: bool = True) -> dict[str, Any]:
         """A row's features: an object's scalar fields; a list's values named by ``features.names``
-        (or ``<prefix>_<j>`` / ``x<j>``); nothing for a row over ``features.max_per_row`` values."""
-        names = self.mapping.features.names
+        (when ``named`` and their count matches; else ``<prefix>_<j>``, or ``x<j>`` without a
+        prefix); nothing for a row over ``features.max_per_row`` values."""
+        names = self.mapping.features.names if named else None
         if isinstance(row, dict):
             return {str(k): _finite(v, f"features.{k}") for k, v in row.items()
                     if v is None or isinstance(v, (bool, int, float, str))}
@@ -245,10 +246,10 @@ class Translator:
         if len(counts) > 1:
             raise BadRecord("invalid", "inputs: tensors with different numbers of rows")
         rows: list[dict[str, Any]] = [{} for _ in range(counts.pop())]
-        single = len(tensors) == 1
+        named = len(tensors) == 1  # names are a single input's columns
         for tensor in tensors:
             for features, row in zip(rows, tensor.rows()):
-                features.update(self._features(row, None if single and self.mapping.features.names else tensor.name))
+                features.update(self._features(row, tensor.name, named))
         return rows
 
     # -- KServe ----------------------------------------------------------------------------------

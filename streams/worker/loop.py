@@ -201,7 +201,9 @@ class BatchLoop:
             self.models = {topics.name(n): model_for_topic(n) for n in input_topics}
         self.subscription = list(self.contract_name)
         self.decode: RecordDecoder = decoder or self._decode_contract
-        self._ingested = {full: RECORDS_INGESTED.labels(n) for full, n in self.contract_name.items()}
+        # (a pattern's topics get theirs when their first records commit)
+        self._ingested = {full: RECORDS_INGESTED.labels(n) for full, n in self.contract_name.items()
+                          if not full.startswith("^")}
         #: Records applied (decoded or dead-lettered, committed) since start.
         self.records_done = 0
         self.batches_done = 0
