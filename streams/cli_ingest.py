@@ -116,6 +116,4 @@ def ingest(ctx: Context, source: str, mapping_path: Path, input_topics: tuple[st
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
     loop.run(stop)
-    written = loop.stage.written
-    click.echo(f"ingest stopped: {loop.records_done} records read, {written['request']} requests and "
-               f"{written['response']} responses written", err=True)
+    click.echo(loop.stage.progress_line().replace("ingest progress", "ingest stopped"), err=True)

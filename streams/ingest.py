@@ -15,10 +15,11 @@ in the same partition of the co-partitioned inference topics as any other produc
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections import Counter as Tally
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from confluent_kafka import Message
 from prometheus_client import Counter
@@ -57,15 +58,26 @@ def decoder_for(translator: Translator):
     return decode
 
 
+#: How often a bridge logs what it has done (records read, events written, dead letters).
+PROGRESS_EVERY_S = 30.0
+
+
 @dataclass
 class BridgeStage:
-    """Writes each record's contract events in the batch's transaction; counts them once committed."""
+    """Writes each record's contract events in the batch's transaction; counts them once committed,
+    and says so in the log every ``progress_every_s``."""
 
     topics: Topics
     source: str
-    #: Events written since start, by kind (committed).
+    progress_every_s: float = PROGRESS_EVERY_S
+    #: Records read so far (the loop's count, dead letters included); set by :func:`build_bridge`.
+    records_read: Callable[[], int] = lambda: 0
+    #: Events written since start, by kind (committed), and the records they came from.
     written: Tally = field(default_factory=Tally)
+    translated: int = 0
     _pending: Tally = field(default_factory=Tally)
+    _pending_records: int = 0
+    _logged_at: float = field(default_factory=time.monotonic)
 
     def assigned(self, partitions: list[int]) -> None:
         pass  # no state to restore
@@ -74,6 +86,7 @@ class BridgeStage:
         pass
 
     def process(self, partition: int, records: list[Record], transaction: Transaction) -> None:
+        self._pending_records += len(records)
         for record in records:
             for event in record.message:
                 topic = self.topics.requests if event.kind == "request" else self.topics.responses
@@ -81,16 +94,27 @@ class BridgeStage:
                 self._pending[event.kind] += 1
 
     def tick(self, transaction: Transaction) -> None:
-        pass
+        now = time.monotonic()
+        if now - self._logged_at >= self.progress_every_s:
+            self._logged_at = now
+            log.info("%s", self.progress_line())
+
+    def progress_line(self) -> str:
+        read = self.records_read()
+        return (f"ingest progress: {read:,} records read, {self.written['request']:,} requests and "
+                f"{self.written['response']:,} responses written, {read - self.translated:,} dead letters")
 
     def committed(self) -> None:
         for kind, n in self._pending.items():
             EVENTS_WRITTEN.labels(self.source, kind).inc(n)
         self.written.update(self._pending)
+        self.translated += self._pending_records
         self._pending.clear()
+        self._pending_records = 0
 
     def aborted(self) -> None:
         self._pending.clear()
+        self._pending_records = 0
 
     def observe(self, consumer: Any) -> None:
         pass
@@ -104,8 +128,10 @@ def build_bridge(settings: KafkaSettings, mapping: IngestMapping, input_topics: 
                           role="ingest", co_partitioned=False,
                           producer_overrides={"partitioner": PRODUCER_DEFAULTS["partitioner"]})
     stage = BridgeStage(topics, mapping.source)
-    return BatchLoop(settings, topics, stage, options, external_topics=list(input_topics),
+    loop = BatchLoop(settings, topics, stage, options, external_topics=list(input_topics),
                      decoder=decoder_for(Translator(mapping)))
+    stage.records_read = lambda: loop.records_done
+    return loop
 
 
 __all__ = ["BridgeStage", "EVENTS_WRITTEN", "build_bridge", "decoder_for"]

@@ -245,3 +245,33 @@ def test_feature_names_apply_to_a_single_input_of_as_many_columns():
     # two inputs: each named after its tensor, whatever the names say
     assert features([{"name": "age", "shape": [1], "datatype": "INT64", "data": [40]},
                      {"name": "plan", "shape": [1], "datatype": "BYTES", "data": ["pro"]}]) == [{"age": 40, "plan": "pro"}]
+
+
+def test_the_bridge_stage_writes_events_by_request_id_and_counts_what_committed(caplog):
+    from schemas import Topics
+    from streams.ingest import BridgeStage
+    from streams.worker.loop import Record
+
+    class Transaction:
+        def __init__(self) -> None:
+            self.records: list[tuple[str, bytes, bytes]] = []
+
+        def produce(self, topic, key, value):
+            self.records.append((topic, key, value))
+
+    stage = BridgeStage(Topics("p."), "kserve", progress_every_s=0.0, records_read=lambda: 8)
+    translated = [events(translator(**KSERVE), "kserve_binary.jsonl")[:3]]  # one record: 2 requests, a response
+    transaction = Transaction()
+    stage.process(0, [Record("logs", 0, 7, translated[0])], transaction)
+    assert [(t, k) for t, k, _ in transaction.records] == [
+        ("p.inference.requests", b"0009174a-24a8-4603-b098-09c8799950e9#0"),
+        ("p.inference.requests", b"0009174a-24a8-4603-b098-09c8799950e9#1"),
+        ("p.inference.responses", b"0009174a-24a8-4603-b098-09c8799950e9#0")]
+    assert orjson.loads(transaction.records[2][2])["version"] == "v1"
+    stage.aborted()  # the transaction did not commit: nothing counted
+    assert stage.written == {} and stage.translated == 0
+    stage.process(0, [Record("logs", 0, 7, translated[0])], transaction)
+    stage.committed()
+    with caplog.at_level("INFO", logger="shadowcanary.ingest"):
+        stage.tick(transaction)
+    assert "ingest progress: 8 records read, 2 requests and 1 responses written, 7 dead letters" in caplog.text

@@ -190,7 +190,7 @@ def test_kserve_and_seldon_records_are_bridged_joined_scored_and_dead_lettered(k
     assert seen == reasons
     assert all(dict(m.headers())["error"] for m in letters)
     stopped = (tmp_path / "kserve.log").read_text()
-    assert "ingest stopped: 611 records read, 330 requests and 330 responses written" in stopped, stopped[-2000:]
+    assert "ingest stopped: 611 records read, 330 requests and 330 responses written, 11 dead letters" in stopped, stopped[-2000:]
 
 
 def test_counts_stay_exact_when_a_bridge_is_killed_twice_mid_stream(kafka_settings, tmp_path):
