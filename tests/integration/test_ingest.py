@@ -210,22 +210,28 @@ def test_counts_stay_exact_when_a_bridge_is_killed_twice_mid_stream(kafka_settin
     bad, reasons = malformed(source, None)
     for j, record in enumerate(bad):  # malformed records spread through the stream
         records.insert((j + 1) * len(records) // (len(bad) + 1), record)
-    app, log = f"kill-{uuid.uuid4().hex[:6]}", tmp_path / "bridge.log"
+    app, log, second_log = f"kill-{uuid.uuid4().hex[:6]}", tmp_path / "bridge.log", tmp_path / "second.log"
     bridge = start_bridge(kafka_settings, "kserve", tmp_path / "kserve.yaml", [source], app, "b0", log)
     sender = threading.Thread(target=produce, args=(kafka_settings, records, 1200.0))
     sender.start()
+    second = None
     try:
         for pause in (5, 5):
             time.sleep(pause)
             bridge.send_signal(signal.SIGKILL)
             bridge.wait(30)
             bridge = start_bridge(kafka_settings, "kserve", tmp_path / "kserve.yaml", [source], app, "b0", log)
+            if second is None:  # a second bridge joins the group: they share the partitions
+                second = start_bridge(kafka_settings, "kserve", tmp_path / "kserve.yaml", [source], app, "b1",
+                                      second_log)
         sender.join()
         requests = read_topic(kafka_settings, topics.requests, expected=n, timeout=120)
         responses = read_topic(kafka_settings, topics.responses, expected=n, timeout=60)
         letters = read_topic(kafka_settings, topics.dlq, expected=len(bad), timeout=30)
+        alive = [bridge.poll() is None, second.poll() is None]
     finally:
-        stop_workers(bridge)
+        stop_workers(*[b for b in (bridge, second) if b is not None])
+    assert alive == [True, True]
     for written in (requests, responses):
         ids = Counter(m.key().decode() for m in written)
         assert len(ids) == n and set(ids.values()) == {1}, ids.most_common(3)  # each once, none lost
@@ -235,3 +241,6 @@ def test_counts_stay_exact_when_a_bridge_is_killed_twice_mid_stream(kafka_settin
     assert seen == reasons
     text = log.read_text()
     assert text.count("ingest kserve (") == 3 and text.count("ingest stopped") == 1  # two unclean ends
+    # the second bridge held partitions and wrote some of the events
+    stopped = [line for line in second_log.read_text().splitlines() if line.startswith("ingest stopped")]
+    assert "assignment: " in second_log.read_text() and stopped and " 0 requests" not in stopped[0], stopped
