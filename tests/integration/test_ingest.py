@@ -19,10 +19,13 @@ from pathlib import Path
 
 import orjson
 import pytest
+import yaml
 from confluent_kafka.admin import NewTopic
 
 from evaluators.ingest.oip import encode_protobuf
 from evaluators.ingest.samples import read_records
+from evaluators.ingest.translate import SELDON_TOPIC, ExternalRecord, Translator
+from schemas.ingest import IngestMapping
 from schemas import GroundTruth, Topics
 from streams.admin import TopicLayout, admin_client, create_topics
 from streams.producer import ContractProducer, make_producer
@@ -107,6 +110,24 @@ def malformed(kserve_topic: str, seldon_topic: str | None) -> tuple[list, Counte
     return out, reasons
 
 
+def committed_samples(kserve_topic: str, seldon: dict[str, str]) -> tuple[list, Counter]:
+    """The valid samples of tests/data/ingest/ (built from each tool's documentation) on the test's
+    topics, and the events the mappings make of them offline (``--try``'s translation)."""
+    kserve = Translator(IngestMapping.model_validate(yaml.safe_load(KSERVE_MAPPING)))
+    seldon_translator = Translator(IngestMapping.model_validate(yaml.safe_load(SELDON_MAPPING)))
+    out, events = [], Counter()
+    for name in ("kserve_binary.jsonl", "kserve_structured.jsonl", "seldon.jsonl"):
+        for record in read_records((DATA / name).read_bytes().splitlines()):
+            match = SELDON_TOPIC.match(record.topic)
+            topic = seldon[f"{match['model']}.{match['direction']}"] if match else kserve_topic
+            out.append((topic, record.key, record.value, list(record.headers or [])))
+            translator = seldon_translator if match else kserve
+            for event in translator.translate(ExternalRecord(topic, record.key, record.value, record.headers,
+                                                             record.timestamp_ms)):
+                events[(event.kind, event.model, event.request_id, getattr(event, "version", None))] += 1
+    return out, events
+
+
 def test_kserve_and_seldon_records_are_bridged_joined_scored_and_dead_lettered(kafka_settings, tmp_path):
     create_topics(kafka_settings, TopicLayout(inference_partitions=3, evaluator_partitions=1))
     topics = Topics(kafka_settings.topic_prefix)
@@ -160,7 +181,8 @@ def test_kserve_and_seldon_records_are_bridged_joined_scored_and_dead_lettered(k
             labels.append(GroundTruth(request_id=rid, model="iris-s", ts=ts + 50, label=predicted))
             expected[("iris-s", version)] += 1
         bad, reasons = malformed(kserve_topic, seldon["iris.outputs"])
-        produce(kafka_settings, records + bad)
+        samples, sample_events = committed_samples(kserve_topic, seldon)
+        produce(kafka_settings, records + samples + bad)
         producer = ContractProducer(kafka_settings)
         for label in labels:
             producer.send(topics.labels, label.request_id, label)
@@ -189,8 +211,19 @@ def test_kserve_and_seldon_records_are_bridged_joined_scored_and_dead_lettered(k
     seen = Counter((dict(m.headers())["source.topic"].decode(), dict(m.headers())["reason"].decode()) for m in letters)
     assert seen == reasons
     assert all(dict(m.headers())["error"] for m in letters)
+    # the committed samples' events, as --try makes them, are on the contract's topics
+    written = Counter()
+    for topic, kind in ((topics.requests, "request"), (topics.responses, "response")):
+        for message in read_topic(kafka_settings, topic, linger=1):
+            event = orjson.loads(message.value())
+            written[(kind, event["model"], event["request_id"], event.get("version"))] += 1
+    assert not sample_events - written, sample_events - written
+    kserve_samples = Counter(kind for kind, model, *_ in sample_events.elements() if model == "iris-k")
     stopped = (tmp_path / "kserve.log").read_text()
-    assert "ingest stopped: 611 records read, 330 requests and 330 responses written, 11 dead letters" in stopped, stopped[-2000:]
+    line = (f"ingest stopped: {600 + 11 + sum(1 for r in samples if r[0] == kserve_topic)} records read, "
+            f"{330 + kserve_samples['request']} requests and {330 + kserve_samples['response']} responses written, "
+            f"11 dead letters")
+    assert line in stopped, (line, stopped[-2000:])
 
 
 def test_counts_stay_exact_when_a_bridge_is_killed_twice_mid_stream(kafka_settings, tmp_path):
