@@ -30,12 +30,9 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from schemas.errors import error_locations, field_path
-from schemas.rollout import Bake, Guardrail, RolloutSpec, Step
+from schemas.rollout import RolloutSpec
 
 M = TypeVar("M", bound=BaseModel)
-
-#: Every key a person may write somewhere in a spec, for "did you mean" suggestions.
-_SPEC_KEYS = sorted({name for model in (RolloutSpec, Bake, Step, Guardrail) for name in model.model_fields})
 
 
 class SpecError(ValueError):
@@ -68,7 +65,7 @@ def _line_of(lines: dict, loc: tuple[Any, ...]) -> int:
     return lines.get(loc, 1)
 
 
-def _suggest(key: str, known: list[str] = _SPEC_KEYS) -> str:
+def _suggest(key: str, known: list[str]) -> str:
     close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
     return f" (did you mean {close[0]!r}?)" if close else ""
 
@@ -134,8 +131,7 @@ def load_yaml_model(text: str, source: str, model: type[M], expected: str,
 
 def load_spec_text(text: str, source: str = "spec.yaml") -> RolloutSpec:
     """Parse and validate one spec; :class:`SpecError` names the file, line and field."""
-    return load_yaml_model(text, source, RolloutSpec, "a mapping of spec fields (model, baseline, candidate, ...)",
-                           _SPEC_KEYS)
+    return load_yaml_model(text, source, RolloutSpec, "a mapping of spec fields (model, baseline, candidate, ...)")
 
 
 def read_text_file(path: str | Path) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -54,10 +55,32 @@ class Context:
 pass_context = click.make_pass_decorator(Context)
 
 
+#: The log format of long-running commands (tests and ``log_digest`` read its ``[LEVEL]`` field).
+LOG_FORMAT = "[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s"
+
+
+def configure_logging(level: str) -> None:
+    """The format of long-running commands' logs, and the project's loggers at ``level``."""
+    import logging
+
+    logging.basicConfig(format=LOG_FORMAT)
+    logging.getLogger("shadowcanary").setLevel(level.upper())
+
+
+def stop_on_signals() -> threading.Event:
+    """An event that Ctrl-C (SIGINT) or SIGTERM sets: a long-running loop in the main thread runs
+    until it is set, then stops cleanly."""
+    import signal
+
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    return stop
+
+
 def wait_until_stopped() -> None:
     """Block until Ctrl-C or SIGTERM (a long-running command's main thread; its work runs in threads)."""
     import signal
-    import threading
 
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +10,7 @@ import click
 from evaluators.drift.config import DriftConfig
 from evaluators.join import JoinConfig
 from evaluators.metrics import MetricsConfig
-from streams.cli_context import Context, duration, pass_context
+from streams.cli_context import Context, configure_logging, duration, pass_context, stop_on_signals
 from streams.local_broker import PROJECT_ROOT
 from streams.worker import DEFAULT_BATCH_SIZE
 
@@ -116,9 +115,6 @@ def evaluate(ctx: Context, app_id: str, store: str, state_dir: Path | None, labe
              drift_reference_windows: int, drift_min_samples: int, drift_cooldown: float, batch_size: int,
              mlflow_uri: str | None, loglevel: str) -> None:
     """Run an evaluator worker until Ctrl-C (or SIGTERM) stops it cleanly."""
-    import signal
-    import threading
-
     from streams.evaluator import build_evaluator
     from streams.worker.loop import LoopOptions
 
@@ -128,8 +124,7 @@ def evaluate(ctx: Context, app_id: str, store: str, state_dir: Path | None, labe
         except ImportError:
             raise click.UsageError("--store rocksdb needs the rocksdict package (pip install rocksdict); "
                                    "or use --store memory") from None
-    logging.basicConfig(format="[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s")
-    logging.getLogger("shadowcanary").setLevel(loglevel.upper())
+    configure_logging(loglevel)
     state_dir = state_dir or PROJECT_ROOT / ".shadowcanary" / "evaluator" / app_id
     options = LoopOptions(app_id=app_id, batch_size=batch_size)
     config = JoinConfig(label_timeout_ms=int(label_timeout * 1000), expiry_grace_ms=int(expiry_grace * 1000),
@@ -153,7 +148,4 @@ def evaluate(ctx: Context, app_id: str, store: str, state_dir: Path | None, labe
         click.echo(note, err=True)
     click.echo(f"evaluator {app_id} (run {evaluator.join.run_id}) on {ctx.settings.bootstrap_servers}, "
                f"state in {state_dir}", err=True)
-    stop = threading.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: stop.set())
-    evaluator.run(stop)  # a refusal (ClusterMisconfigured) names the settings; cli.main prints it
+    evaluator.run(stop_on_signals())  # a refusal (ClusterMisconfigured) names the settings; cli.main prints it

@@ -4,14 +4,13 @@ written down in a file, without a broker."""
 
 from __future__ import annotations
 
-import logging
 import sys
 from pathlib import Path
 
 import click
 import orjson
 
-from streams.cli_context import Context, pass_context
+from streams.cli_context import Context, configure_logging, pass_context, stop_on_signals
 
 
 def _load_mapping(path: Path, source: str):
@@ -97,14 +96,10 @@ def ingest(ctx: Context, source: str, mapping_path: Path, input_topics: tuple[st
         if wrong:
             raise click.BadParameter(f"{', '.join(wrong)}: not Seldon model topics "
                                      f"(<prefix>.<namespace>.model.<model>.inputs|outputs)", param_hint="--topic")
-    import signal
-    import threading
-
     from streams.exporter import serve
     from streams.ingest import build_bridge
 
-    logging.basicConfig(format="[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s")
-    logging.getLogger("shadowcanary").setLevel(loglevel.upper())
+    configure_logging(loglevel)
     app_id = app_id or f"shadowcanary-ingest-{source}"
     loop = build_bridge(ctx.settings, mapping, input_topics, app_id, instance_id, batch_size)
     if metrics_port:
@@ -112,8 +107,5 @@ def ingest(ctx: Context, source: str, mapping_path: Path, input_topics: tuple[st
         click.echo(f"Prometheus metrics on http://0.0.0.0:{metrics_port}/metrics", err=True)
     click.echo(f"ingest {source} ({app_id}, instance {loop.options.worker_id}): {', '.join(input_topics)} -> "
                f"{loop.topics.requests}, {loop.topics.responses} on {ctx.settings.bootstrap_servers}", err=True)
-    stop = threading.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: stop.set())
-    loop.run(stop)
-    click.echo(loop.stage.progress_line().replace("ingest progress", "ingest stopped"), err=True)
+    loop.run(stop_on_signals())
+    click.echo(loop.stage.progress_line("ingest stopped"), err=True)

@@ -46,15 +46,15 @@ EVENTS_WRITTEN = Counter(
 def decoder_for(translator: Translator):
     """The loop's decoder: a record's contract events, or its dead letter with the reason."""
 
-    def decode(message: Message) -> tuple[Any, DeadLetter | None]:
+    def decode(message: Message, topic: str, partition: int, offset: int) -> tuple[Any, DeadLetter | None]:
         timestamp_type, timestamp = message.timestamp()
-        record = ExternalRecord(message.topic(), message.key(), message.value(), message.headers(),
+        key, value = message.key(), message.value()
+        record = ExternalRecord(topic, key, value, message.headers(),
                                 timestamp if timestamp_type and timestamp >= 0 else None)
         try:
             return translator.translate(record), None
         except BadRecord as exc:
-            return None, DeadLetter(message.key(), message.value(), message.topic(), message.partition(),
-                                    message.offset(), exc.reason, exc.detail)
+            return None, DeadLetter(key, value, topic, partition, offset, exc.reason, exc.detail)
     return decode
 
 
@@ -99,9 +99,9 @@ class BridgeStage:
             self._logged_at = now
             log.info("%s", self.progress_line())
 
-    def progress_line(self) -> str:
+    def progress_line(self, what: str = "ingest progress") -> str:
         read = self.records_read()
-        return (f"ingest progress: {read:,} records read, {self.written['request']:,} requests and "
+        return (f"{what}: {read:,} records read, {self.written['request']:,} requests and "
                 f"{self.written['response']:,} responses written, {read - self.translated:,} dead letters")
 
     def committed(self) -> None:

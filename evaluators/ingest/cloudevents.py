@@ -24,7 +24,7 @@ from typing import Any, Literal, Sequence
 
 import orjson
 
-from evaluators.ingest.errors import BadRecord
+from evaluators.ingest.errors import BadRecord, load_json, load_json_object
 
 #: Attributes every CloudEvent has (CloudEvents 1.0).
 REQUIRED = ("id", "source", "specversion", "type")
@@ -44,12 +44,7 @@ class CloudEvent:
     def json_data(self) -> Any:
         """The data as JSON: already parsed (structured mode with ``data``), or parsed from bytes."""
         if isinstance(self.data, (bytes, bytearray, memoryview)):
-            if not self.data:
-                raise BadRecord("empty", "the event has no data")
-            try:
-                return orjson.loads(self.data)
-            except orjson.JSONDecodeError as exc:
-                raise BadRecord("not_json", f"data: not JSON ({exc})") from None
+            return load_json(self.data, "data")
         if self.data is None:
             raise BadRecord("empty", "the event has no data")
         return self.data
@@ -81,14 +76,7 @@ def from_kafka(headers: Headers | None, value: bytes | None) -> CloudEvent:
 
 
 def _structured(value: bytes | None) -> CloudEvent:
-    if not value:
-        raise BadRecord("empty", "an empty record")
-    try:
-        document = orjson.loads(value)
-    except orjson.JSONDecodeError as exc:
-        raise BadRecord("not_json", f"a structured CloudEvent that is not JSON ({exc})") from None
-    if not isinstance(document, dict):
-        raise BadRecord("not_cloudevent", "a structured CloudEvent must be a JSON object")
+    document = load_json_object(value, "a structured CloudEvent", "not_cloudevent")
     attributes = {k.lower(): v if isinstance(v, str) else orjson.dumps(v).decode()
                   for k, v in document.items() if k not in ("data", "data_base64")}
     _check(attributes, "")

@@ -47,7 +47,7 @@ import orjson
 from pydantic import ValidationError
 
 from evaluators.ingest.cloudevents import from_kafka
-from evaluators.ingest.errors import BadRecord
+from evaluators.ingest.errors import BadRecord, load_json, load_json_object
 from evaluators.ingest.oip import Tensor, decode_protobuf, tensors_from_json
 from schemas.errors import error_locations, field_path
 from schemas.inference import InferenceRequest, InferenceResponse
@@ -317,12 +317,7 @@ class Translator:
         direction = "request" if match["direction"] == "inputs" else "response"
         value = record.value or b""
         if value[:1] == b"{":  # the REST path writes JSON
-            try:
-                document = orjson.loads(value)
-            except orjson.JSONDecodeError as exc:
-                raise BadRecord("not_json", f"not JSON ({exc})") from None
-            if not isinstance(document, dict):
-                raise BadRecord("invalid", "expected a JSON object")
+            document = load_json_object(value, "the record")
             header = {k: str(document.get(k) or "") for k in ("model_name", "model_version", "id")}
             tensors = tensors_from_json(document, "inputs" if direction == "request" else "outputs")
         else:
@@ -342,10 +337,7 @@ class Translator:
 
     # -- any JSON --------------------------------------------------------------------------------
     def _json_record(self, record: ExternalRecord) -> list[Translated]:
-        try:
-            value = orjson.loads(record.value or b"")
-        except orjson.JSONDecodeError as exc:
-            raise BadRecord("not_json", f"not JSON ({exc})") from None
+        value = load_json(record.value, "the record")
         context = self._context(record, value=value)
         fields = {name: expression.search(context) for name, expression in self._json.items()}
         kind = fields.get("kind")

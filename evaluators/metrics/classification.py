@@ -24,7 +24,7 @@ import numpy as np
 import orjson
 from river import metrics
 
-from evaluators.metrics.sums import mean, merge_counts, merge_sum, new_sum
+from evaluators.metrics.sums import add as add_to_sum, mean, merge_counts, merge_sum, new_sum
 
 ECE_BINS = 10
 MAX_DISTINCT_SCORES = 20_000
@@ -116,20 +116,8 @@ def add(state: dict, label: Any, prediction: Any, score: Any) -> None:
 
 def _add_probabilities(state: dict, y: str, p: str, loss: float, brier: float, confidence: float | None) -> None:
     """Log loss, Brier score and the calibration bin of one scored record."""
-    ll, br = state["ll"], state["br"]
-    ll[0] += 1
-    ll[1] += loss
-    br[0] += 1
-    br[1] += brier
-    # squares; a sum written before they were kept gains them from here on (evaluators.metrics.sums.add)
-    try:
-        ll[2] += loss * loss
-    except IndexError:
-        ll.append(loss * loss)
-    try:
-        br[2] += brier * brier
-    except IndexError:
-        br.append(brier * brier)
+    add_to_sum(state["ll"], loss)
+    add_to_sum(state["br"], brier)
     if confidence is not None:
         cell_bin = state["ece"][min(int(confidence * ECE_BINS), ECE_BINS - 1)]
         correct = y == p

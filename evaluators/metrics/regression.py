@@ -16,7 +16,7 @@ import math
 
 from river import metrics, stats
 
-from evaluators.metrics.sums import mean, merge_sum, new_sum
+from evaluators.metrics.sums import add as add_to_sum, mean, merge_sum, new_sum
 
 _EPS = float.fromhex("0x1p-52")
 
@@ -36,26 +36,9 @@ def add(state: dict, label: float, prediction: float) -> None:
     absolute = abs(error)
     squared = error * error
     percentage = absolute / max(abs(label), _EPS)
-    ae, se, ape = state["ae"], state["se"], state["ape"]
-    ae[0] += 1
-    ae[1] += absolute
-    se[0] += 1
-    se[1] += squared
-    ape[0] += 1
-    ape[1] += percentage
-    # squares; a sum written before they were kept gains them from here on (evaluators.metrics.sums.add)
-    try:
-        ae[2] += squared
-    except IndexError:
-        ae.append(squared)
-    try:
-        se[2] += squared * squared
-    except IndexError:
-        se.append(squared * squared)
-    try:
-        ape[2] += percentage * percentage
-    except IndexError:
-        ape.append(percentage * percentage)
+    add_to_sum(state["ae"], absolute)
+    add_to_sum(state["se"], squared)
+    add_to_sum(state["ape"], percentage)
     moments = state.get("mom")
     if moments is not None:
         label2 = label * label

@@ -134,9 +134,9 @@ class Transaction:
             self.open = True
 
 
-#: Turns a consumed record into what the stage processes, or a dead letter: ``(payload, None)`` or
-#: ``(None, letter)``; never raises.
-RecordDecoder = Callable[[Message], tuple[Any, DeadLetter | None]]
+#: Turns a consumed record (with its topic, partition and offset, read once by the loop) into what the
+#: stage processes, or a dead letter: ``(payload, None)`` or ``(None, letter)``; never raises.
+RecordDecoder = Callable[[Message, str, int, int], tuple[Any, DeadLetter | None]]
 
 
 class Stage(Protocol):
@@ -313,7 +313,7 @@ class BatchLoop:
             if (topic, partition) not in self.owned_inputs:
                 continue  # fetched before its partition was lost or revoked: its next owner reads it
             positions[(topic, partition)] = offset + 1
-            decoded, letter = self.decode(message)
+            decoded, letter = self.decode(message, topic, partition, offset)
             if letter is not None:
                 letters.append(letter)
                 dead[(self.contract_name.get(topic, topic), letter.reason)] += 1
@@ -344,10 +344,10 @@ class BatchLoop:
             self.records_done += len(messages)
             self.batches_done += 1
 
-    def _decode_contract(self, message: Message) -> tuple[Any, DeadLetter | None]:
-        topic = message.topic()
-        return decode_or_dead_letter(self.models[topic], message.value(), message.key(), topic,
-                                     message.partition(), message.offset(), decode_fast)
+    def _decode_contract(self, message: Message, topic: str, partition: int,
+                         offset: int) -> tuple[Any, DeadLetter | None]:
+        return decode_or_dead_letter(self.models[topic], message.value(), message.key(), topic, partition, offset,
+                                     decode_fast)
 
     def _finish(self, transaction: Transaction, offsets: list[TopicPartition]) -> bool:
         """Commit the transaction (with ``offsets``); True when it committed.
