@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -42,7 +43,7 @@ from streams.background import BackgroundService
 from streams.config import KafkaSettings
 from streams.merger import MergerService
 from streams.reading import read_to_end
-from streams.registry import ModelRegistry
+from streams.registry import ModelRegistry, RegistryWrite, outcome_write
 from streams.telemetry import COMMANDS_REFUSED, CONTROL_RECORDS_REFUSED, DECISIONS
 
 log = logging.getLogger("shadowcanary.policy")
@@ -53,6 +54,8 @@ SAVE_EVERY_S = 5.0
 STATE_KEY = b"engine"
 #: In the saved state: per control topic partition, the offset after the last refusal told.
 TOLD_KEY = "told"
+#: The registry writes decided but not yet taken by the registry (streams.registry's outbox), in order.
+REGISTRY_OUTBOX_KEY = "registry_outbox"
 
 
 def rollouts_topic_name(topics: Topics) -> str:
@@ -89,6 +92,11 @@ class PolicyService(BackgroundService):
         self.merger = merger
         #: The engine while this worker owns it (read by the exporter), else None.
         self.engine: RolloutEngine | None = None
+        #: Registry writes saved with the decisions that call for them, by rollout id, until written.
+        self._outbox: dict[str, RegistryWrite] = {}
+        #: Rollout ids whose write the registry took (filled by its writer thread).
+        self._written: set[str] = set()
+        self._written_lock = threading.Lock()
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -112,6 +120,10 @@ class PolicyService(BackgroundService):
         state = load_engine_state(self.settings, self.topics) or {}
         engine = self.engine = RolloutEngine(state, self.signer)
         told = ToldPositions(state.get(TOLD_KEY))
+        self._outbox = {write["rollout_id"]: write for write in state.get(REGISTRY_OUTBOX_KEY, [])}
+        if self.registry is not None:
+            for write in self._outbox.values():  # decided by an earlier owner, not known to be written
+                self.registry.submit(write, self._on_written)
         consumer = Consumer(self.settings.confluent_config(**{
             "group.id": "unused", "enable.auto.commit": False, "isolation.level": "read_committed",
             "auto.offset.reset": "earliest"}))
@@ -156,6 +168,8 @@ class PolicyService(BackgroundService):
                     saved = time.monotonic()
         finally:
             self.engine = None
+            if self.registry is not None:
+                self.registry.forget_queued()  # the next owner sends what is still in the outbox
             consumer.close()
 
     def _on_spec(self, engine: RolloutEngine, model: str, spec: RolloutSpec | None, rollout_id: str,
@@ -198,6 +212,7 @@ class PolicyService(BackgroundService):
                  refused: list[Refused], told: ToldPositions) -> None:
         """Outputs, refusals (alert and dead letter each) and the state that produced them (the
         engine's and the refusals told): one transaction."""
+        decided = self._decided_writes(engine, outputs)
         producer.begin_transaction()
         try:
             for output in outputs:  # output.topic is control, decisions or alerts: a Topics attribute
@@ -207,7 +222,7 @@ class PolicyService(BackgroundService):
                 producer.produce(self.topics.alerts, key=item.alert.model.encode(), value=encode(item.alert))
                 producer.produce(self.topics.dlq, key=item.letter.key, value=item.letter.value,
                                  headers=item.letter.headers())
-            state = {**engine.to_state(), TOLD_KEY: told.to_state()}
+            state = {**engine.to_state(), TOLD_KEY: told.to_state(), REGISTRY_OUTBOX_KEY: self._pending_writes()}
             producer.produce(rollouts_topic_name(self.topics), key=STATE_KEY, value=orjson.dumps(state))
             producer.commit_transaction(30)
         except KafkaException:
@@ -221,9 +236,8 @@ class PolicyService(BackgroundService):
             log.info("%s %s: %s", output.topic, output.key, getattr(output.message, "reason", ""))
             if output.topic == "decisions":
                 DECISIONS.labels(output.key, output.message.action).inc()
-                spec = engine.spec_of(output.key)
-                if self.registry is not None and spec is not None:
-                    self.registry.record(spec, output.message)
+        for write in decided:  # committed with the decisions: now the registry may take them
+            self.registry.submit(write, self._on_written)
         if refused:
             by_reason = Counter((item.letter.source_topic, item.letter.reason) for item in refused)
             for (topic, reason), n in by_reason.items():
@@ -233,6 +247,32 @@ class PolicyService(BackgroundService):
                         "and dead-lettered on %s; first: %s", len(refused),
                         ", ".join(f"{topic} {reason}: {n}" for (topic, reason), n in sorted(by_reason.items())),
                         self.topics.alerts, self.topics.dlq, refused[0].alert.message)
+
+
+    def _decided_writes(self, engine: RolloutEngine, outputs: list[Output]) -> list[RegistryWrite]:
+        """The registry writes ``outputs``' decisions call for, put in the outbox (saved with them)."""
+        if self.registry is None:
+            return []
+        decided = []
+        for output in outputs:
+            spec = engine.spec_of(output.key) if output.topic == "decisions" else None
+            write = outcome_write(spec, output.message) if spec is not None else None
+            if write is not None:
+                self._outbox[write["rollout_id"]] = write
+                decided.append(write)
+        return decided
+
+    def _on_written(self, write: RegistryWrite) -> None:
+        with self._written_lock:
+            self._written.add(write["rollout_id"])
+
+    def _pending_writes(self) -> list[RegistryWrite]:
+        """The outbox less what the registry has taken, in order (what the next owner must send)."""
+        with self._written_lock:
+            written, self._written = self._written, set()
+        for rollout_id in written:
+            self._outbox.pop(rollout_id, None)
+        return list(self._outbox.values())
 
 
 @dataclass(frozen=True)
