@@ -12,7 +12,11 @@ the same delta-method variances) at the same looks and the same alpha.
   with the split moving from 10/90 to 50/50 halfway while the rate swings.
 - **Power rows**: the candidate worse by the named amount; the median candidate labels at the
   rollback, against the fixed-horizon candidate sample size for 80% power at the same alpha (a
-  one-sided z-test planned in advance, computed here from the true distributions).
+  one-sided z-test planned in advance, computed here from the true distributions). Each twice:
+  with the guardrail's ``min_detectable_effect`` set to that amount (the plan a fixed-horizon test
+  needs too; the target applies here) and without it (the untuned mixture).
+- **A/A rows with a planned effect**: the same equal versions, each guardrail tuned as in its power
+  row; false rollbacks still at most alpha.
 - **Moving on while undecided**: a three-stage canary (10%, 50%, 100%, each baked 60 s and 200
   labels) on a fleet of 40 labelled requests/s, under the engine's rule (wait up to one more bake
   while a guardrail leans to fail with evidence), waiting on any lean, and not waiting: what each
@@ -23,7 +27,7 @@ from __future__ import annotations
 
 import math
 import statistics
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable
 
 import numpy as np
@@ -148,6 +152,15 @@ class Scenario:
     share: float = 0.5  # the candidate's share of traffic
     later_share: float | None = None  # the share from halfway on
 
+    def planned(self, effect: float) -> "Scenario":
+        """The same scenario with its guardrail tuned to ``effect`` (``min_detectable_effect``)."""
+        guardrail = self.guardrail.model_copy(update={"min_detectable_effect": effect})
+        return replace(self, name=f"{self.name}, planned {effect:g}", guardrail=guardrail)
+
+    def finer(self, factor: int) -> "Scenario":
+        """The same traffic looked at ``factor`` times as often."""
+        return replace(self, look=self.look // factor, looks=self.looks * factor)
+
 
 def _naive_fails(scenario: Scenario, estimand, base: tuple[dict, dict], cand: tuple[dict, dict]) -> bool:
     """One-sided z-test of the difference of the cumulative estimates (or of the candidate against
@@ -240,6 +253,15 @@ def scenarios_aa() -> list[Scenario]:
     ]
 
 
+#: The planned effect of each A/A scenario's guardrail in the rows with a plan (the power rows'
+#: amounts; 0.02 for ROC AUC).
+PLANNED_EFFECTS = {"outcome.converted": 0.01, "outcome.revenue": 0.05, "ndcg@10": 0.02, "mae": 0.1, "f1": 0.03,
+                   "roc_auc": 0.02}
+#: Power rows look this many times as often as the A/A rows (about 40 looks before the fixed-horizon
+#: size: a look is a batch in the stream, far finer still).
+POWER_LOOKS_FINER = 2
+
+
 def scenarios_power() -> list[tuple[Scenario, float]]:
     """(scenario with a worse candidate, fixed-horizon candidate samples)."""
     g = Guardrail
@@ -311,14 +333,28 @@ def run(rollouts: int = ROLLOUTS) -> list[Result]:
                               100 * ours, "%", "<= 1%", bool(ours <= ALPHA)))
         results.append(Result("policy_metrics", f"A/A false rollbacks, {scenario.name}, naive repeated z-test",
                               100 * naive, "%"))
+    for scenario in scenarios_aa():
+        planned = scenario.planned(PLANNED_EFFECTS[scenario.guardrail.metric])
+        ours = sum(simulate(planned, rng, worse=False, naive=False)[0] is not None for _ in range(rollouts)) / rollouts
+        results.append(Result("policy_metrics", f"A/A false rollbacks, {planned.name}, sequential ({rollouts} rollouts)",
+                              100 * ours, "%", "<= 1%", bool(ours <= ALPHA)))
     for scenario, fixed in scenarios_power():
-        runs = [simulate(scenario, rng, worse=True, naive=False) for _ in range(rollouts)]
-        never = scenario.looks * scenario.look  # beyond the horizon: counted as more than any
-        labels = [o if o is not None else never for o, _ in runs]
-        median = statistics.median(labels)
-        results.append(Result("policy_metrics", f"median candidate labels to roll back {scenario.name}",
-                              median, "labels", f"<= {fixed:,.0f} (fixed horizon, 80% power)", bool(median <= fixed),
-                              note=f"rolled back within the horizon: {sum(o is not None for o, _ in runs) / rollouts:.1%}"))
+        scenario = scenario.finer(POWER_LOOKS_FINER)
+        for tuned in (True, False):
+            judged = scenario.planned(PLANNED_EFFECTS[scenario.guardrail.metric]) if tuned else scenario
+            runs = [simulate(judged, rng, worse=True, naive=False) for _ in range(rollouts)]
+            never = judged.looks * judged.look  # beyond the horizon: counted as more than any
+            labels = [o if o is not None else never for o, _ in runs]
+            median = statistics.median(labels)
+            within = f"rolled back within the horizon: {sum(o is not None for o, _ in runs) / rollouts:.1%}"
+            target = f"<= {fixed:,.0f} (fixed horizon, 80% power)"
+            name = f"median candidate labels to roll back {judged.name}" + ("" if tuned else ", no planned effect")
+            if tuned:
+                results.append(Result("policy_metrics", name, median, "labels", target, bool(median <= fixed),
+                                      note=f"{median / fixed:.2f} of the fixed horizon; {within}"))
+            else:
+                results.append(Result("policy_metrics", name, median, "labels",
+                                      note=f"{median / fixed:.2f} of the fixed horizon ({fixed:,.0f}); {within}"))
     rules = ((LEAN_EVIDENCE, "waiting while leaning to fail with evidence (the rule)"),
              (-math.inf, "waiting on any lean to fail"), (None, "moving on when baked"))
     for worse in (True, False):

@@ -93,6 +93,13 @@ class Guardrail(_Part):
     higher_is_better: bool | None = Field(
         None, description="Direction of an outcome.* metric; other metrics know their own.")
     name: str | None = Field(None, description="How the guardrail is shown; defaults to the metric.")
+    min_detectable_effect: FiniteFloat | None = Field(
+        None, gt=0,
+        description="The degradation beyond the bound this guardrail should catch fastest, as a power analysis "
+                    "would plan it (in the bound's units: the metric's for max, min and max_degradation, a fraction "
+                    "of the baseline's value for max_degradation_relative). It tunes the sequential test, which "
+                    "stays valid whatever it is; without it the test is tuned for a few hundred to a few thousand "
+                    "samples.")
 
     @field_validator("metric")
     @classmethod
@@ -105,8 +112,9 @@ class Guardrail(_Part):
         absolute = self.max is not None or self.min is not None
         relative = self.max_degradation is not None or self.max_degradation_relative is not None
         if lookup_metric(self.metric).kind == "check":
-            if absolute or relative:
-                raise ValueError(f"{self.metric} is a check: it takes no max, min or max_degradation")
+            if absolute or relative or self.min_detectable_effect is not None:
+                raise ValueError(f"{self.metric} is a check: it takes no max, min, max_degradation or "
+                                 f"min_detectable_effect")
             return self
         if absolute == relative:
             raise ValueError("give either an absolute bound (max/min) or a comparison with the baseline "

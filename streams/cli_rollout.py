@@ -16,7 +16,7 @@ import orjson
 
 from evaluators.policy.control_records import spec_rollout_id
 from evaluators.policy.engine import RolloutEngine, describe_routes, stages
-from evaluators.policy.guardrails import unsupported_reason
+from evaluators.policy.guardrails import unplannable_reason, unsupported_reason
 from evaluators.policy.watch import EXIT_CODES, EXIT_TIMEOUT, RolloutWatch
 from evaluators.shapes import ShapeMonitor
 from evaluators.shapes import describe as describe_shape
@@ -41,9 +41,10 @@ def checked_spec(path: Path) -> RolloutSpec:
     except SpecError as exc:
         raise click.ClickException(str(exc)) from None
     for i, guardrail in enumerate(spec.guardrails):
-        reason = unsupported_reason(guardrail, spec.task)
-        if reason:
-            raise click.ClickException(f"{path}: guardrails[{i}].metric: {reason}")
+        for field, reason in (("metric", unsupported_reason(guardrail, spec.task)),
+                              ("min_detectable_effect", unplannable_reason(guardrail))):
+            if reason:
+                raise click.ClickException(f"{path}: guardrails[{i}].{field}: {reason}")
     return spec
 
 

@@ -356,3 +356,120 @@ def test_sums_past_float_range_give_no_verdict_rather_than_a_crash():
     for last, now in zip(states, states[1:]):
         evidence = judging.judge(guardrail, test, (start, last, now), (start, last, now), "regression")
     assert evidence.verdict == "undecided"
+
+
+# -- a planned effect (min_detectable_effect) -------------------------------------------------------
+def _conversion_look(n: int, converted: int) -> dict:
+    return {"n": 0, "err": 0, "lab": n, "lat": slim(None)["lat"], "cls": None,
+            "sums": {"outcome.converted": [n, float(converted), float(converted)]}}
+
+
+def _accuracy_look(n: int, correct: int) -> dict:
+    return {"n": n, "err": 0, "lab": n, "lat": slim(None)["lat"], "cls": {"cm": {"1\x1f1": correct, "1\x1f0": n - correct}}}
+
+
+def looks_to_fail(guardrail: Guardrail, rng: np.random.Generator, rates: tuple[float, float], per_look: int,
+                  looks: int, look_of=_conversion_look) -> int | None:
+    """Candidate samples at the guardrail's first fail (None if it never fails) over ``looks`` looks of
+    ``per_look`` samples per version, rates ``(baseline, candidate)`` of the look's success."""
+    test = judging.new_test_for(guardrail)
+    start, last_b, last_c = slim(None), slim(None), slim(None)
+    b, c = slim(None), slim(None)
+    for look in range(1, looks + 1):
+        add_slim(b, look_of(per_look, int(rng.binomial(per_look, rates[0]))))
+        add_slim(c, look_of(per_look, int(rng.binomial(per_look, rates[1]))))
+        now_b, now_c = slim(b), slim(c)
+        evidence = judging.judge(guardrail, test, (start, last_b, now_b), (start, last_c, now_c), "binary")
+        last_b, last_c = now_b, now_c
+        if evidence.verdict == "fail":
+            return look * per_look
+    return None
+
+
+def test_a_planned_effect_is_caught_sooner_and_an_equal_candidate_still_rarely_fails():
+    """Conversion 10% -> 9%: the fixed-horizon test for 80% power at alpha 0.01 needs about 17,300
+    candidate samples. Tuned to that drop, the test rolls back at a median below it; untuned, later
+    (the same traffic for both). An equal candidate under the tuned test: at most 1% of rollouts fail,
+    allowing the sampling error of 200 rollouts (the bench measures 1,000)."""
+    untuned = Guardrail(metric="outcome.converted", max_degradation=0.0)
+    tuned = untuned.model_copy(update={"min_detectable_effect": 0.01})
+    medians = {}
+    for name, guardrail in (("untuned", untuned), ("tuned", tuned)):
+        rng = np.random.default_rng(12)
+        caught = [looks_to_fail(guardrail, rng, (0.10, 0.09), 500, 120) for _ in range(60)]
+        medians[name] = float(np.median([x if x is not None else math.inf for x in caught]))
+    assert medians["tuned"] < medians["untuned"]
+    assert medians["tuned"] <= 17_300
+    rng = np.random.default_rng(13)
+    false = sum(looks_to_fail(tuned, rng, (0.10, 0.10), 1_000, 50) is not None for _ in range(200))
+    assert false <= 5
+
+
+def test_the_planned_mixture_is_fixed_at_the_first_judged_look():
+    guardrail = Guardrail(metric="outcome.revenue", max_degradation_relative=0.0, min_detectable_effect=0.05)
+    test = judging.new_test_for(guardrail)
+    rng = np.random.default_rng(3)
+    start, last, planned = slim(None), slim(None), []
+    state = slim(None)
+    for look in range(4):
+        values = rng.lognormal(1.5, 1.0 + look, 2_000)  # the spread grows look by look
+        add_slim(state, {"n": 0, "err": 0, "lab": 2_000, "lat": slim(None)["lat"], "cls": None,
+                         "sums": {"outcome.revenue": [2_000, float(values.sum()), float((values ** 2).sum())]}})
+        now = slim(state)
+        judging.judge(guardrail, test, (start, last, now), (start, last, now), "binary")
+        last = now
+        planned.append(list(test["planned"]))
+    assert planned[0] == planned[-1]
+    size, centre = planned[0]
+    assert 0 < centre <= asymptotic.MAX_PLANNED_DRIFT
+    assert size == pytest.approx(1 / (asymptotic.PLANNED_SPREAD * centre) ** 2)
+
+
+def test_an_untuned_mixture_is_the_centred_one_and_a_centred_prior_needs_less_evidence_at_its_drift():
+    variance, effective = 1.0 / 4_000, 4_000.0  # a per-sample standard deviation of 1
+    centred = asymptotic.log_evidence(0.05, variance, effective, (asymptotic.Mixture(1_600.0),))
+    planned = asymptotic.log_evidence(0.05, variance, effective, (asymptotic.Mixture(1_600.0, 0.05),))
+    x = 0.05 * math.sqrt(effective) * math.sqrt(effective / (effective + 1_600.0))
+    assert centred == pytest.approx(0.5 * x * x - 0.5 * math.log(5_600 / 1_600) + math.log(2 * 0.5 * math.erfc(-x / math.sqrt(2))))
+    assert planned > centred
+
+
+def test_an_accuracy_guardrail_with_a_planned_effect_moves_its_grid_of_alternatives():
+    """90% -> 88% accuracy: the grid's second odds ratio becomes the planned one (bad 10% -> 12%), and
+    the drop is caught sooner than with the default grid on the same traffic."""
+    untuned = Guardrail(metric="accuracy", max_degradation=0.0)
+    tuned = untuned.model_copy(update={"min_detectable_effect": 0.02})
+    test = judging.new_test_for(tuned)
+    start = slim(None)
+    b, c = slim(None), slim(None)
+    add_slim(b, _accuracy_look(1_000, 900))
+    add_slim(c, _accuracy_look(1_000, 880))
+    judging.judge(tuned, test, (start, start, slim(b)), (start, start, slim(c)), "binary")
+    assert test["shifts"][1] == pytest.approx(math.log(0.12 / 0.88) - math.log(0.10 / 0.90))
+    medians = {}
+    for name, guardrail in (("untuned", untuned), ("tuned", tuned)):
+        rng = np.random.default_rng(4)
+        caught = [looks_to_fail(guardrail, rng, (0.90, 0.88), 250, 120, _accuracy_look) for _ in range(60)]
+        medians[name] = float(np.median([x if x is not None else math.inf for x in caught]))
+    assert medians["tuned"] < medians["untuned"]
+
+
+def test_a_planned_effect_where_no_test_takes_one_is_refused_by_name(tmp_path):
+    from click.testing import CliRunner
+    from pydantic import ValidationError
+
+    from streams.cli import cli
+
+    assert "takes no min_detectable_effect" in judging.unplannable_reason(
+        Guardrail(metric="latency_p99_ms", max=250, min_detectable_effect=10))
+    assert judging.unplannable_reason(Guardrail(metric="f1", max_degradation=0.0, min_detectable_effect=0.03)) is None
+    with pytest.raises(ValidationError, match="min_detectable_effect"):
+        Guardrail(metric="schema_compatible", min_detectable_effect=0.1)
+    with pytest.raises(ValidationError, match="greater than 0"):
+        Guardrail(metric="mae", max_degradation=0.0, min_detectable_effect=0)
+    path = tmp_path / "spec.yaml"
+    path.write_text("model: m\nbaseline: v1\ncandidate: v2\nmode: ab\ntask: binary\n"
+                    "guardrails:\n  - {metric: latency_p95_ms, max_degradation: 5, min_detectable_effect: 5}\n")
+    result = CliRunner().invoke(cli, ["rollout", "validate", "-f", str(path)])
+    assert result.exit_code == 1
+    assert "guardrails[0].min_detectable_effect" in result.output

@@ -53,10 +53,10 @@ linear in its placement values), but not stratified by look.
 from __future__ import annotations
 
 import math
-from typing import Any, TypedDict
+from typing import Any, NamedTuple, NotRequired, TypedDict
 
 import numpy as np
-from scipy.special import ndtr
+from scipy.special import log_ndtr
 
 from evaluators.policy.estimands import Estimand, Moments
 
@@ -66,6 +66,16 @@ from evaluators.policy.estimands import Estimand, Moments
 MIXTURE_SIZES: tuple[float, ...] = (300.0, 3000.0)
 #: Samples each version's reference needs before a look is scored (the first looks only set it).
 MIN_REFERENCE = 30
+#: A guardrail with a planned effect ``d`` (``min_detectable_effect``) mixes over drifts with a
+#: normal prior centred at the planned drift ``m = d / s`` (``s``: the contrast's standard deviation
+#: per effective sample) with standard deviation ``PLANNED_SPREAD * m``, cut at 0: close to the
+#: sequential probability ratio test of ``d`` itself, and still as fast as the untuned mixture for a
+#: drift half or twice as large (``bench/policy_metrics.py``; docs/statistics.md).
+PLANNED_SPREAD = 0.5
+#: The largest planned drift, in standard deviations per effective sample: a drift this large is
+#: caught within about a thousand effective samples; a larger one is planned as this one, so that
+#: the test never leans on the central limit theorem at a few dozen samples.
+MAX_PLANNED_DRIFT = 0.1
 
 
 class ReferencePoint(TypedDict):
@@ -85,6 +95,9 @@ class MeanTestState(TypedDict):
     candidate_spread: float  # sum of h_t^2 / n_c (times s_c^2: the candidate's part of V)
     baseline_spread: float  # sum of h_t^2 * lam^2 / n_b
     n: int  # candidate samples scored
+    #: The planned mixture ``[size, centre]``, fixed at the first judged look of a guardrail with a
+    #: planned effect (see :func:`planned_mixture`); absent otherwise (:data:`MIXTURE_SIZES`).
+    planned: NotRequired[list[float]]
 
 
 def new_test() -> MeanTestState:
@@ -168,19 +181,69 @@ def spread(estimand: Estimand, moments: Moments, layout: Any, other: float = 0.0
     return (moments.n * variance + max(prior, variance)) / (moments.n + 1)
 
 
-def log_evidence(distance: float, variance: float, effective: float) -> float:
+class Mixture(NamedTuple):
+    """A normal prior over the drift per effective sample, in standard deviations, cut at 0:
+    precision ``size`` (effective samples, Robbins' ``rho``) and mean ``centre``."""
+
+    size: float
+    centre: float = 0.0
+
+
+#: The untuned mixtures: centred at 0, each tightest near its size, averaged.
+DEFAULT_MIXTURES: tuple[Mixture, ...] = tuple(Mixture(size) for size in MIXTURE_SIZES)
+
+
+def planned_mixture(per_sample_variance: float, effect: float) -> Mixture | None:
+    """The mixture tuned to catch a contrast ``effect`` beyond its bound, with ``per_sample_variance``
+    the contrast's variance per effective sample (None when either is not a positive finite number).
+
+    >>> [round(x, 6) for x in planned_mixture(1.0, 0.05)]  # a twentieth of a standard deviation
+    [1600.0, 0.05]
+    >>> [round(x, 6) for x in planned_mixture(1.0, 1.0)]  # a large effect is planned as the largest drift
+    [400.0, 0.1]
+    """
+    if not (math.isfinite(per_sample_variance) and math.isfinite(effect)) or per_sample_variance <= 0 or effect <= 0:
+        return None
+    drift = min(effect / math.sqrt(per_sample_variance), MAX_PLANNED_DRIFT)
+    return Mixture(size=1.0 / (PLANNED_SPREAD * drift) ** 2, centre=drift)
+
+
+def mixtures_of(test: MeanTestState | dict, per_sample_variance: float, effect: float | None) -> tuple[Mixture, ...]:
+    """The mixtures ``test`` uses: its planned one when the guardrail plans an ``effect`` (fixed the
+    first time it can be computed, from the variance then; a later variance does not move it), else
+    :data:`DEFAULT_MIXTURES`."""
+    if effect is None:
+        return DEFAULT_MIXTURES
+    planned = test.get("planned")
+    if planned is None:
+        mixture = planned_mixture(per_sample_variance, effect)
+        if mixture is None:
+            return DEFAULT_MIXTURES
+        test["planned"] = [mixture.size, mixture.centre]
+        return (mixture,)
+    return (Mixture(*planned),)
+
+
+def log_evidence(distance: float, variance: float, effective: float,
+                 mixtures: tuple[Mixture, ...] = DEFAULT_MIXTURES) -> float:
     """Log of the one-sided normal-mixture e-value against a null ``distance`` away from the
-    estimate: Robbins' mixture over positive drifts, ``sqrt(rho / (H + rho)) exp(x^2 / 2) 2 Phi(x)``
-    with ``x`` the standardized distance, averaged over the sizes of :data:`MIXTURE_SIZES`. Each
-    is a nonnegative supermartingale under the null, so is their average, and by Ville's inequality
-    it ever reaches ``1 / alpha`` with probability at most ``alpha``."""
+    estimate: Robbins' mixture of ``exp(lambda S - lambda^2 H / 2)`` (``S``: the standardized sum,
+    ``z sqrt(H)``) over positive drifts ``lambda`` with each of ``mixtures`` as the prior, averaged.
+    A prior of precision ``rho`` and mean ``m`` cut at 0 gives ``sqrt(rho / A) exp(B^2 / (2 A) -
+    m^2 rho / 2) Phi(B / sqrt(A)) / Phi(m sqrt(rho))`` with ``A = H + rho``, ``B = S + m rho``; at
+    ``m = 0`` that is ``sqrt(rho / (H + rho)) exp(x^2 / 2) 2 Phi(x)``, ``x`` the standardized
+    distance shrunk by ``sqrt(H / (H + rho))``. Each is a nonnegative supermartingale under the
+    null (a mixture of likelihood ratios of drifts at least 0), so is their average, and by Ville's
+    inequality it ever reaches ``1 / alpha`` with probability at most ``alpha``."""
     if effective <= 0 or variance <= 0:
         return 0.0
     terms = []
-    for rho in MIXTURE_SIZES:
+    standardized_sum = abs(distance) * effective / math.sqrt(variance * effective)
+    for rho, centre in mixtures:
         total = effective + rho
-        x = abs(distance) * math.sqrt(effective / (variance * total))
-        terms.append(0.5 * x * x - 0.5 * math.log(total / rho) + math.log(2 * ndtr(x)))
+        shifted = standardized_sum + centre * rho
+        terms.append(shifted * shifted / (2 * total) - centre * centre * rho / 2 - 0.5 * math.log(total / rho)
+                     + float(log_ndtr(shifted / math.sqrt(total)) - log_ndtr(centre * math.sqrt(rho))))
     top = max(terms)
     return top + math.log(sum(math.exp(t - top) for t in terms) / len(terms))
 
@@ -239,20 +302,22 @@ def level(estimand: Estimand, start: Any, now: Any, alpha: float) -> tuple[float
 
 
 def judgement(test: MeanTestState, estimand: Estimand, cand: tuple[Any, Any], base: tuple[Any, Any] | None,
-              lam: float, bound: float, higher_is_better: bool, alpha: float) -> tuple[str, str | None, float, float]:
+              lam: float, bound: float, higher_is_better: bool, alpha: float,
+              effect: float | None = None) -> tuple[str, str | None, float, float]:
     """``(verdict, leaning, statistic, estimate)`` of ``M_c - lam * M_b`` against ``bound``:
     verdict ``fail``/``pass``/``undecided``; leaning ``"fail"`` or ``"pass"`` (the side of the
     estimate while undecided; None with no scored samples); statistic the log e-value against the
-    bound on the failing side (0 on the other)."""
+    bound on the failing side (0 on the other). ``effect``: the planned effect in the contrast's
+    units, which tunes the mixture (:func:`mixtures_of`)."""
     weight = test["weight"]
     if weight <= 0:
         return "undecided", None, 0.0, math.nan
-    c_moments, _, c_var = _version_spread(estimand, *cand)
+    c_moments, c_layout, c_var = _version_spread(estimand, *cand)
     b_var = 0.0
     if base is not None:
         _, _, b_var = _version_spread(estimand, *base, other=c_var or 0.0)
-        if c_var is not None and b_var is not None:  # each regularized toward the other
-            c_var = (c_moments.n * c_var + b_var) / (c_moments.n + 1)
+        if c_var is not None and b_var is not None:  # each regularized once, toward the other
+            c_var = spread(estimand, c_moments, c_layout, other=b_var)
     if c_var is None or b_var is None:
         return "undecided", None, 0.0, math.nan
     variance_sum = c_var * test["candidate_spread"] + b_var * test["baseline_spread"]
@@ -261,14 +326,16 @@ def judgement(test: MeanTestState, estimand: Estimand, cand: tuple[Any, Any], ba
     if not (math.isfinite(variance) and math.isfinite(estimate)):  # sums past float range: no verdict
         return "undecided", None, 0.0, math.nan
     good = (estimate - bound) if higher_is_better else (bound - estimate)
-    return (*decide(good, variance, weight, alpha), estimate)
+    mixtures = mixtures_of(test, variance_sum / weight, effect)
+    return (*decide(good, variance, weight, alpha, mixtures), estimate)
 
 
-def decide(good: float, variance: float, effective: float, alpha: float) -> tuple[str, str, float]:
+def decide(good: float, variance: float, effective: float, alpha: float,
+           mixtures: tuple[Mixture, ...] = DEFAULT_MIXTURES) -> tuple[str, str, float]:
     """``(verdict, leaning, statistic)`` of an estimate ``good`` above its bound (below: on the
     failing side): each side tested one-sided at ``alpha``, failing against the null "acceptable"
     and passing against "unacceptable"; the statistic is the log e-value on the failing side."""
-    evidence = log_evidence(good, variance, effective)
+    evidence = log_evidence(good, variance, effective, mixtures)
     leaning = "fail" if good < 0 else "pass"
     decided = evidence >= math.log(1 / alpha) and good != 0
     return ("fail" if leaning == "fail" else "pass") if decided else "undecided", leaning, \
@@ -306,5 +373,5 @@ def auc_estimate(bins: list[int] | None, then: list[int] | None) -> tuple[float,
     return auc, variance, n_pos * n_neg / (n_pos + n_neg)
 
 
-__all__ = ["MIXTURE_SIZES", "MeanTestState", "auc_estimate", "estimate", "judgement", "level", "log_evidence", "new_test",
-           "radius", "update"]
+__all__ = ["DEFAULT_MIXTURES", "MIXTURE_SIZES", "MeanTestState", "Mixture", "auc_estimate", "estimate", "judgement",
+           "level", "log_evidence", "mixtures_of", "new_test", "planned_mixture", "radius", "update"]

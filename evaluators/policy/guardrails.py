@@ -28,7 +28,7 @@ only), and a spec using it is refused when validated rather than held forever.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Callable
 
 from evaluators.metrics import classification, sketch
 from evaluators.metrics.version import new_state
@@ -63,6 +63,17 @@ def unsupported_reason(guardrail: Guardrail, task: str = "binary") -> str | None
     if guardrail.comparison == "absolute" and getattr(guardrail, worse_side) is None:
         return (f"{other} bounds the better side of {guardrail.metric}; give {worse_side} "
                 f"(the bound it must not cross)")
+    return None
+
+
+def unplannable_reason(guardrail: Guardrail) -> str | None:
+    """Why ``guardrail``'s ``min_detectable_effect`` cannot tune its test (None when it can, or it
+    plans none)."""
+    if guardrail.min_detectable_effect is None:
+        return None
+    if guardrail.metric in _QUANTILES or guardrail.metric.startswith("drift."):
+        return (f"{guardrail.metric} takes no min_detectable_effect: a quantile is tested as the share of samples "
+                f"over its bound, a drift score window by window")
     return None
 
 
@@ -116,6 +127,16 @@ def null_rate(guardrail: Guardrail, base_bad: int, base_n: int) -> float | None:
     if guardrail.prefers_higher:  # the metric (1 - rate) may fall by a fraction of itself
         return min(1 - (1 - rate) * (1 - relative), 1.0)
     return min(rate * (1 + relative), 1.0)
+
+
+def planned_bad_rate(guardrail: Guardrail, p0: float, base_bad: int, base_n: int) -> float:
+    """The bad-sample rate of a candidate worse than acceptable by the guardrail's
+    ``min_detectable_effect`` (points of the metric, or a fraction of the baseline's value)."""
+    effect = guardrail.min_detectable_effect or 0.0
+    if guardrail.max_degradation_relative is not None and base_n > 0:
+        rate = base_bad / base_n
+        effect *= (1 - rate) if guardrail.prefers_higher else rate
+    return min(p0 + effect, 1.0)
 
 
 def latency_bound(guardrail: Guardrail, baseline_now: dict, baseline_start: dict) -> float | None:
@@ -191,6 +212,8 @@ def judge_proportion(guardrail: Guardrail, test: dict[str, Any], base: tuple[dic
         base_then = since(metric, b_then, b_start_then, bound_then)
         p0 = null_rate(guardrail, *base_then)
         new_cand = since(metric, c_now, c_last, bound_then)
+        if p0 is not None and guardrail.min_detectable_effect is not None and not latency:
+            sequential.plan(test, p0, planned_bad_rate(guardrail, p0, *base_then))
         if p0 is not None and guardrail.comparison == "baseline" and not latency:
             _update_against_baseline(test, p0, base_then, new_cand, since(metric, b_now, b_last))
         elif p0 is not None:
@@ -275,6 +298,18 @@ def comparison_of(guardrail: Guardrail) -> tuple[float, float]:
     return (1.0 - relative if higher else 1.0 + relative), 0.0
 
 
+def planned_effect(guardrail: Guardrail, test: dict[str, Any], baseline_value: Callable[[], float | None]) -> float | None:
+    """The guardrail's ``min_detectable_effect`` in the units of its contrast ``M_c - lam * M_b``: as
+    given for an absolute bound or a difference; times the baseline's value (``baseline_value()``,
+    read only until the test has fixed its mixture) for a relative change. None when it plans none,
+    or its baseline has no value yet."""
+    effect = guardrail.min_detectable_effect
+    if effect is None or guardrail.max_degradation_relative is None or "planned" in test:
+        return effect
+    value = baseline_value()
+    return effect * abs(value) if value is not None and math.isfinite(value) and value != 0 else None
+
+
 def auc_of(bins: dict | None, then: dict | None, task: str) -> tuple[float, float, float] | None:
     """AUC, variance and effective count: the positive class's for a binary model, the mean over
     classes (one against the rest) for a multiclass one, their variances taken as independent."""
@@ -287,8 +322,8 @@ def auc_of(bins: dict | None, then: dict | None, task: str) -> tuple[float, floa
     return (sum(e[0] for e in found) / k, sum(e[1] for e in found) / (k * k), min(e[2] for e in found))
 
 
-def _judge_auc(guardrail: Guardrail, base: tuple[dict, dict, dict], cand: tuple[dict, dict, dict],
-               task: str) -> GuardrailEvidence:
+def _judge_auc(guardrail: Guardrail, test: dict[str, Any], base: tuple[dict, dict, dict],
+               cand: tuple[dict, dict, dict], task: str) -> GuardrailEvidence:
     """ROC AUC on the rollout's cumulative estimates (see :mod:`evaluators.policy.asymptotic`)."""
     lam, bound = comparison_of(guardrail)
     alpha = guardrail.alpha
@@ -310,7 +345,9 @@ def _judge_auc(guardrail: Guardrail, base: tuple[dict, dict, dict], cand: tuple[
         estimate = c[0] - (lam * b[0] if b else 0.0)
         variance = c[1] + (lam * lam * b[1] if b else 0.0)
         effective = c[2] * b[2] / (c[2] + b[2]) if b else c[2]
-        verdict, leaning, statistic = asymptotic.decide(estimate - bound, variance, effective, alpha)
+        effect = planned_effect(guardrail, test, lambda: b[0] if b else None)
+        mixtures = asymptotic.mixtures_of(test, variance * effective, effect)
+        verdict, leaning, statistic = asymptotic.decide(estimate - bound, variance, effective, alpha, mixtures)
     return GuardrailEvidence(
         guardrail=guardrail.label, metric=guardrail.metric, verdict=verdict,
         baseline=bounds(b) if guardrail.comparison == "baseline" else None, candidate=bounds(c),
@@ -324,14 +361,15 @@ def judge_estimand(guardrail: Guardrail, test: dict[str, Any], base: tuple[dict,
     look and judge ``M_c - lam * M_b`` against its bound (:mod:`evaluators.policy.asymptotic`);
     each version's bounds are its own confidence sequence since the rollout's start."""
     if guardrail.metric == "roc_auc":
-        return _judge_auc(guardrail, base, cand, task)
+        return _judge_auc(guardrail, test, base, cand, task)
     estimand = estimand_for(guardrail.metric, task)
     lam, bound = comparison_of(guardrail)
     c_raw = (estimand.raw(cand[0]), estimand.raw(cand[2]))
     b_raw = (estimand.raw(base[0]), estimand.raw(base[2])) if guardrail.comparison == "baseline" else None
     asymptotic.update(test, estimand, c_raw, b_raw, lam)
+    effect = planned_effect(guardrail, test, lambda: asymptotic.estimate(estimand, *b_raw)[0] if b_raw else None)
     verdict, leaning, statistic, _ = asymptotic.judgement(test, estimand, c_raw, b_raw, lam, bound,
-                                                          guardrail.prefers_higher, guardrail.alpha)
+                                                          guardrail.prefers_higher, guardrail.alpha, effect)
 
     def bounds(raw: tuple[Any, Any]) -> Bounds:
         value, low, high, samples = asymptotic.level(estimand, raw[0], raw[1], guardrail.alpha)

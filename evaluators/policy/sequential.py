@@ -69,7 +69,26 @@ def new_test() -> dict:
 
 
 def _shifts(state: dict) -> tuple[float, ...]:
+    planned = state.get("shifts")
+    if planned is not None:
+        return tuple(planned)
     return SHIFTS if len(state["llr"]) == len(SHIFTS) else _FIRST_SHIFTS
+
+
+def plan(state: dict, p0: float, p1: float) -> None:
+    """Tune a fresh test to catch a bad rate ``p1`` against the null rate ``p0`` fastest: the grid of
+    :data:`SHIFTS` moved so that its second alternative is that log-odds shift (half, once, twice and
+    four times it), kept in the state. Only before any sample is scored, and only for ``p1 > p0``.
+
+    >>> state = new_test(); plan(state, 0.10, 0.12); [round(s, 3) for s in state["shifts"]]
+    [0.102, 0.205, 0.41, 0.819]
+    """
+    if state["n"] or state.get("carry") or "shifts" in state or not 0 < p0 < p1 < 1:
+        return
+    shift = log_odds_ratio(p1, p0)
+    grid = tuple(shift * s / SHIFTS[1] for s in SHIFTS)
+    state["shifts"] = list(grid)
+    state["llr"] = [0.0] * len(grid)
 
 
 def _clip(p: float) -> float:
