@@ -6,7 +6,9 @@ the owner holds. On becoming owner it opens a transactional producer with a fixe
 ``transactional.id`` (``<app-id>.policy``), which fences any previous owner still alive; loads the
 engine's last state from the compacted internal topic ``shadowcanary.internal.rollouts``; replays
 ``rollout.control`` (epochs, people's commands) and ``rollout.specs``; then judges every rollout
-every ``TICK_S``. Each tick's commands, decisions and alerts are published *in one transaction with
+every ``TICK_S``, and as soon as the merger has merged new totals (not sooner than ``MIN_TICK_S``
+after the last tick, nor than four times its cost: a label's way to a decision does not wait for
+the next tick). Each tick's commands, decisions and alerts are published *in one transaction with
 the engine state that produced them*: after a crash either all of them are visible (to
 ``read_committed`` readers: the router SDK, the CLI, the tests) and the state says so, or none is
 and the new owner decides again. No command is issued twice and no epoch goes back.
@@ -49,6 +51,11 @@ from streams.telemetry import COMMANDS_REFUSED, CONTROL_RECORDS_REFUSED, DECISIO
 log = logging.getLogger("shadowcanary.policy")
 
 TICK_S = 0.25
+#: The shortest time between two ticks woken by new totals; and at least ``TICK_COST_RATIO`` times
+#: the last tick's own time, so that the engine takes at most about a quarter of a core however many
+#: partitions it merges (merging every partition's totals is a tick's costly part).
+MIN_TICK_S = 0.05
+TICK_COST_RATIO = 4.0
 #: Without outputs, the state is saved at most this often (a restart re-scores what came after).
 SAVE_EVERY_S = 5.0
 STATE_KEY = b"engine"
@@ -142,12 +149,15 @@ class PolicyService(BackgroundService):
             for model, (read, rollout_id) in wanted.items():
                 outputs += self._on_spec(engine, model, read.spec, rollout_id, totals)
             self._publish(producer, engine, outputs, refused, told)
-            saved = time.monotonic()
+            saved = ticked = time.monotonic()
+            earliest = ticked + MIN_TICK_S
             log.info("policy engine owner: %d rollouts", len(engine.rollouts))
             while not self._stop.is_set() and self.merger.owner:
                 self.went_round()
                 outputs, refused = [], []
-                messages = [m for m in consumer.consume(100, TICK_S) if m.error() is None]
+                self._wait_for_news(ticked + TICK_S, earliest)
+                ticked = time.monotonic()
+                messages = [m for m in consumer.consume(100, 0) if m.error() is None]
                 # Merging every partition's totals is the costly part: only when something reads them.
                 needed = engine.active() or any(m.topic() == self.topics.specs for m in messages)
                 totals = self.merger.guardrail_totals() if needed else {}
@@ -166,11 +176,24 @@ class PolicyService(BackgroundService):
                 if outputs or refused or time.monotonic() - saved > SAVE_EVERY_S:
                     self._publish(producer, engine, outputs, refused, told)
                     saved = time.monotonic()
+                earliest = ticked + max(MIN_TICK_S, TICK_COST_RATIO * (time.monotonic() - ticked))
         finally:
             self.engine = None
             if self.registry is not None:
                 self.registry.forget_queued()  # the next owner sends what is still in the outbox
             consumer.close()
+
+    def _wait_for_news(self, deadline: float, earliest: float) -> None:
+        """Until the merger has merged new totals (not before ``earliest``) or ``deadline``."""
+        while not self._stop.is_set():
+            now = time.monotonic()
+            if now >= deadline:
+                return
+            if self.merger.merged.wait(deadline - now):
+                if earliest > now:
+                    self._stop.wait(min(earliest, deadline) - now)
+                self.merger.merged.clear()
+                return
 
     def _on_spec(self, engine: RolloutEngine, model: str, spec: RolloutSpec | None, rollout_id: str,
                  totals: dict) -> list[Output]:
