@@ -73,6 +73,8 @@ class Evaluator:
         finally:
             self.progress.stop()
             self.policy.stop()
+            if self.policy.registry is not None:
+                self.policy.registry.close()  # a write not yet taken stays in the engine's saved state
             self.merger.stop()
         mark_clean_stop(self.state_dir)  # only a normal return: anything else keeps the mark
 

@@ -156,11 +156,6 @@ class ModelRegistry:
         self._closed.set()
         self._writes.put(None)
 
-    def drain(self, timeout: float = 30.0) -> bool:
-        """Wait for queued writes (tests, shutdown); True when none is left."""
-        done = threading.Event()
-        threading.Thread(target=lambda: (self._writes.join(), done.set()), daemon=True).start()
-        return done.wait(timeout)
 
 
 __all__ = ["ModelRegistry", "RegistryWrite", "outcome_write"]
