@@ -80,14 +80,8 @@ def stop_on_signals() -> threading.Event:
 
 def wait_until_stopped() -> None:
     """Block until Ctrl-C or SIGTERM (a long-running command's main thread; its work runs in threads)."""
-    import signal
-
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    try:
-        while not stop.wait(0.5):
-            pass
-    except KeyboardInterrupt:
+    stop = stop_on_signals()
+    while not stop.wait(0.5):
         pass
 
 

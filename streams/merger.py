@@ -173,16 +173,19 @@ class MergerService(BackgroundService):
                 with self._lock:
                     if not self.owner:
                         continue
+                    merged = False
                     for message in messages:
                         error = message.error()
                         if error is None:
                             self._apply(message.key(), message.value())
                             self._position = message.offset() + 1
-                            self.merged.set()
+                            merged = True
                         elif error.code() == KafkaError._PARTITION_EOF and message.offset() >= self._catch_up_to:
                             # At the end with no transaction open (the last stable offset is the high
                             # watermark): everything written before the assignment has been read.
                             self._position = max(self._position, message.offset())
+                    if merged:
+                        self.merged.set()
                     if self._position >= self._catch_up_to:
                         self._publish_ready()
         finally:

@@ -35,6 +35,7 @@ from evaluators.policy.control_records import (
 )
 from evaluators.policy.drift_guardrails import DriftView
 from evaluators.policy.engine import Output, RolloutEngine
+from evaluators.policy.registry_writes import RegistryWrite, outcome_write
 from schemas.codec import encode
 from schemas.dead_letter import DeadLetter
 from schemas.monitoring import Alert
@@ -45,7 +46,7 @@ from streams.background import BackgroundService
 from streams.config import KafkaSettings
 from streams.merger import MergerService
 from streams.reading import read_to_end
-from streams.registry import ModelRegistry, RegistryWrite, outcome_write
+from streams.registry import ModelRegistry
 from streams.telemetry import COMMANDS_REFUSED, CONTROL_RECORDS_REFUSED, DECISIONS
 
 log = logging.getLogger("shadowcanary.policy")

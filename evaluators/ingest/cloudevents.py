@@ -60,9 +60,8 @@ def from_kafka(headers: Headers | None, value: bytes | None) -> CloudEvent:
     content_type = ""
     attributes: dict[str, str] = {}
     for name, raw in headers:
-        prefix = name[:3]
-        if prefix == "ce_" or prefix.lower() in ("ce_", "ce-"):
-            attributes[name[3:].lower()] = "" if raw is None else raw.decode("utf-8", "replace")
+        if name[:3].lower() in ("ce_", "ce-"):
+            attributes[name[3:].lower()] = _text(raw)
         elif name.lower() == "content-type":
             content_type = _text(raw)
     if content_type.startswith(STRUCTURED_CONTENT_TYPE) or (not attributes and value and value[:1] == b"{"):

@@ -238,7 +238,7 @@ def log_evidence(distance: float, variance: float, effective: float,
     if effective <= 0 or variance <= 0:
         return 0.0
     terms = []
-    standardized_sum = abs(distance) * effective / math.sqrt(variance * effective)
+    standardized_sum = abs(distance) * math.sqrt(effective / variance)
     for rho, centre in mixtures:
         total = effective + rho
         shifted = standardized_sum + centre * rho
