@@ -2,16 +2,28 @@
 
 Every fact is emitted exactly once per (request, version) effect, even across worker crashes (see
 :mod:`evaluators.join`). The metric accumulators aggregate them per (model, version, role).
+
+Facts are frozen msgspec Structs, not dataclasses: the join makes about two per event, and a Struct
+is built in C (about 0.1 µs) where a frozen dataclass's ``__init__`` sets each field through
+``object.__setattr__`` in Python (0.8 to 1.5 µs measured here). They hold no reference cycles, so
+the cycle collector does not track them (``gc=False``).
+
+>>> LabelFact("m", 1_000) == LabelFact(model="m", ts_ms=1_000), LabelFact("m", 1_000).ts_ms
+(True, 1000)
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Union
 
+import msgspec
 
-@dataclass(frozen=True, slots=True)
-class RequestFact:
+
+class _Fact(msgspec.Struct, frozen=True, gc=False):
+    """The base of every fact."""
+
+
+class RequestFact(_Fact):
     """A request was seen (its features feed drift)."""
 
     model: str
@@ -19,8 +31,7 @@ class RequestFact:
     features: dict[str, Any]
 
 
-@dataclass(frozen=True, slots=True)
-class ResponseFact:
+class ResponseFact(_Fact):
     """A version answered (label-free: latency, errors, prediction distribution), at once."""
 
     model: str
@@ -32,8 +43,7 @@ class ResponseFact:
     prediction: Any
 
 
-@dataclass(frozen=True, slots=True)
-class ServedFeatures:
+class ServedFeatures(_Fact):
     """The features of a request a version answered (feature drift per version), once both are in."""
 
     model: str
@@ -43,8 +53,7 @@ class ServedFeatures:
     features: dict[str, Any]
 
 
-@dataclass(frozen=True, slots=True)
-class AgreementFact:
+class AgreementFact(_Fact):
     """A shadow version's answer next to the primary's on the same request."""
 
     model: str
@@ -57,8 +66,7 @@ class AgreementFact:
     primary_score: Any
 
 
-@dataclass(frozen=True, slots=True)
-class JoinedRecord:
+class JoinedRecord(_Fact):
     """A version's response paired with the request's ground truth (label on time)."""
 
     model: str
@@ -76,16 +84,14 @@ class JoinedRecord:
     features: dict[str, Any] | None
 
 
-@dataclass(frozen=True, slots=True)
-class LabelFact:
+class LabelFact(_Fact):
     """A label arrived (label coverage and delay)."""
 
     model: str
     ts_ms: int
 
 
-@dataclass(frozen=True, slots=True)
-class LateLabel:
+class LateLabel(_Fact):
     """A label that joined none of the request's responses: later than ``label_timeout``."""
 
     model: str
@@ -93,8 +99,7 @@ class LateLabel:
     delay_ms: int  # after the request's first response
 
 
-@dataclass(frozen=True, slots=True)
-class Expired:
+class Expired(_Fact):
     """A version's response that never got a label within ``label_timeout``."""
 
     model: str
@@ -103,24 +108,21 @@ class Expired:
     ts_ms: int
 
 
-@dataclass(frozen=True, slots=True)
-class UnmatchedLabel:
+class UnmatchedLabel(_Fact):
     """A label whose request never had a response before it expired."""
 
     model: str
     ts_ms: int
 
 
-@dataclass(frozen=True, slots=True)
-class Duplicate:
+class Duplicate(_Fact):
     """An event already applied (same request and version, or a second label): counted once."""
 
     model: str
     kind: str  # "request" | "response" | "label"
 
 
-@dataclass(frozen=True, slots=True)
-class ClockSkew:
+class ClockSkew(_Fact):
     """An event stamped far from the partition's time: ``direction`` "future" (more than the
     tolerance ahead of the worker's clock: it did not move time past the bound) or "past" (so far
     behind the partition's time that it was due to expire on arrival)."""

@@ -86,6 +86,17 @@ def timestamp_ms(value: Any) -> int:
     """
     if type(value) is int and 0 <= value <= _MAX_EPOCH_MS:
         return value  # exact either way
+    if type(value) is str and value[-1:] == "Z":
+        # The common form first, in UTC with "Z": "<19 characters>Z" or "<19>.<1 to 9 digits>Z".
+        size = len(value)
+        if size == 20 or (22 <= size <= 30 and value[19] == "."):
+            base = _UTC_SECONDS.get(value[:19])
+            if base is not None:
+                if size == 20:
+                    return base
+                digits = value[20:-1]
+                if digits.isascii() and digits.isdigit():
+                    return base + int((digits + "00")[:3])
     if type(value) is str and len(value) >= 20:
         # RFC 3339 as "<19 characters of date and time>[.fraction]<zone>": the whole second is parsed
         # once (events come in time order, so most share a second with the one before) and the
@@ -106,7 +117,10 @@ def timestamp_ms(value: Any) -> int:
                 else:
                     if len(_SECONDS) >= _SECONDS_KEPT:
                         _SECONDS.clear()
+                        _UTC_SECONDS.clear()
                     _SECONDS[second] = base
+                    if zone == "Z":
+                        _UTC_SECONDS[value[:19]] = base
             if base is not None:
                 return base + (int((digits + "00")[:3]) if digits else 0)
     return epoch_ms(_to_utc(_parse_timestamp(value)))
@@ -114,6 +128,8 @@ def timestamp_ms(value: Any) -> int:
 
 #: Epoch milliseconds of recently seen whole seconds, by their text (see ``timestamp_ms``).
 _SECONDS: dict[str, int] = {}
+#: The same for UTC ("Z") seconds, by their first 19 characters: the common form's lookup.
+_UTC_SECONDS: dict[str, int] = {}
 _SECONDS_KEPT = 4096
 
 

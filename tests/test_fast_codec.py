@@ -196,3 +196,34 @@ def test_the_structs_declare_the_models_fields_and_constraints(model):
         if name == "ts":
             continue  # one function parses both: schemas.types.timestamp_ms
         assert _constraints(struct_schema["properties"][name]) == _constraints(prop), name
+
+
+TIMESTAMP_TEXTS = st.builds(
+    lambda second, separator, fraction, zone: second.replace("T", separator) + fraction + zone,
+    st.datetimes(min_value=__import__("datetime").datetime(1970, 1, 2),
+                 max_value=__import__("datetime").datetime(9998, 12, 30)).map(lambda d: d.strftime("%Y-%m-%dT%H:%M:%S")),
+    st.sampled_from(["T", "T", "t", " ", "x"]),
+    st.one_of(st.just(""), st.just("."), st.text("0123456789", min_size=1, max_size=11).map(lambda d: "." + d),
+              st.sampled_from([".１２３", ".12a", ",5"])),
+    st.sampled_from(["Z", "Z", "Z", "z", "+01:00", "-05:30", "+00:00", "", "+1:00"]),
+)
+
+
+@settings(max_examples=600, deadline=None)
+@given(TIMESTAMP_TEXTS)
+def test_timestamp_fast_paths_parse_as_the_models_do(text):
+    """``timestamp_ms`` against the models' own parse: the first time, and once its whole second is
+    cached (what the fast paths look up)."""
+    from schemas.types import _parse_timestamp, _to_utc, epoch_ms, timestamp_ms
+
+    def outcome(parse, value):
+        try:
+            return parse(value)
+        except ValueError:
+            return "refused"
+
+    expected = outcome(lambda value: epoch_ms(_to_utc(_parse_timestamp(value))), text)
+    assert outcome(timestamp_ms, text) == expected
+    for zone in ("Z", "+01:00"):
+        outcome(timestamp_ms, text[:19] + zone)  # its second, now cached
+    assert outcome(timestamp_ms, text) == expected
