@@ -60,6 +60,7 @@ from evaluators.facts import (
     AgreementFact, ClockSkew, Duplicate, Expired, Fact, JoinedRecord, LabelFact, LateLabel, RequestFact, ResponseFact,
     ServedFeatures, UnmatchedLabel,
 )
+from evaluators.stage_clock import StageClock
 from evaluators.store import KeyValueStore, PrefixedStore
 from schemas.fast_codec import Event, LabelEvent, RequestEvent, ResponseEvent
 from schemas.inference import GroundTruth, InferenceRequest, InferenceResponse
@@ -224,6 +225,8 @@ class JoinPartition:
         self.chunk_prefix = f"{CHUNK_PREFIX}{key_space}:"
         #: The accumulator's own records (metric windows), apart from the join's keys.
         self.accumulator_records = PrefixedStore(store, f"{ACCUMULATOR_PREFIX}{key_space}:")
+        #: Where batches are timed ("join", and "metrics" for the accumulator), if anywhere.
+        self.clock: StageClock | None = None
 
     # -- partition state -------------------------------------------------------------------------
     def partition_state(self) -> dict[str, Any]:
@@ -258,6 +261,16 @@ class JoinPartition:
         ``max_future_skew_ms`` after it moves its source's time only that far (and is counted as a
         :class:`~evaluators.facts.ClockSkew`); without it, event times are taken as they come.
         """
+        if self.clock is None:
+            return self._process(batch, idle_sources, sources, advance_to, now_ms)
+        self.clock.enter("join")
+        try:
+            return self._process(batch, idle_sources, sources, advance_to, now_ms)
+        finally:
+            self.clock.leave()
+
+    def _process(self, batch: Iterable[Incoming], idle_sources: Iterable[str], sources: Iterable[str] | None,
+                 advance_to: int | None, now_ms: int | None) -> list[Fact]:
         part = self.partition_state()
         # A partition state written before transactions may list deletions to redo.
         for key in part.get("gc", ()):
@@ -629,12 +642,20 @@ class _Batch:
                 store.set(key, state)
         for number, chunk in self.closed_chunks:
             store.set(f"{self.join.chunk_prefix}{number}", chunk)
-        accumulator = self.join._accumulator_from_state(self.part["acc"], self.join.accumulator_records)
-        accumulator.add_all(self.facts)
-        accumulator.advance(self.watermark)
+        clock = self.join.clock
+        if clock is not None:
+            clock.enter("metrics")
+        try:
+            accumulator = self.join._accumulator_from_state(self.part["acc"], self.join.accumulator_records)
+            accumulator.add_all(self.facts)
+            accumulator.advance(self.watermark)
+            state = accumulator.to_state()
+        finally:
+            if clock is not None:
+                clock.leave()
         self.join.last_state = {
             "seq": self.seq, "wm": self.watermark, "src": self.source_times, "fence": self.new_fence,
-            "acc": accumulator.to_state(), "xq": queue, "layout": LAYOUT,
+            "acc": state, "xq": queue, "layout": LAYOUT,
         }
         if self.legacy:
             self.join.last_state["legacy_until"] = self.part["legacy_until"]

@@ -46,3 +46,11 @@ CONTROL_RECORDS_REFUSED = Counter(
     "by topic and reason; each is also an alert on evaluator.alerts and a dead letter on evaluator.dlq.",
     ["topic", "reason"],
 )
+
+STAGE_SECONDS = Counter(
+    "shadowcanary_worker_stage_seconds",
+    "Seconds the worker's loop spent in each stage of its batches (consume, decode, join, metrics, "
+    "state read, state write, outputs, transaction, local state, ...), each second charged once: "
+    "divided by shadowcanary_records_ingested_total, where the time per event goes.",
+    ["stage"],
+)

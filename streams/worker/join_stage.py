@@ -29,6 +29,7 @@ from evaluators.idleness import SourceIdleness
 from evaluators.join import Incoming, JoinConfig, JoinPartition, fence_after
 from evaluators.merging import heartbeat_partial, snapshot_id
 from evaluators.metrics import MetricsConfig
+from evaluators.stage_clock import StageClock
 from schemas.topics import Topics
 from streams.config import KafkaSettings
 from streams.worker.loop import INPUT_TOPICS, Record, Transaction
@@ -128,6 +129,9 @@ class JoinStage:
         #: Events applied since start (for the progress line).
         self.events_processed = 0
         self.restored_records = 0
+        #: Where the stage's time goes (the loop reads and exports it): "join", "metrics",
+        #: "state read", "state write" (serializing), "outputs" (changelog, partials, heartbeats).
+        self.clock = StageClock()
 
     # -- assignment ------------------------------------------------------------------------------
     def assigned(self, partitions: list[int]) -> None:
@@ -167,6 +171,7 @@ class JoinStage:
         # The partition's own keys are spaced by its number, as the faust engine wrote them to the same
         # changelog: state a faust worker left is read, not misread.
         join = JoinPartition(store, self.config, self.run_id, self.accumulator_from_state, key_space=str(partition))
+        join.clock = store.clock = self.clock
         work = PartitionWork(partition, join, store, source_of,
                              SourceIdleness(list(source_of.values()), self.config.idle_after_ms, now_ms()),
                              changelog_offset=checkpoint)
@@ -192,15 +197,19 @@ class JoinStage:
         work.idle_used = idle
         work.touched = True
         partition = work.partition
-        for window in work.join.last_state["acc"]["metrics"]["closed"]:
-            sid = snapshot_id(window["model"], window["version"], window["role"], window["start"])
-            transaction.produce(self.partials, f"w/{partition}/{sid}".encode(),
-                                orjson.dumps({"partition": partition, **window}))
-        for key, value in work.store.pending_records():
-            transaction.produce(self.changelog, key, value, partition=partition, on_delivery=work.delivered)
-        work.heartbeat_due = True
-        if time.monotonic() - work.last_heartbeat >= self.heartbeat_interval_s:
-            self._send_heartbeat(work, transaction)
+        self.clock.enter("outputs")
+        try:
+            for window in work.join.last_state["acc"]["metrics"]["closed"]:
+                sid = snapshot_id(window["model"], window["version"], window["role"], window["start"])
+                transaction.produce(self.partials, f"w/{partition}/{sid}".encode(),
+                                    orjson.dumps({"partition": partition, **window}))
+            for key, value in work.store.pending_records():
+                transaction.produce(self.changelog, key, value, partition=partition, on_delivery=work.delivered)
+            work.heartbeat_due = True
+            if time.monotonic() - work.last_heartbeat >= self.heartbeat_interval_s:
+                self._send_heartbeat(work, transaction)
+        finally:
+            self.clock.leave()
 
     def _send_heartbeat(self, work: PartitionWork, transaction: Transaction) -> None:
         partial = heartbeat_partial(work.partition, work.join.last_state, self.run_id)

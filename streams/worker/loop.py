@@ -45,12 +45,13 @@ from typing import Any, Callable, Protocol, Sequence
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
+from evaluators.stage_clock import StageClock
 from schemas.catalog import model_for_topic
 from schemas.dead_letter import DeadLetter, decode_or_dead_letter
 from schemas.fast_codec import Event, decode_fast
 from schemas.topics import DEAD_LETTER_MAX_BYTES, Topics
 from streams.config import KafkaSettings
-from streams.telemetry import DEAD_LETTERS, RECORDS_INGESTED
+from streams.telemetry import DEAD_LETTERS, RECORDS_INGESTED, STAGE_SECONDS
 from streams.worker import DEFAULT_BATCH_SIZE
 from streams.worker.deadline import CallStuck, call_with_deadline
 from streams.worker.outage import ClusterMisconfigured, OutageLog
@@ -226,6 +227,11 @@ class BatchLoop:
         self._last_tick = 0.0
         #: When the current turn began (``time.monotonic()``): a turn stuck in one call shows here.
         self.turn_began = time.monotonic()
+        #: Where the loop's time goes: its own stages (consume, decode, stage, transaction, local state,
+        #: tick) and the stage's, if it keeps a clock (the join's: join, metrics, state, outputs).
+        self.clock: StageClock = getattr(stage, "clock", None) or StageClock()
+        #: The clock's seconds per stage since start (``clock`` is emptied into the exported counter).
+        self.stage_seconds: dict[str, float] = defaultdict(float)
 
     # -- lifecycle -------------------------------------------------------------------------------
     def _new_producer(self) -> Producer:
@@ -278,8 +284,10 @@ class BatchLoop:
         if self.outage.fatal is not None:
             raise self.outage.fatal
         self.outage.settle()
+        asked = time.perf_counter()
         messages = self.consumer.consume(self.options.batch_size, self.options.batch_wait_s)
-        if messages:
+        if messages:  # a wait that brought nothing is idleness, not consuming
+            self.clock.add("consume", time.perf_counter() - asked)
             if self.first_batch_at is None:
                 self.first_batch_at = time.perf_counter()
             self.handle(messages)
@@ -287,13 +295,22 @@ class BatchLoop:
         if now - self._last_tick >= self.options.tick_s:
             self._last_tick = now
             transaction = Transaction(self.producer)
+            self.clock.enter("tick")
             try:
                 self.stage.tick(transaction)
             except KafkaException as exc:
                 self._abort(exc.args[0], [])
             else:
                 self._finish(transaction, [])
+            finally:
+                self.clock.leave()
         self.stage.observe(self.consumer)
+        self._export_stage_seconds()
+
+    def _export_stage_seconds(self) -> None:
+        for stage, seconds in self.clock.take().items():
+            STAGE_SECONDS.labels(stage).inc(seconds)
+            self.stage_seconds[stage] += seconds
 
     # -- a batch ---------------------------------------------------------------------------------
     def handle(self, messages: list[Message]) -> None:
@@ -303,6 +320,7 @@ class BatchLoop:
         ingested: dict[str, int] = defaultdict(int)
         dead: dict[tuple[str, str], int] = defaultdict(int)
         letters: list[DeadLetter] = []
+        self.clock.enter("decode")
         for message in messages:
             error = message.error()
             if error is not None:
@@ -320,18 +338,22 @@ class BatchLoop:
             else:
                 ingested[topic] += 1
                 by_partition[partition].append(Record(topic, partition, offset, decoded))
+        self.clock.leave()
         if not positions:
             return  # only errors (the broker away, an end of partition): nothing read
         self.outage.working()
         offsets = [TopicPartition(topic, partition, offset) for (topic, partition), offset in positions.items()]
+        self.clock.enter("stage")
         try:
             for letter in letters:
                 transaction.produce(self.topics.dlq, letter.key, letter.value, headers=letter.headers())
             for partition, records in by_partition.items():
                 self.stage.process(partition, records, transaction)
         except KafkaException as exc:  # the producer refused a record: the batch cannot commit
+            self.clock.leave()
             committed = self._abort(exc.args[0], offsets)
         else:
+            self.clock.leave()
             committed = self._finish(transaction, offsets)
         if committed:
             for topic, n in ingested.items():
@@ -360,6 +382,21 @@ class BatchLoop:
         any fatal error restart the producer (:meth:`_restart_producer`)."""
         if not transaction.open and not offsets:
             return True
+        self.clock.enter("transaction")
+        try:
+            committed = self._commit(transaction, offsets)
+        finally:
+            self.clock.leave()
+        if committed:
+            self.clock.enter("local state")
+            try:
+                self.stage.committed()
+            finally:
+                self.clock.leave()
+        return committed
+
+    def _commit(self, transaction: Transaction, offsets: list[TopicPartition]) -> bool:
+        """``_finish``'s transaction: True when it committed (the stage's local state not yet written)."""
         timeout = self.options.commit_timeout_s
         try:
             transaction.begin()
@@ -384,7 +421,6 @@ class BatchLoop:
             self._restart_producer(str(exc))
             return False
         self.producer.poll(0)  # delivery reports of the batch: the changelog offsets it reached
-        self.stage.committed()
         return True
 
     def _abort(self, error: KafkaError, offsets: list[TopicPartition]) -> bool:

@@ -29,6 +29,8 @@ from typing import Any, Iterable, Iterator, MutableMapping
 
 import orjson
 
+from evaluators.stage_clock import StageClock
+
 #: The key of the checkpoint in the database (join keys are never empty-prefixed like this).
 CHECKPOINT_KEY = b"\x00checkpoint"
 #: Checkpoint of a store that reflects no changelog record yet.
@@ -43,6 +45,8 @@ class PartitionStore:
         self.path = path
         #: Writes of the batch in flight: key -> encoded value, or None for a deletion.
         self.pending: dict[bytes, bytes | None] = {}
+        #: Where reads and writes are timed ("state read", "state write"), if anywhere.
+        self.clock: StageClock | None = None
 
     @classmethod
     def in_memory(cls) -> "PartitionStore":
@@ -58,6 +62,16 @@ class PartitionStore:
 
     # -- the join's view (KeyValueStore) ---------------------------------------------------------
     def get(self, key: str) -> dict[str, Any] | None:
+        clock = self.clock
+        if clock is None:
+            return self._get(key)
+        clock.enter("state read")
+        try:
+            return self._get(key)
+        finally:
+            clock.leave()
+
+    def _get(self, key: str) -> dict[str, Any] | None:
         raw_key = key.encode()
         if raw_key in self.pending:
             value = self.pending[raw_key]
@@ -66,7 +80,15 @@ class PartitionStore:
         return None if value is None else orjson.loads(value)
 
     def set(self, key: str, value: dict[str, Any]) -> None:
-        self.pending[key.encode()] = orjson.dumps(value)
+        clock = self.clock
+        if clock is None:
+            self.pending[key.encode()] = orjson.dumps(value)
+            return
+        clock.enter("state write")
+        try:
+            self.pending[key.encode()] = orjson.dumps(value)
+        finally:
+            clock.leave()
 
     def delete(self, key: str) -> None:
         self.pending[key.encode()] = None

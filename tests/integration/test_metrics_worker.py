@@ -209,3 +209,8 @@ def test_endpoint_passes_promtool_check_metrics(run):
                  "shadowcanary_label_coverage_ratio", "shadowcanary_consumer_lag_records",
                  "shadowcanary_records_ingested_total", "shadowcanary_windows_published_total"):
         assert name in run.scrape
+    stages = {labels[0][1]: value for (name, labels), value in _parse(run.scrape).items()
+              if name == "shadowcanary_worker_stage_seconds_total"}
+    assert {"consume", "decode", "join", "metrics", "state read", "state write", "outputs", "transaction",
+            "local state"} <= set(stages), stages
+    assert all(seconds >= 0 for seconds in stages.values()) and stages["join"] > 0
