@@ -41,7 +41,7 @@ import time
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol, Sequence
+from typing import Any, Callable, NamedTuple, Protocol, Sequence
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
@@ -62,10 +62,10 @@ log = logging.getLogger("shadowcanary.worker")
 INPUT_TOPICS = ("inference.requests", "inference.responses", "inference.labels")
 
 
-@dataclass(frozen=True)
-class Record:
+class Record(NamedTuple):
     """A decoded input record: what the loop's decoder made of it (the join: its contract message,
-    the hot path's Struct; a bridge: the contract events it stands for) and where it was read."""
+    the hot path's Struct; a bridge: the contract events it stands for) and where it was read. (A
+    named tuple: one is made per record, and a frozen dataclass's ``__init__`` took about 1 µs.)"""
 
     topic: str
     partition: int
