@@ -216,7 +216,7 @@ def worker_end_to_end(settings: KafkaSettings, topics: Topics, expected: int, st
     app_id = f"bench-{uuid.uuid4().hex[:8]}"
     ensure_internal_topic(admin_client(settings), changelog_topic_name(topics, app_id), PARTITIONS, compacted=True)
     stage = JoinStage(settings, topics, app_id, CONFIG, MetricsConfig(),
-                       Path(tempfile.mkdtemp(dir=state_dir)), "bench")
+                       Path(tempfile.mkdtemp(dir=state_dir)), "bench", time_state=True)
     loop = BatchLoop(settings, topics, stage, LoopOptions(app_id=app_id, batch_size=BATCH))
     stop = threading.Event()
     thread = threading.Thread(target=loop.run, args=(stop,), daemon=True)

@@ -105,6 +105,10 @@ LABEL_MAP_HELP = ("Map a model's labels before they are compared with its predic
               help="An MLflow tracking server: rollouts whose spec names a registered model get its versions' "
                    "metadata in their decisions, and their outcome written back (alias, tags). Env "
                    "MLFLOW_TRACKING_URI; needs the mlflow package.")
+@click.option("--time-state", is_flag=True,
+              help="Also time every state read and write (about 1 µs an event): "
+                   "shadowcanary_worker_stage_seconds_total then has 'state read' and 'state write' apart "
+                   "from 'join' and 'metrics'.")
 @click.option("--loglevel", type=click.Choice(["debug", "info", "warning", "error"]), default="warning",
               show_default=True)
 @pass_context
@@ -113,7 +117,7 @@ def evaluate(ctx: Context, app_id: str, store: str, state_dir: Path | None, labe
              label_maps: dict[str, Any], ks: tuple[int, ...],
              metrics_port: int, metrics_host: str, drift_alpha: float, drift_confirm_windows: int,
              drift_reference_windows: int, drift_min_samples: int, drift_cooldown: float, batch_size: int,
-             mlflow_uri: str | None, loglevel: str) -> None:
+             mlflow_uri: str | None, time_state: bool, loglevel: str) -> None:
     """Run an evaluator worker until Ctrl-C (or SIGTERM) stops it cleanly."""
     from streams.evaluator import build_evaluator
     from streams.worker.loop import LoopOptions
@@ -140,7 +144,7 @@ def evaluate(ctx: Context, app_id: str, store: str, state_dir: Path | None, labe
         except ImportError:
             raise click.UsageError("--mlflow-uri needs the mlflow package (pip install mlflow-skinny)") from None
     evaluator = build_evaluator(ctx.settings, options, config, state_dir, metrics, ctx.signer,
-                                in_memory=store == "memory", registry_uri=mlflow_uri)
+                                in_memory=store == "memory", registry_uri=mlflow_uri, time_state=time_state)
     if metrics_port:
         evaluator.serve_metrics(metrics_port, metrics_host)
         click.echo(f"Prometheus metrics on http://{metrics_host}:{metrics_port}/metrics", err=True)

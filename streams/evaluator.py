@@ -117,7 +117,8 @@ def worker_id(state_dir: Path) -> str:
 def build_evaluator(settings: KafkaSettings, options: LoopOptions, join_config: JoinConfig,
                     state_dir: Path, metrics_config: MetricsConfig = MetricsConfig(),
                     signer: Signer | None = None, in_memory: bool = False,
-                    heartbeat_interval_s: float = 0.5, registry_uri: str | None = None) -> Evaluator:
+                    heartbeat_interval_s: float = 0.5, registry_uri: str | None = None,
+                    time_state: bool = False) -> Evaluator:
     pace_cycle_collector()
     partitions = inference_partitions(settings)
     topics = Topics(settings.topic_prefix)
@@ -131,7 +132,7 @@ def build_evaluator(settings: KafkaSettings, options: LoopOptions, join_config: 
     options.worker_id = worker_id(state_dir)
     run_id = uuid.uuid4().hex[:12]
     join = JoinStage(settings, topics, options.app_id, join_config, metrics_config,
-                     None if in_memory else tables, run_id, heartbeat_interval_s)
+                     None if in_memory else tables, run_id, heartbeat_interval_s, time_state)
     loop = BatchLoop(settings, topics, join, options)
     merger = MergerService(settings, topics, partials_topic_name(topics), options.app_id, metrics_config,
                            join_config.settle_ms, partitions, join_config.max_future_skew_ms)

@@ -24,6 +24,7 @@ restore repairs by reading the changelog after the checkpoint. A transaction tha
 from __future__ import annotations
 
 import shutil
+from time import perf_counter
 from pathlib import Path
 from typing import Any, Iterable, Iterator, MutableMapping
 
@@ -63,32 +64,23 @@ class PartitionStore:
     # -- the join's view (KeyValueStore) ---------------------------------------------------------
     def get(self, key: str) -> dict[str, Any] | None:
         clock = self.clock
-        if clock is None:
-            return self._get(key)
-        clock.enter("state read")
-        try:
-            return self._get(key)
-        finally:
-            clock.leave()
-
-    def _get(self, key: str) -> dict[str, Any] | None:
+        started = perf_counter() if clock is not None else 0.0
         raw_key = key.encode()
         if raw_key in self.pending:
             value = self.pending[raw_key]
         else:
             value = self.mapping.get(raw_key)
-        return None if value is None else orjson.loads(value)
+        state = None if value is None else orjson.loads(value)
+        if clock is not None:
+            clock.within("state read", perf_counter() - started)
+        return state
 
     def set(self, key: str, value: dict[str, Any]) -> None:
         clock = self.clock
-        if clock is None:
-            self.pending[key.encode()] = orjson.dumps(value)
-            return
-        clock.enter("state write")
-        try:
-            self.pending[key.encode()] = orjson.dumps(value)
-        finally:
-            clock.leave()
+        started = perf_counter() if clock is not None else 0.0
+        self.pending[key.encode()] = orjson.dumps(value)
+        if clock is not None:
+            clock.within("state write", perf_counter() - started)
 
     def delete(self, key: str) -> None:
         self.pending[key.encode()] = None
