@@ -62,6 +62,10 @@ class StageClock:
         """Charge ``seconds`` measured apart (a call timed only when it turned out to do work)."""
         self.seconds[stage] += seconds
 
+    def total(self) -> float:
+        """The seconds charged since the last ``take``, all stages together."""
+        return sum(self.seconds.values())
+
     def take(self) -> dict[str, float]:
         """The seconds charged since the last ``take``, per stage (for a counter to add)."""
         taken = dict(self.seconds)

@@ -141,7 +141,9 @@ RecordDecoder = Callable[[Message, str, int, int], tuple[Any, DeadLetter | None]
 
 
 class Stage(Protocol):
-    """What the loop drives (the join): all its outputs go through the transaction it is given."""
+    """What the loop drives (the join): all its outputs go through the transaction it is given. A
+    stage may also keep a ``clock`` (:class:`~evaluators.stage_clock.StageClock`): the loop then
+    charges its own stages to it too, and exports both."""
 
     def assigned(self, partitions: list[int]) -> None:
         """Partitions taken on: restore their state before any of their records is processed."""
@@ -284,10 +286,11 @@ class BatchLoop:
         if self.outage.fatal is not None:
             raise self.outage.fatal
         self.outage.settle()
-        asked = time.perf_counter()
+        charged, asked = self.clock.total(), time.perf_counter()
         messages = self.consumer.consume(self.options.batch_size, self.options.batch_wait_s)
         if messages:  # a wait that brought nothing is idleness, not consuming
-            self.clock.add("consume", time.perf_counter() - asked)
+            # (less what rebalance callbacks inside the call charged to their own stages)
+            self.clock.add("consume", time.perf_counter() - asked - (self.clock.total() - charged))
             if self.first_batch_at is None:
                 self.first_batch_at = time.perf_counter()
             self.handle(messages)
