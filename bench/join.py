@@ -34,6 +34,7 @@ from bench.report import Result
 from evaluators.accumulators import evaluator_accumulator
 from evaluators.join import Accumulator, Incoming, JoinConfig, JoinPartition
 from evaluators.metrics import MetricsConfig
+from evaluators.stage_clock import WORKER_STAGES
 from schemas import GroundTruth, InferenceRequest, InferenceResponse, Topics, encode
 from schemas.catalog import model_for_topic
 from schemas.dead_letter import decode_or_dead_letter
@@ -47,20 +48,6 @@ from streams.worker.loop import INPUT_TOPICS, BatchLoop, LoopOptions
 from streams.worker.store import PartitionStore
 
 PARTITIONS = 4
-#: What each stage of the worker's clock holds (streams/worker/loop.py, join_stage.py, store.py).
-STAGE_NOTES = {
-    "consume": "Consumer.consume calls that returned records",
-    "decode": "decoding and validating every record, grouping by partition",
-    "stage": "the join stage's own bookkeeping around the join",
-    "join": "the join's events and expiry, without its state reads and writes",
-    "metrics": "the metric and drift accumulators, without their state reads and writes",
-    "state read": "RocksDB reads and JSON parsing of request states and metric windows",
-    "state write": "JSON serialization of the states a batch changed",
-    "outputs": "producing changelog records, closed windows and heartbeats",
-    "transaction": "send_offsets_to_transaction and commit_transaction",
-    "local state": "the committed batch's RocksDB write batch",
-    "tick": "moving time on silent partitions, held-back heartbeats",
-}
 CONFIG = JoinConfig(label_timeout_ms=3_600_000)
 BATCH = LoopOptions.batch_size
 
@@ -266,7 +253,7 @@ def run(n_requests: int = int(os.environ.get("BENCH_JOIN_REQUESTS", "270000"))) 
     profile = [Result("join", f"µs per event: {stage}", us, "µs") for stage, us in stage_us.items()]
     # The worker's own clock, in the same run: each second of its loop charged to one stage.
     profile += [Result("join", f"worker's clock, µs per event: {stage}", 1e6 * seconds / events, "µs",
-                       note=STAGE_NOTES.get(stage, ""))
+                       note=WORKER_STAGES.get(stage, ""))
                 for stage, seconds in sorted(measured.items(), key=lambda item: -item[1])]
     profile.append(Result("join", "worker's clock, µs per event: all stages", 1e6 * sum(measured.values()) / events,
                           "µs", note=f"against {1e6 / worker:.1f} µs an event of wall time"))

@@ -225,8 +225,9 @@ class JoinPartition:
         self.chunk_prefix = f"{CHUNK_PREFIX}{key_space}:"
         #: The accumulator's own records (metric windows), apart from the join's keys.
         self.accumulator_records = PrefixedStore(store, f"{ACCUMULATOR_PREFIX}{key_space}:")
-        #: Where batches are timed ("join", and "metrics" for the accumulator), if anywhere.
-        self.clock: StageClock | None = None
+        #: Where batches are timed ("join", and "metrics" for the accumulator): the worker's, or one
+        #: of its own that nobody reads (two clock reads a stage, per batch).
+        self.clock = StageClock()
 
     # -- partition state -------------------------------------------------------------------------
     def partition_state(self) -> dict[str, Any]:
@@ -261,13 +262,8 @@ class JoinPartition:
         ``max_future_skew_ms`` after it moves its source's time only that far (and is counted as a
         :class:`~evaluators.facts.ClockSkew`); without it, event times are taken as they come.
         """
-        if self.clock is None:
+        with self.clock.stage("join"):
             return self._process(batch, idle_sources, sources, advance_to, now_ms)
-        self.clock.enter("join")
-        try:
-            return self._process(batch, idle_sources, sources, advance_to, now_ms)
-        finally:
-            self.clock.leave()
 
     def _process(self, batch: Iterable[Incoming], idle_sources: Iterable[str], sources: Iterable[str] | None,
                  advance_to: int | None, now_ms: int | None) -> list[Fact]:
@@ -642,17 +638,11 @@ class _Batch:
                 store.set(key, state)
         for number, chunk in self.closed_chunks:
             store.set(f"{self.join.chunk_prefix}{number}", chunk)
-        clock = self.join.clock
-        if clock is not None:
-            clock.enter("metrics")
-        try:
+        with self.join.clock.stage("metrics"):
             accumulator = self.join._accumulator_from_state(self.part["acc"], self.join.accumulator_records)
             accumulator.add_all(self.facts)
             accumulator.advance(self.watermark)
             state = accumulator.to_state()
-        finally:
-            if clock is not None:
-                clock.leave()
         self.join.last_state = {
             "seq": self.seq, "wm": self.watermark, "src": self.source_times, "fence": self.new_fence,
             "acc": state, "xq": queue, "layout": LAYOUT,

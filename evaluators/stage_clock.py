@@ -24,7 +24,23 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from typing import Callable
+from contextlib import contextmanager
+from typing import Callable, Iterator
+
+#: The worker's stages and what each holds (the exported counter's label values; the bench's notes).
+WORKER_STAGES = {
+    "consume": "Consumer.consume calls that returned records",
+    "decode": "decoding and validating every record, grouping by partition",
+    "stage": "the join stage's own bookkeeping around the join",
+    "join": "the join's events and expiry (with its state reads and writes unless they are timed apart)",
+    "metrics": "the metric and drift accumulators (likewise)",
+    "state read": "RocksDB reads and JSON parsing of request states and metric windows (evaluate --time-state)",
+    "state write": "JSON serialization of the states a batch changed (evaluate --time-state)",
+    "outputs": "producing changelog records, closed windows and heartbeats",
+    "transaction": "send_offsets_to_transaction and commit_transaction",
+    "local state": "the committed batch's RocksDB write batch",
+    "tick": "moving time on silent partitions, held-back heartbeats",
+}
 
 
 class StageClock:
@@ -50,6 +66,22 @@ class StageClock:
         self.seconds[self._open.pop()] += now - self._since
         self._since = now
 
+    @contextmanager
+    def stage(self, stage: str) -> Iterator[None]:
+        """``enter`` and ``leave`` around a block, however it ends (a few per batch, not per event).
+
+        >>> clock = StageClock(now=iter([0.0, 2.0]).__next__)
+        >>> with clock.stage("decode"):
+        ...     pass
+        >>> dict(clock.seconds)
+        {'decode': 2.0}
+        """
+        self.enter(stage)
+        try:
+            yield
+        finally:
+            self.leave()
+
     def within(self, stage: str, seconds: float) -> None:
         """Charge ``seconds``, measured apart inside the stage open now, to ``stage`` instead (what
         ``enter``/``leave`` around it would do, at half the cost: the state store's reads and
@@ -73,4 +105,4 @@ class StageClock:
         return taken
 
 
-__all__ = ["StageClock"]
+__all__ = ["StageClock", "WORKER_STAGES"]

@@ -191,8 +191,9 @@ class PolicyService(BackgroundService):
             if now >= deadline:
                 return
             if self.merger.merged.wait(deadline - now):
-                if earliest > now:
-                    self._stop.wait(min(earliest, deadline) - now)
+                came = time.monotonic()
+                if earliest > came:  # (from when the news came: waiting for it may have passed ``earliest``)
+                    self._stop.wait(min(earliest, deadline) - came)
                 self.merger.merged.clear()
                 return
 

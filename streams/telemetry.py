@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from prometheus_client import Counter
 
+from evaluators.stage_clock import WORKER_STAGES
+
 DEAD_LETTERS = Counter(
     "shadowcanary_dead_letters",
     "Records sent to the dead-letter topic because they could not be decoded or validated.",
@@ -49,8 +51,7 @@ CONTROL_RECORDS_REFUSED = Counter(
 
 STAGE_SECONDS = Counter(
     "shadowcanary_worker_stage_seconds",
-    "Seconds the worker's loop spent in each stage of its batches (consume, decode, join, metrics, "
-    "state read, state write, outputs, transaction, local state, ...), each second charged once: "
-    "divided by shadowcanary_records_ingested_total, where the time per event goes.",
+    "Seconds the worker's loop spent in each stage of its batches (" + ", ".join(WORKER_STAGES) + "), each "
+    "second charged once: divided by shadowcanary_records_ingested_total, where the time per event goes.",
     ["stage"],
 )

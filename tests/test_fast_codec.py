@@ -8,6 +8,7 @@ with the same values. (What the Structs refuse goes to the models, which decide.
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from pydantic import BaseModel
 from schemas import GroundTruth, InferenceRequest, InferenceResponse
 from schemas.codec import DecodeError, decode
 from schemas.fast_codec import _DECODERS, FAST_STRUCTS, decode_fast
+from schemas.types import _parse_timestamp, _to_utc, epoch_ms, timestamp_ms
 from tests.strategies import EVENTS, FINITE, SAFE_INT, record
 
 DATA = Path(__file__).parent / "data"
@@ -200,8 +202,8 @@ def test_the_structs_declare_the_models_fields_and_constraints(model):
 
 TIMESTAMP_TEXTS = st.builds(
     lambda second, separator, fraction, zone: second.replace("T", separator) + fraction + zone,
-    st.datetimes(min_value=__import__("datetime").datetime(1970, 1, 2),
-                 max_value=__import__("datetime").datetime(9998, 12, 30)).map(lambda d: d.strftime("%Y-%m-%dT%H:%M:%S")),
+    st.datetimes(min_value=datetime(1970, 1, 2), max_value=datetime(9998, 12, 30)).map(
+        lambda d: d.strftime("%Y-%m-%dT%H:%M:%S")),
     st.sampled_from(["T", "T", "t", " ", "x"]),
     st.one_of(st.just(""), st.just("."), st.text("0123456789", min_size=1, max_size=11).map(lambda d: "." + d),
               st.sampled_from([".１２３", ".12a", ",5"])),
@@ -214,8 +216,6 @@ TIMESTAMP_TEXTS = st.builds(
 def test_timestamp_fast_paths_parse_as_the_models_do(text):
     """``timestamp_ms`` against the models' own parse: the first time, and once its whole second is
     cached (what the fast paths look up)."""
-    from schemas.types import _parse_timestamp, _to_utc, epoch_ms, timestamp_ms
-
     def outcome(parse, value):
         try:
             return parse(value)

@@ -202,8 +202,7 @@ class JoinStage:
         work.idle_used = idle
         work.touched = True
         partition = work.partition
-        self.clock.enter("outputs")
-        try:
+        with self.clock.stage("outputs"):
             for window in work.join.last_state["acc"]["metrics"]["closed"]:
                 sid = snapshot_id(window["model"], window["version"], window["role"], window["start"])
                 transaction.produce(self.partials, f"w/{partition}/{sid}".encode(),
@@ -213,8 +212,6 @@ class JoinStage:
             work.heartbeat_due = True
             if time.monotonic() - work.last_heartbeat >= self.heartbeat_interval_s:
                 self._send_heartbeat(work, transaction)
-        finally:
-            self.clock.leave()
 
     def _send_heartbeat(self, work: PartitionWork, transaction: Transaction) -> None:
         partial = heartbeat_partial(work.partition, work.join.last_state, self.run_id)

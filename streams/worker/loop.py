@@ -234,6 +234,7 @@ class BatchLoop:
         self.clock: StageClock = getattr(stage, "clock", None) or StageClock()
         #: The clock's seconds per stage since start (``clock`` is emptied into the exported counter).
         self.stage_seconds: dict[str, float] = defaultdict(float)
+        self._stage_counters: dict[str, Any] = {}
 
     # -- lifecycle -------------------------------------------------------------------------------
     def _new_producer(self) -> Producer:
@@ -298,21 +299,22 @@ class BatchLoop:
         if now - self._last_tick >= self.options.tick_s:
             self._last_tick = now
             transaction = Transaction(self.producer)
-            self.clock.enter("tick")
-            try:
-                self.stage.tick(transaction)
-            except KafkaException as exc:
-                self._abort(exc.args[0], [])
-            else:
-                self._finish(transaction, [])
-            finally:
-                self.clock.leave()
+            with self.clock.stage("tick"):
+                try:
+                    self.stage.tick(transaction)
+                except KafkaException as exc:
+                    self._abort(exc.args[0], [])
+                else:
+                    self._finish(transaction, [])
         self.stage.observe(self.consumer)
         self._export_stage_seconds()
 
     def _export_stage_seconds(self) -> None:
         for stage, seconds in self.clock.take().items():
-            STAGE_SECONDS.labels(stage).inc(seconds)
+            counter = self._stage_counters.get(stage)
+            if counter is None:
+                counter = self._stage_counters[stage] = STAGE_SECONDS.labels(stage)
+            counter.inc(seconds)
             self.stage_seconds[stage] += seconds
 
     # -- a batch ---------------------------------------------------------------------------------
@@ -323,40 +325,37 @@ class BatchLoop:
         ingested: dict[str, int] = defaultdict(int)
         dead: dict[tuple[str, str], int] = defaultdict(int)
         letters: list[DeadLetter] = []
-        self.clock.enter("decode")
-        for message in messages:
-            error = message.error()
-            if error is not None:
-                if error.code() != KafkaError._PARTITION_EOF:
-                    self.outage.error(error)
-                continue
-            topic, partition, offset = message.topic(), message.partition(), message.offset()
-            if (topic, partition) not in self.owned_inputs:
-                continue  # fetched before its partition was lost or revoked: its next owner reads it
-            positions[(topic, partition)] = offset + 1
-            decoded, letter = self.decode(message, topic, partition, offset)
-            if letter is not None:
-                letters.append(letter)
-                dead[(self.contract_name.get(topic, topic), letter.reason)] += 1
-            else:
-                ingested[topic] += 1
-                by_partition[partition].append(Record(topic, partition, offset, decoded))
-        self.clock.leave()
+        with self.clock.stage("decode"):
+            for message in messages:
+                error = message.error()
+                if error is not None:
+                    if error.code() != KafkaError._PARTITION_EOF:
+                        self.outage.error(error)
+                    continue
+                topic, partition, offset = message.topic(), message.partition(), message.offset()
+                if (topic, partition) not in self.owned_inputs:
+                    continue  # fetched before its partition was lost or revoked: its next owner reads it
+                positions[(topic, partition)] = offset + 1
+                decoded, letter = self.decode(message, topic, partition, offset)
+                if letter is not None:
+                    letters.append(letter)
+                    dead[(self.contract_name.get(topic, topic), letter.reason)] += 1
+                else:
+                    ingested[topic] += 1
+                    by_partition[partition].append(Record(topic, partition, offset, decoded))
         if not positions:
             return  # only errors (the broker away, an end of partition): nothing read
         self.outage.working()
         offsets = [TopicPartition(topic, partition, offset) for (topic, partition), offset in positions.items()]
-        self.clock.enter("stage")
         try:
-            for letter in letters:
-                transaction.produce(self.topics.dlq, letter.key, letter.value, headers=letter.headers())
-            for partition, records in by_partition.items():
-                self.stage.process(partition, records, transaction)
+            with self.clock.stage("stage"):
+                for letter in letters:
+                    transaction.produce(self.topics.dlq, letter.key, letter.value, headers=letter.headers())
+                for partition, records in by_partition.items():
+                    self.stage.process(partition, records, transaction)
         except KafkaException as exc:  # the producer refused a record: the batch cannot commit
-            self.clock.leave()
             committed = self._abort(exc.args[0], offsets)
         else:
-            self.clock.leave()
             committed = self._finish(transaction, offsets)
         if committed:
             for topic, n in ingested.items():
@@ -385,17 +384,11 @@ class BatchLoop:
         any fatal error restart the producer (:meth:`_restart_producer`)."""
         if not transaction.open and not offsets:
             return True
-        self.clock.enter("transaction")
-        try:
+        with self.clock.stage("transaction"):
             committed = self._commit(transaction, offsets)
-        finally:
-            self.clock.leave()
         if committed:
-            self.clock.enter("local state")
-            try:
+            with self.clock.stage("local state"):
                 self.stage.committed()
-            finally:
-                self.clock.leave()
         return committed
 
     def _commit(self, transaction: Transaction, offsets: list[TopicPartition]) -> bool:
