@@ -142,11 +142,12 @@ def core_alone(settings: KafkaSettings, topics: Topics, records: list, metrics: 
     return len(records) / (time.perf_counter() - started)
 
 
-async def _faust_count(settings: KafkaSettings, topics: Topics, expected: int) -> float:
+async def _faust_count(settings: KafkaSettings, topics: Topics, expected: int, data_dir: str) -> float:
     import faust
 
     app = faust.App(f"bench-faust-{uuid.uuid4().hex[:8]}", broker=";".join(
         f"kafka://{s}" for s in settings.bootstrap_servers.split(",")), store="memory://", web_enabled=False,
+        datadir=data_dir,
         topic_replication_factor=1, consumer_auto_offset_reset="earliest", broker_max_poll_records=5000,
         stream_buffer_maxsize=20_000)
     source = app.topic(topics.requests, topics.responses, topics.labels, key_type=None, value_type=None,
@@ -172,15 +173,18 @@ async def _faust_count(settings: KafkaSettings, topics: Topics, expected: int) -
 
 def faust_alone(settings: KafkaSettings, topics: Topics, expected: int) -> float:
     """faust's own ceiling: an agent over the same topics that only counts its batches."""
-    return asyncio.run(_faust_count(settings, topics, expected))
+    with tempfile.TemporaryDirectory(prefix="bench-faust-") as data_dir:  # faust's own folder, not the repo's
+        return asyncio.run(_faust_count(settings, topics, expected, data_dir))
 
 
 def quixstreams_alone(settings: KafkaSettings, topics: Topics, expected: int) -> float:
     """A quixstreams app over the same topics that only counts (no state, no output)."""
     from quixstreams import Application
 
+    scratch = tempfile.TemporaryDirectory(prefix="bench-quix-")  # its state folder, not ./state
     app = Application(broker_address=settings.bootstrap_servers, consumer_group=f"bench-quix-{uuid.uuid4().hex[:8]}",
-                      auto_offset_reset="earliest", loglevel="WARNING", use_changelog_topics=False)
+                      auto_offset_reset="earliest", loglevel="WARNING", use_changelog_topics=False,
+                      state_dir=scratch.name)
     seen = {"n": 0, "started": None}
 
     def count(_value) -> None:
@@ -193,7 +197,10 @@ def quixstreams_alone(settings: KafkaSettings, topics: Topics, expected: int) ->
 
     for name in (topics.requests, topics.responses, topics.labels):
         app.dataframe(app.topic(name, value_deserializer="bytes", key_deserializer="bytes")).update(count)
-    app.run()
+    try:
+        app.run()
+    finally:
+        scratch.cleanup()
     return expected / seen["elapsed"]
 
 

@@ -1,4 +1,4 @@
-"""The v1 wire contract of ShadowCanary as pydantic models (see ``shared/CONTRACT.md``).
+"""The v1 wire contract of ShadowCanary as pydantic models (``docs/contract.md`` is generated from them).
 
 >>> from schemas import InferenceRequest, decode, encode
 >>> req = decode(InferenceRequest, b'{"request_id": "r1", "model": "m", "ts": "2026-01-01T00:00:00Z"}')

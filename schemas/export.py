@@ -2,7 +2,9 @@
 
 - one JSON Schema (draft 2020-12) per message under ``schemas/json/``;
 - an AsyncAPI 3 document, ``schemas/asyncapi.yaml``: every topic with its key, message, Kafka
-  bindings (partitions, cleanup policy) and who writes and reads it.
+  bindings (partitions, cleanup policy) and who writes and reads it;
+- the contract for people, ``docs/contract.md`` (:mod:`schemas.contract_doc`): the topic table and
+  every message's fields, from the same models.
 
 ``shadowcanary schemas export`` writes them; a test fails when the committed files differ from what
 the models generate.
@@ -18,12 +20,14 @@ import yaml
 from pydantic.json_schema import models_json_schema
 
 from schemas.catalog import MESSAGES
+from schemas.contract_doc import contract_markdown
 from schemas.ingest import IngestMapping
 from schemas.topics import TOPICS, TopicSpec
 
 SCHEMAS_DIR = Path(__file__).parent
 JSON_DIR = SCHEMAS_DIR / "json"
 ASYNCAPI_FILE = SCHEMAS_DIR / "asyncapi.yaml"
+CONTRACT_FILE = SCHEMAS_DIR.parent / "docs" / "contract.md"
 SCHEMA_ID_BASE = "https://shadowcanary.dev/schemas/v1/"
 CONTRACT_VERSION = "1.0.0"
 
@@ -169,6 +173,7 @@ def asyncapi_text() -> str:
 def generated_files() -> dict[Path, str]:
     files = {JSON_DIR / name: text for name, text in json_schema_files().items()}
     files[ASYNCAPI_FILE] = asyncapi_text()
+    files[CONTRACT_FILE] = contract_markdown()
     return files
 
 
@@ -177,7 +182,7 @@ def export(check: bool = False) -> list[Path]:
     stale = [path for path, text in generated_files().items()
              if not path.exists() or path.read_text(encoding="utf-8") != text]
     if not check:
-        JSON_DIR.mkdir(exist_ok=True)
         for path, text in generated_files().items():
+            path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(text, encoding="utf-8")
     return stale

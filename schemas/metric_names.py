@@ -97,6 +97,12 @@ _AT_K_PATTERN = re.compile(r"^(precision|recall|ndcg)@([1-9]\d{0,3})$")
 _FAMILY_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,200}$")
 
 
+def catalog() -> list[MetricInfo]:
+    """Every entry a guardrail may name: the fixed metrics, the ``@k`` ones and the families (by
+    their pattern: ``precision@k``, ``outcome.*``)."""
+    return [*METRICS.values(), *_AT_K, *_FAMILIES.values()]
+
+
 def known_metric_names() -> list[str]:
     return [*METRICS, *(m.name for m in _AT_K), *(f"{p}<name>" for p in _FAMILIES)]
 

@@ -15,7 +15,7 @@ def schemas() -> None:
 @schemas.command()
 @click.option("--check", is_flag=True, help="Write nothing; exit 1 if the committed files are stale.")
 def export(check: bool) -> None:
-    """Write schemas/json/*.schema.json and schemas/asyncapi.yaml from the models."""
+    """Write schemas/json/*.schema.json, schemas/asyncapi.yaml and docs/contract.md from the models."""
     stale = export_artifacts(check=check)
     if check:
         for path in stale:

@@ -11,11 +11,13 @@ Every test gets its own topic prefix, so tests never see each other's events.
 from __future__ import annotations
 
 import os
+import tempfile
 import uuid
 from pathlib import Path
 from typing import Iterator
 
 import pytest
+from hypothesis.configuration import set_hypothesis_home_dir
 
 from schemas.topics import Topics
 from streams.admin import TopicLayout, create_topics
@@ -23,6 +25,29 @@ from streams.config import KafkaSettings
 from streams.local_broker import LocalBroker, free_port
 
 KAFKA_IMAGE = "apache/kafka:4.3.1"
+ROOT = Path(__file__).resolve().parents[1]
+
+# Tests write only under temporary folders: Hypothesis keeps its examples and caches there, not in
+# ./.hypothesis.
+set_hypothesis_home_dir(Path(tempfile.gettempdir()) / "shadowcanary-hypothesis")
+
+#: What the repository's top folder held when the session started (pytest's own cache aside).
+_ROOT_ENTRIES: set[str] = set()
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    _ROOT_ENTRIES.update(path.name for path in ROOT.iterdir())
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """A session that left files or folders in the repository's top folder fails: tests write only
+    under temporary folders."""
+    left = sorted({path.name for path in ROOT.iterdir()} - _ROOT_ENTRIES - {".pytest_cache"})
+    if left and _ROOT_ENTRIES:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line(f"tests left these in the repository's top folder: {', '.join(left)}", red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 def _docker_engine_answers() -> bool:
