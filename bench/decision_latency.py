@@ -7,10 +7,10 @@ how many candidate labels it counted (``n``), and the latency is the command's a
 the time by which ``n`` candidate labels were in Kafka (their delivery reports: the decision could
 not have counted them sooner). Beside it, the same from the time the n-th label was handed to the
 bench's producer: on two cores at 10,000 events/s that producer's own queue holds up to 1.5 s of
-records (measured: 14,000 queued), which is the load generator's delay, not the evaluator's. Background traffic (another model, every request
-labelled) brings the total to the target rate in events per second. Run at rates the worker can
-sustain and at 10,000/s (the issue's rate), which it cannot (see the join benchmark): there the
-latency is the backlog's.
+records (measured: 14,000 queued), which is the load generator's delay, not the evaluator's.
+Background traffic (another model, every request labelled) brings the total to the target rate in
+events per second. Run at rates the worker can sustain and at 10,000/s (the issue's rate), which it
+cannot (see the join benchmark): there the latency is the backlog's.
 """
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ from confluent_kafka import Consumer, Producer
 
 from bench.broker import broker
 from bench.report import Result
-from schemas.control import Decision, RoutingCommand
 from schemas.codec import decode
+from schemas.control import Decision, RoutingCommand
 from schemas.rollout import RolloutSpec
 from schemas.topics import Topics
 from streams.admin import TopicLayout, create_topics
@@ -108,9 +108,20 @@ def measure(rate: float, seconds: float = 60.0) -> tuple[list[float], list[float
         settings = KafkaSettings(bootstrap_servers=bootstrap, topic_prefix=f"dl{uuid.uuid4().hex[:6]}.")
         create_topics(settings, TopicLayout(inference_partitions=6, evaluator_partitions=1))
         topics = Topics(settings.topic_prefix)
-        worker = start_evaluator(settings, f"dl-{uuid.uuid4().hex[:6]}", os.path.join(state, "w"),
-                                 "--window", "1s", "--label-timeout", "30s", "--expiry-grace", "2s",
-                                 "--metrics-port", "0", *[a for k in range(ROLLOUTS) for a in ("--task", f"lat{k}=binary")])
+        worker = start_evaluator(
+            settings,
+            f"dl-{uuid.uuid4().hex[:6]}",
+            os.path.join(state, "w"),
+            "--window",
+            "1s",
+            "--label-timeout",
+            "30s",
+            "--expiry-grace",
+            "2s",
+            "--metrics-port",
+            "0",
+            *[a for k in range(ROLLOUTS) for a in ("--task", f"lat{k}=binary")],
+        )
         consumer = Consumer(settings.confluent_config(**{
             "group.id": f"dl-{uuid.uuid4()}", "auto.offset.reset": "earliest", "isolation.level": "read_committed"}))
         consumer.subscribe([topics.control, topics.decisions])

@@ -27,8 +27,8 @@ from __future__ import annotations
 
 import math
 import statistics
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Callable
 
 import numpy as np
 from scipy import stats
@@ -152,12 +152,12 @@ class Scenario:
     share: float = 0.5  # the candidate's share of traffic
     later_share: float | None = None  # the share from halfway on
 
-    def planned(self, effect: float) -> "Scenario":
+    def planned(self, effect: float) -> Scenario:
         """The same scenario with its guardrail tuned to ``effect`` (``min_detectable_effect``)."""
         guardrail = self.guardrail.model_copy(update={"min_detectable_effect": effect})
         return replace(self, name=f"{self.name}, planned {effect:g}", guardrail=guardrail)
 
-    def finer(self, factor: int) -> "Scenario":
+    def finer(self, factor: int) -> Scenario:
         """The same traffic looked at ``factor`` times as often."""
         return replace(self, look=self.look // factor, looks=self.looks * factor)
 
@@ -183,7 +183,9 @@ def _naive_fails(scenario: Scenario, estimand, base: tuple[dict, dict], cand: tu
     return good / math.sqrt(variance) < -Z_ALPHA
 
 
-def simulate(scenario: Scenario, rng: np.random.Generator, worse: bool, naive: bool = True) -> tuple[int | None, int | None]:
+def simulate(
+    scenario: Scenario, rng: np.random.Generator, worse: bool, naive: bool = True
+) -> tuple[int | None, int | None]:
     """Candidate labels at the first rollback of the sequential guardrail and of the naive test."""
     guardrail = scenario.guardrail
     estimand = estimand_for(guardrail.metric, scenario.task)
@@ -236,16 +238,50 @@ _NDCG_MEAN, _NDCG_VAR = 0.35, 0.7 * (0.05 + 0.25) - 0.35 ** 2
 def scenarios_aa() -> list[Scenario]:
     g = Guardrail
     return [
-        Scenario("conversion 10%", g(metric="outcome.converted", max_degradation=0.0), "binary",
-                 conversion(0.10, 0.10), 2_000, 50),
-        Scenario("conversion 10% at a 10/90 split", g(metric="outcome.converted", max_degradation=0.0), "binary",
-                 conversion(0.10, 0.10), 2_000, 50, share=0.1),
-        Scenario("conversion 10% swinging +-50% over the day, 10/90", g(metric="outcome.converted", max_degradation=0.0),
-                 "binary", conversion(0.10, 0.10, swing=0.5), 2_000, 50, share=0.1),
-        Scenario("conversion swinging, split 10/90 then 50/50", g(metric="outcome.converted", max_degradation=0.0),
-                 "binary", conversion(0.10, 0.10, swing=0.5), 2_000, 50, share=0.1, later_share=0.5),
-        Scenario("revenue (lognormal, mean 12, sd 30)", g(metric="outcome.revenue", max_degradation_relative=0.0),
-                 "binary", revenue(0.0), 6_000, 50),
+        Scenario(
+            "conversion 10%",
+            g(metric="outcome.converted", max_degradation=0.0),
+            "binary",
+            conversion(0.10, 0.10),
+            2_000,
+            50,
+        ),
+        Scenario(
+            "conversion 10% at a 10/90 split",
+            g(metric="outcome.converted", max_degradation=0.0),
+            "binary",
+            conversion(0.10, 0.10),
+            2_000,
+            50,
+            share=0.1,
+        ),
+        Scenario(
+            "conversion 10% swinging +-50% over the day, 10/90",
+            g(metric="outcome.converted", max_degradation=0.0),
+            "binary",
+            conversion(0.10, 0.10, swing=0.5),
+            2_000,
+            50,
+            share=0.1,
+        ),
+        Scenario(
+            "conversion swinging, split 10/90 then 50/50",
+            g(metric="outcome.converted", max_degradation=0.0),
+            "binary",
+            conversion(0.10, 0.10, swing=0.5),
+            2_000,
+            50,
+            share=0.1,
+            later_share=0.5,
+        ),
+        Scenario(
+            "revenue (lognormal, mean 12, sd 30)",
+            g(metric="outcome.revenue", max_degradation_relative=0.0),
+            "binary",
+            revenue(0.0),
+            6_000,
+            50,
+        ),
         Scenario("NDCG@10", g(metric="ndcg@10", max_degradation=0.0), "ranking", ndcg(0.0), 400, 50),
         Scenario("MAE", g(metric="mae", max_degradation_relative=0.0), "regression", absolute_errors(0.0), 200, 50),
         Scenario("F1", g(metric="f1", max_degradation=0.0), "binary", classifier(0.0), 500, 50),
@@ -329,15 +365,31 @@ def run(rollouts: int = ROLLOUTS) -> list[Result]:
         runs = [simulate(scenario, rng, worse=False) for _ in range(rollouts)]
         ours = sum(o is not None for o, _ in runs) / rollouts
         naive = sum(n is not None for _, n in runs) / rollouts
-        results.append(Result("policy_metrics", f"A/A false rollbacks, {scenario.name}, sequential ({rollouts} rollouts)",
-                              100 * ours, "%", "<= 1%", bool(ours <= ALPHA)))
+        results.append(
+            Result(
+                "policy_metrics",
+                f"A/A false rollbacks, {scenario.name}, sequential ({rollouts} rollouts)",
+                100 * ours,
+                "%",
+                "<= 1%",
+                bool(ours <= ALPHA),
+            )
+        )
         results.append(Result("policy_metrics", f"A/A false rollbacks, {scenario.name}, naive repeated z-test",
                               100 * naive, "%"))
     for scenario in scenarios_aa():
         planned = scenario.planned(PLANNED_EFFECTS[scenario.guardrail.metric])
         ours = sum(simulate(planned, rng, worse=False, naive=False)[0] is not None for _ in range(rollouts)) / rollouts
-        results.append(Result("policy_metrics", f"A/A false rollbacks, {planned.name}, sequential ({rollouts} rollouts)",
-                              100 * ours, "%", "<= 1%", bool(ours <= ALPHA)))
+        results.append(
+            Result(
+                "policy_metrics",
+                f"A/A false rollbacks, {planned.name}, sequential ({rollouts} rollouts)",
+                100 * ours,
+                "%",
+                "<= 1%",
+                bool(ours <= ALPHA),
+            )
+        )
     for scenario, fixed in scenarios_power():
         scenario = scenario.finer(POWER_LOOKS_FINER)
         for tuned in (True, False):

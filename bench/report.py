@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import platform
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 RESULTS = Path(__file__).parent / "results"
@@ -30,7 +30,7 @@ def write(results: list[Result], name: str = "latest") -> Path:
         ran = {r.benchmark for r in results}
         kept = [Result(**row) for row in json.loads(previous.read_text())["results"] if row["benchmark"] not in ran]
         results = kept + results
-    meta = {"when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    meta = {"when": datetime.now(UTC).isoformat(timespec="seconds"),
             "python": platform.python_version(), "machine": platform.machine(),
             "cpus": __import__("os").cpu_count()}
     (RESULTS / f"{name}.json").write_text(json.dumps({"meta": meta, "results": [asdict(r) for r in results]},

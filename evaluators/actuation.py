@@ -34,8 +34,9 @@ Fields, as the projects publish them:
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Literal
+from typing import Any, Literal
 
 from schemas.control import RoutingCommand
 
@@ -83,9 +84,13 @@ def integer_weights(routes: dict[str, float], total: int = 100) -> dict[str, int
 
 
 def _metadata(command: RoutingCommand, target: Target, notes: dict[str, str] | None = None) -> dict[str, Any]:
-    annotations = {f"{ANNOTATION}model": command.model, f"{ANNOTATION}epoch": str(command.epoch),
-                   f"{ANNOTATION}rollout-id": command.rollout_id or "", f"{ANNOTATION}command-id": str(command.command_id),
-                   f"{ANNOTATION}action": command.action}
+    annotations = {
+        f"{ANNOTATION}model": command.model,
+        f"{ANNOTATION}epoch": str(command.epoch),
+        f"{ANNOTATION}rollout-id": command.rollout_id or "",
+        f"{ANNOTATION}command-id": str(command.command_id),
+        f"{ANNOTATION}action": command.action,
+    }
     return {"name": target.name, "namespace": target.namespace, "annotations": annotations | (notes or {})}
 
 

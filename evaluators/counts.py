@@ -13,7 +13,16 @@ from collections import defaultdict
 from typing import Any
 
 from evaluators.facts import (
-    AgreementFact, ClockSkew, Duplicate, Expired, Fact, JoinedRecord, LabelFact, LateLabel, RequestFact, ResponseFact,
+    AgreementFact,
+    ClockSkew,
+    Duplicate,
+    Expired,
+    Fact,
+    JoinedRecord,
+    LabelFact,
+    LateLabel,
+    RequestFact,
+    ResponseFact,
     UnmatchedLabel,
 )
 
@@ -82,7 +91,7 @@ class JoinCounts:
     def advance(self, watermark: int) -> None:
         """Counts do not depend on time."""
 
-    def merge(self, other: "JoinCounts") -> "JoinCounts":
+    def merge(self, other: JoinCounts) -> JoinCounts:
         for key, counts in other.versions.items():
             mine = self.versions[key]
             for name, n in counts.items():
@@ -97,7 +106,7 @@ class JoinCounts:
         return {"versions": dict(self.versions), "models": dict(self.models)}
 
     @classmethod
-    def from_state(cls, state: dict[str, Any] | None, records: Any = None) -> "JoinCounts":
+    def from_state(cls, state: dict[str, Any] | None, records: Any = None) -> JoinCounts:
         """``records``: unused (counts fit the partition state; see :class:`evaluators.join.Accumulator`)."""
         counts = cls()
         if state:

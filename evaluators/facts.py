@@ -14,7 +14,7 @@ the cycle collector does not track them (``gc=False``).
 
 from __future__ import annotations
 
-from typing import Any, Union
+from typing import Any
 
 import msgspec
 
@@ -133,5 +133,5 @@ class ClockSkew(_Fact):
     skew_ms: int  # how far ahead of the worker's clock, or behind the partition's time
 
 
-Fact = Union[RequestFact, ResponseFact, ServedFeatures, AgreementFact, JoinedRecord, LabelFact, LateLabel, Expired,
-             UnmatchedLabel, Duplicate, ClockSkew]
+Fact = (RequestFact | ResponseFact | ServedFeatures | AgreementFact | JoinedRecord | LabelFact | LateLabel | Expired
+        | UnmatchedLabel | Duplicate | ClockSkew)

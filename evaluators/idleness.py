@@ -20,9 +20,10 @@ Pure: the caller gives processing time.
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 from evaluators.join import caught_up_sources
+
 
 class SourceIdleness:
     def __init__(self, sources: Iterable[str], idle_after_ms: int, now_ms: int = 0) -> None:

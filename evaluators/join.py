@@ -19,13 +19,14 @@ counted (:class:`~evaluators.facts.ClockSkew`).
 
 **Semantics.** A version's response joins the request's label when the label's event time is at most
 ``label_timeout`` after the response's (order of arrival does not matter: label before response is
-fine). Every response ends either *joined* or *expired* (not labelled within ``label_timeout``), once
-time passes its event time + ``label_timeout`` + ``expiry_grace``. A label that joins nothing is
-*late* if the request had responses, *unmatched* if it had none; that is decided when the request
-expires (or when the label reaches an expired request), so it does not depend on arrival timing. The same response or label twice is a
-*duplicate*, counted once. Label-free facts (latency, error, shadow agreement with the primary on
-the same request) are emitted at once. Expired state is kept as a tombstone for ``tombstone_ttl``
-(default: ``label_timeout``) so that a label arriving after expiry is recognised as late.
+fine). Every response ends either *joined* or *expired* (not labelled within ``label_timeout``),
+once time passes its event time + ``label_timeout`` + ``expiry_grace``. A label that joins nothing
+is *late* if the request had responses, *unmatched* if it had none; that is decided when the request
+expires (or when the label reaches an expired request), so it does not depend on arrival timing. The
+same response or label twice is a *duplicate*, counted once. Label-free facts (latency, error,
+shadow agreement with the primary on the same request) are emitted at once. Expired state is kept as
+a tombstone for ``tombstone_ttl`` (default: ``label_timeout``) so that a label arriving after expiry
+is recognised as late.
 
 **Exactly once.** Each effect (response seen, label seen, joined, late, expired, shadow agreement)
 is emitted as a fact once, at the event or expiry that causes it. A batch's writes (the request
@@ -53,12 +54,23 @@ from __future__ import annotations
 
 import heapq
 import itertools
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, NamedTuple
+from typing import Any, NamedTuple
 
 from evaluators.facts import (
-    AgreementFact, ClockSkew, Duplicate, Expired, Fact, JoinedRecord, LabelFact, LateLabel, RequestFact, ResponseFact,
-    ServedFeatures, UnmatchedLabel,
+    AgreementFact,
+    ClockSkew,
+    Duplicate,
+    Expired,
+    Fact,
+    JoinedRecord,
+    LabelFact,
+    LateLabel,
+    RequestFact,
+    ResponseFact,
+    ServedFeatures,
+    UnmatchedLabel,
 )
 from evaluators.stage_clock import StageClock
 from evaluators.store import KeyValueStore, PrefixedStore
@@ -135,7 +147,11 @@ class JoinConfig:
     def longest_life_ms(self) -> int:
         """An upper bound on how long (stream time) a request's state lives: expiry plus tombstone."""
         timeouts = [self.label_timeout_ms, *self.model_label_timeout_ms.values()]
-        return max(timeouts) + self.expiry_grace_ms + max(self.tombstone_for(m) for m in ["", *self.model_label_timeout_ms])
+        return (
+            max(timeouts)
+            + self.expiry_grace_ms
+            + max(self.tombstone_for(m) for m in ["", *self.model_label_timeout_ms])
+        )
 
 
 class Incoming(NamedTuple):
@@ -168,7 +184,7 @@ class Accumulator:
         return None
 
     @classmethod
-    def from_state(cls, state: Any, records: KeyValueStore | None = None) -> "Accumulator":
+    def from_state(cls, state: Any, records: KeyValueStore | None = None) -> Accumulator:
         """``state``: what ``to_state`` gave after the last batch. ``records``: a part of the join's
         store for state too large to write every batch (the metric windows): records it sets or
         deletes there are written with the batch."""

@@ -28,17 +28,18 @@ not publish it again.
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timezone
-from typing import Any, Callable
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
 
 from evaluators.clock import ClockSkewAlerts
 from evaluators.counts import JoinCounts
+from evaluators.drift.monitor import DriftMonitor
 from evaluators.metrics import version as version_metrics
 from evaluators.metrics.version import MetricsConfig, add_slim, slim
-from evaluators.windows import running_totals, split_key, total_parts
-from evaluators.drift.monitor import DriftMonitor
 from evaluators.policy.drift_guardrails import DriftView
 from evaluators.shapes import ShapeMonitor
+from evaluators.windows import running_totals, split_key, total_parts
 from schemas.monitoring import Alert, LatencyQuantiles, MetricsSnapshot, Window
 
 SNAPSHOT_NAMESPACE = uuid.UUID("6f1d9a52-4a0e-4f43-9a57-0d8c3f1b2e11")
@@ -62,7 +63,7 @@ def heartbeat_partial(partition: int, state: dict[str, Any], run_id: str) -> dic
 
 
 def _utc(ms: int) -> datetime:
-    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc)
+    return datetime.fromtimestamp(ms / 1000, tz=UTC)
 
 
 def build_snapshot(model: str, version: str, role: str, start: int, end: int, requests: int,
@@ -166,7 +167,7 @@ class PartialsMerger:
             scores, alerts = self.drift.observe(model, start, versions)
             self.alerts += alerts
             self.alerts += self.shapes.observe(model, start, versions)
-            for sid, entry, requests, merged in windows:
+            for _sid, entry, requests, merged in windows:
                 out.append(build_snapshot(model, entry["version"], entry["role"], start, entry["end"],
                                           requests, merged, self.config, scores.get(entry["version"])))
         for sid in [s for s, close in self.published.items() if close + PUBLISHED_MEMORY_MS < now]:

@@ -11,8 +11,9 @@ it, or the replay ends, it was a clock running ahead and is applied with the clo
 join bounds time by it and counts the event, as the stream does with the worker's clock). If more
 than ``SKEW_OUTLIERS`` such events pile up, traffic resumed after a gap: the clock moves to them.
 
-Events go through in batches; after each batch the closed windows are merged and published, drift is judged on them, and the rollout engine looks at the running totals
-with the clock at the batch's latest event time. A spec starts at the first event.
+Events go through in batches; after each batch the closed windows are merged and published, drift is
+judged on them, and the rollout engine looks at the running totals with the clock at the batch's
+latest event time. A spec starts at the first event.
 
 >>> from schemas import InferenceRequest, InferenceResponse, GroundTruth
 >>> from evaluators.metrics import MetricsConfig
@@ -27,8 +28,8 @@ with the clock at the batch's latest event time. A spec starts at the first even
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Callable, Iterable
 
 from evaluators.accumulators import evaluator_accumulator
 from evaluators.join import Incoming, JoinConfig, JoinPartition

@@ -24,8 +24,8 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Callable, Iterator
 
 #: The worker's stages and what each holds (the exported counter's label values; the bench's notes).
 WORKER_STAGES = {

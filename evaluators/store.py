@@ -9,7 +9,8 @@ JSON-compatible dicts.
 
 from __future__ import annotations
 
-from typing import Any, Iterator, Protocol
+from collections.abc import Iterator
+from typing import Any, Protocol
 
 import orjson
 

@@ -41,7 +41,8 @@ after its window was final) counts in the running total only, and in ``late``.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from evaluators.facts import AgreementFact, Fact, RequestFact, ServedFeatures
 from evaluators.metrics import version as version_metrics

@@ -15,7 +15,8 @@ steps[1].percent: Input should be a valid integer, unable to parse string as an 
 from __future__ import annotations
 
 import re
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from pydantic import ValidationError
 

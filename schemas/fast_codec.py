@@ -26,7 +26,7 @@ invalid | role: Input should be 'primary', 'canary' or 'shadow'
 
 from __future__ import annotations
 
-from typing import Annotated, Any, ClassVar, Literal, TypeVar, Union
+from typing import Annotated, Any, ClassVar, Literal, TypeVar
 
 import msgspec
 from pydantic import BaseModel
@@ -40,8 +40,8 @@ M = TypeVar("M", bound=BaseModel)
 RequestId = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_ID_LENGTH)]
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_NAME_LENGTH)]
 #: The wire's ``ts``: an RFC 3339 string or epoch milliseconds, turned into ``ts_ms`` after decoding.
-WireTimestamp = Union[str, int, float]
-FeatureValue = Union[bool, int, float, str, None]
+WireTimestamp = str | int | float
+FeatureValue = bool | int | float | str | None
 
 
 class RequestEvent(msgspec.Struct, gc=False):
@@ -52,7 +52,7 @@ class RequestEvent(msgspec.Struct, gc=False):
     model: Name
     ts_ms: WireTimestamp = msgspec.field(name="ts")
     features: dict[str, FeatureValue] = msgspec.field(default_factory=dict)
-    subject: Union[Annotated[str, msgspec.Meta(max_length=MAX_SUBJECT_LENGTH)], None] = None
+    subject: Annotated[str, msgspec.Meta(max_length=MAX_SUBJECT_LENGTH)] | None = None
     attributes: dict[str, str] = msgspec.field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -69,9 +69,9 @@ class ResponseEvent(msgspec.Struct, gc=False):
     role: Literal["primary", "canary", "shadow"]
     ts_ms: WireTimestamp = msgspec.field(name="ts")
     prediction: Any = None
-    score: Union[float, dict[str, float], None] = None
-    latency_ms: Union[Annotated[float, msgspec.Meta(ge=0)], None] = None
-    error: Union[str, None] = None
+    score: float | dict[str, float] | None = None
+    latency_ms: Annotated[float, msgspec.Meta(ge=0)] | None = None
+    error: str | None = None
 
     def __post_init__(self) -> None:
         if self.error is None and self.prediction is None:
@@ -102,7 +102,7 @@ FAST_STRUCTS: dict[type[BaseModel], type[msgspec.Struct]] = {
 _DECODERS = {model: msgspec.json.Decoder(struct) for model, struct in FAST_STRUCTS.items()}
 
 #: What the hot path hands the core: a Struct, or (a record only the models accept) the model.
-Event = Union[RequestEvent, ResponseEvent, LabelEvent, InferenceRequest, InferenceResponse, GroundTruth]
+Event = RequestEvent | ResponseEvent | LabelEvent | InferenceRequest | InferenceResponse | GroundTruth
 
 
 def decode_fast(model: type[M], data: bytes | None, max_bytes: int = MAX_RECORD_BYTES) -> Any:

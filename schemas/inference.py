@@ -14,7 +14,14 @@ from pydantic import Field, JsonValue, model_validator
 
 from schemas.base import WireModel
 from schemas.types import (
-    MAX_SUBJECT_LENGTH, FeatureValue, FiniteFloat, Name, NonNegativeFloat, RequestId, Timestamp, epoch_ms,
+    MAX_SUBJECT_LENGTH,
+    FeatureValue,
+    FiniteFloat,
+    Name,
+    NonNegativeFloat,
+    RequestId,
+    Timestamp,
+    epoch_ms,
 )
 
 Role = Literal["primary", "canary", "shadow"]
@@ -64,7 +71,7 @@ class InferenceResponse(InferenceEvent):
     error: str | None = Field(None, description="The model failed on this request.")
 
     @model_validator(mode="after")
-    def _prediction_or_error(self) -> "InferenceResponse":
+    def _prediction_or_error(self) -> InferenceResponse:
         if self.error is None and self.prediction is None:
             raise ValueError("prediction is required unless error is set")
         return self
@@ -82,7 +89,7 @@ class GroundTruth(InferenceEvent):
                                              description="KPI name to number, e.g. revenue.")
 
     @model_validator(mode="after")
-    def _label_or_outcomes(self) -> "GroundTruth":
+    def _label_or_outcomes(self) -> GroundTruth:
         if self.label is None and not self.outcomes:
             raise ValueError("label or outcomes is required")
         return self

@@ -113,7 +113,7 @@ class IngestMapping(_Part):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False, populate_by_name=True)
 
     @model_validator(mode="after")
-    def _json_needs_its_fields(self) -> "IngestMapping":
+    def _json_needs_its_fields(self) -> IngestMapping:
         if self.source == "json":
             missing = [name for name, value in (("json", self.json_fields), ("model", self.model),
                                                 ("version_from", self.version_from)) if value is None]

@@ -20,7 +20,7 @@ class Window(WireModel):
     end: Timestamp
 
     @model_validator(mode="after")
-    def _ordered(self) -> "Window":
+    def _ordered(self) -> Window:
         if self.end < self.start:
             raise ValueError("window end is before its start")
         return self

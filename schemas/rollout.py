@@ -108,7 +108,7 @@ class Guardrail(_Part):
         return value
 
     @model_validator(mode="after")
-    def _one_comparison(self) -> "Guardrail":
+    def _one_comparison(self) -> Guardrail:
         absolute = self.max is not None or self.min is not None
         relative = self.max_degradation is not None or self.max_degradation_relative is not None
         if lookup_metric(self.metric).kind == "check":
@@ -170,7 +170,7 @@ class RolloutSpec(WireModel):
         None, description="Added in v1: the versions in a model registry (MLflow), for metadata and outcomes.")
 
     @model_validator(mode="after")
-    def _consistent(self) -> "RolloutSpec":
+    def _consistent(self) -> RolloutSpec:
         if self.baseline == self.candidate:
             raise ValueError("candidate: must differ from baseline")
         percents = [s.percent for s in self.steps]

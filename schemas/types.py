@@ -20,10 +20,10 @@ and serializes as seconds:
 from __future__ import annotations
 
 import math
-import uuid
 import re
-from datetime import datetime, timedelta, timezone
-from typing import Annotated, Any, Union
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any
 
 from pydantic import (
     AfterValidator,
@@ -31,10 +31,10 @@ from pydantic import (
     Field,
     PlainSerializer,
     StrictBool,
-    WithJsonSchema,
     StrictFloat,
     StrictInt,
     StrictStr,
+    WithJsonSchema,
 )
 
 _RFC3339 = re.compile(
@@ -42,7 +42,7 @@ _RFC3339 = re.compile(
 )
 #: Epoch milliseconds accepted: years 1970 to 9999.
 _MAX_EPOCH_MS = 253402300799999
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _ONE_MS = timedelta(milliseconds=1)
 
 
@@ -70,7 +70,7 @@ def epoch_ms(value: datetime) -> int:
     """A contract timestamp in epoch milliseconds, what the core's clocks count in (exact: whole
     milliseconds since the epoch, rounded down).
 
-    >>> epoch_ms(datetime(2023, 11, 14, 22, 13, 20, 999, tzinfo=timezone.utc))
+    >>> epoch_ms(datetime(2023, 11, 14, 22, 13, 20, 999, tzinfo=UTC))
     1700000000000
     """
     return (value - _EPOCH) // _ONE_MS
@@ -136,7 +136,7 @@ _SECONDS_KEPT = 4096
 def _to_utc(value: datetime) -> datetime:
     if value.tzinfo is None:
         raise ValueError("timestamp needs a time zone")
-    return value.astimezone(timezone.utc)
+    return value.astimezone(UTC)
 
 
 def _format_timestamp(value: datetime) -> str:
@@ -187,7 +187,7 @@ Duration = Annotated[
 ]
 
 #: A feature value: number, string, bool or null (no nested objects).
-FeatureValue = Union[StrictBool, StrictInt, StrictFloat, StrictStr, None]
+FeatureValue = StrictBool | StrictInt | StrictFloat | StrictStr | None
 
 #: Longest name (model, version, KPI, feature), request id and subject (the hot path's decoder
 #: checks the same bounds: :mod:`schemas.fast_codec`).

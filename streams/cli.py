@@ -23,8 +23,8 @@ from streams.cli_labels import labels
 from streams.cli_replay import record, replay
 from streams.cli_report import report
 from streams.cli_rollout import rollout
-from streams.cli_sidecar import sidecar
 from streams.cli_schemas import schemas
+from streams.cli_sidecar import sidecar
 from streams.cli_topics import topics
 from streams.errors import ShadowCanaryError
 
@@ -47,7 +47,23 @@ def cli(ctx: click.Context, config_file: Path | None, bootstrap_servers: str | N
                       signing_key)
 
 
-for command in (broker, topics, schemas, evaluate, ingest, rollout, keys, labels, sidecar, actuate, api, report, demo, record, replay):
+for command in (
+    broker,
+    topics,
+    schemas,
+    evaluate,
+    ingest,
+    rollout,
+    keys,
+    labels,
+    sidecar,
+    actuate,
+    api,
+    report,
+    demo,
+    record,
+    replay,
+):
     cli.add_command(command)
 
 

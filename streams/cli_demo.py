@@ -101,8 +101,9 @@ def _view(phases: list[Phase], router: Router, traffic: TrafficSimulator, feed: 
     log.add_column("what")
     log.add_column("reason")
     # At one instant the decision comes first, then the command it caused.
-    events = [(c.issued_at, 1, f"epoch {c.epoch}", f"[b]{c.action}[/b] {c.routes}", c.reason) for c in feed.commands] + \
-             [(d.ts, 0, f"step {d.step}", f"decision [b]{d.action}[/b]", d.reason) for d in feed.decisions]
+    events = [
+        (c.issued_at, 1, f"epoch {c.epoch}", f"[b]{c.action}[/b] {c.routes}", c.reason) for c in feed.commands
+    ] + [(d.ts, 0, f"step {d.step}", f"decision [b]{d.action}[/b]", d.reason) for d in feed.decisions]
     for _, _, first, what, reason in sorted(events, key=lambda e: (e[0], e[1]))[-10:]:
         log.add_row(first, what, reason)
     return Group(header, rollouts, split, evidence, log)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import click
@@ -24,7 +24,7 @@ def _time(ctx: click.Context, param: click.Parameter, value: str | None) -> int 
     except ValueError:
         raise click.BadParameter(f"expected an ISO 8601 time such as 2026-11-20T08:00:00Z, got {value!r}") from None
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
+        moment = moment.replace(tzinfo=UTC)
     return epoch_ms(moment)
 
 
@@ -38,9 +38,9 @@ def record(ctx: Context, out_dir: Path, since: int | None, until: int | None) ->
     """Copy the three inference topics to JSON Lines files, in event-time order."""
     from rich.console import Console
 
+    from schemas.topics import Topics
     from streams.event_files import write_events
     from streams.reading import read_to_end
-    from schemas.topics import Topics
 
     console = Console(stderr=True)
     topics = Topics(ctx.settings.topic_prefix)
@@ -78,12 +78,12 @@ def replay(ctx: Context, files: tuple[Path, ...], spec_files: tuple[Path, ...], 
            window: float, label_timeout: float, expiry_grace: float, max_clock_skew: float, tasks: dict[str, str],
            label_maps: dict, sweep: tuple[str, ...], report: bool) -> None:
     """Run the evaluator (join, metrics, drift, policy) over recorded events, without a broker."""
+    from pydantic import ValidationError
     from rich.console import Console
 
     from evaluators.join import JoinConfig
     from evaluators.metrics import MetricsConfig
     from evaluators.sweep import apply_setting, parse_sweep
-    from pydantic import ValidationError
     from schemas.spec_yaml import load_spec_file
 
     console = Console(stderr=True)

@@ -58,8 +58,10 @@ def rollout() -> None:
 def validate(path: Path) -> None:
     """Check a spec without starting it."""
     spec = checked_spec(path)
-    plan = "; ".join(", ".join(f"{v} {p:g}%" for v, p in routes.items()) + (f" (shadow {', '.join(shadow)})" if shadow else "")
-                     for routes, shadow in stages(spec))
+    plan = "; ".join(
+        ", ".join(f"{v} {p:g}%" for v, p in routes.items()) + (f" (shadow {', '.join(shadow)})" if shadow else "")
+        for routes, shadow in stages(spec)
+    )
     click.echo(f"{path}: valid {spec.mode} rollout of {spec.model} {spec.baseline} -> {spec.candidate}: {plan}")
 
 
@@ -215,8 +217,10 @@ def status(ctx: Context, model: str | None, as_json: bool, rollout_id: str | Non
         click.echo(f"  last decision: {decision.action} ({decision.reason})")
         for e in decision.evidence:
             base = f" vs baseline {e.baseline.value:.4g}" if e.baseline and e.baseline.value is not None else ""
-            click.echo(f"  {e.guardrail}: {e.verdict}: candidate {e.candidate.describe()} n={e.candidate.samples}{base}; "
-                       f"statistic {e.statistic:.3g} / {e.threshold:.3g}")
+            click.echo(
+                f"  {e.guardrail}: {e.verdict}: candidate {e.candidate.describe()} n={e.candidate.samples}{base}; "
+                f"statistic {e.statistic:.3g} / {e.threshold:.3g}"
+            )
 
 
 def _manual(ctx: Context, model: str, action: str, reason: str, user: str | None, output_format: str = "text") -> None:
@@ -261,7 +265,11 @@ def _manual_command(action: str, help_text: str) -> click.Command:
     return command
 
 
-for _action, _help in (("promote", "Move to the next stage now."), ("pause", "Stop moving on (guardrails still roll back)."),
-                       ("resume", "Move on again after a pause or hold."), ("rollback", "Send all traffic back to the baseline."),
-                       ("abort", "End the rollout: delete its spec, traffic back to the baseline.")):
+for _action, _help in (
+    ("promote", "Move to the next stage now."),
+    ("pause", "Stop moving on (guardrails still roll back)."),
+    ("resume", "Move on again after a pause or hold."),
+    ("rollback", "Send all traffic back to the baseline."),
+    ("abort", "End the rollout: delete its spec, traffic back to the baseline."),
+):
     rollout.add_command(_manual_command(_action, _help))

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import click
 
-from schemas.export import export as export_artifacts, generated_files
+from schemas.export import export as export_artifacts
+from schemas.export import generated_files
 
 
 @click.group()

@@ -115,10 +115,11 @@ def worker_id(state_dir: Path) -> str:
 
 
 def build_evaluator(settings: KafkaSettings, options: LoopOptions, join_config: JoinConfig,
-                    state_dir: Path, metrics_config: MetricsConfig = MetricsConfig(),
+                    state_dir: Path, metrics_config: MetricsConfig | None = None,
                     signer: Signer | None = None, in_memory: bool = False,
                     heartbeat_interval_s: float = 0.5, registry_uri: str | None = None,
                     time_state: bool = False) -> Evaluator:
+    metrics_config = metrics_config or MetricsConfig()
     pace_cycle_collector()
     partitions = inference_partitions(settings)
     topics = Topics(settings.topic_prefix)

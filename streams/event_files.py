@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import heapq
 import itertools
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 import orjson
 
@@ -28,6 +28,7 @@ from schemas.codec import DecodeError
 from schemas.fast_codec import Event, decode_fast
 from schemas.inference import GroundTruth, InferenceRequest, InferenceResponse
 from schemas.types import epoch_ms
+
 #: Events a file may hold back (by event time) before a later line counts as out of order.
 REORDER = 10_000
 

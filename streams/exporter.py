@@ -9,17 +9,17 @@ version twice.
 
 from __future__ import annotations
 
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 from prometheus_client import REGISTRY, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from prometheus_client.samples import Sample
 from prometheus_client.registry import Collector
+from prometheus_client.samples import Sample
 
 from evaluators.drift.monitor import split_score_name
 from evaluators.metrics import version as version_metrics
-from evaluators.policy.engine import RolloutEngine
 from evaluators.metrics.version import MetricsConfig
+from evaluators.policy.engine import RolloutEngine
 
 VERSION_LABELS = ["model", "version", "role"]
 #: Values of compute() exported as their own gauges (name, help, scale to base units).

@@ -22,7 +22,8 @@ from __future__ import annotations
 import logging
 import threading
 from collections import Counter as Tally
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from prometheus_client import Counter
 

@@ -18,8 +18,9 @@ import logging
 import time
 import uuid
 from collections import Counter as Tally
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from confluent_kafka import Message
 from prometheus_client import Counter

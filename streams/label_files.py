@@ -26,10 +26,11 @@ from __future__ import annotations
 import csv
 import math
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import orjson
 from pydantic import ValidationError
@@ -119,7 +120,7 @@ def _timestamp(column: str, value: Any, now_ms: int) -> int:
     except ValueError:
         raise ValueError(f"column {column!r}: {text!r} is neither epoch milliseconds nor ISO 8601") from None
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
+        moment = moment.replace(tzinfo=UTC)
     return int(moment.timestamp() * 1000)
 
 
@@ -153,7 +154,10 @@ def _rows(path: Path) -> Iterator[tuple[int, dict[str, Any] | BadRow]]:
             reader = csv.DictReader(handle)
             for row in reader:
                 if None in row:
-                    yield reader.line_num, BadRow(reader.line_num, f"{len(row[None])} more cells than the header has columns")
+                    yield (
+                        reader.line_num,
+                        BadRow(reader.line_num, f"{len(row[None])} more cells than the header has columns"),
+                    )
                 else:
                     yield reader.line_num, row
         return

@@ -31,7 +31,13 @@ import orjson
 from confluent_kafka import Consumer, KafkaException, Message, Producer
 
 from evaluators.policy.control_records import (
-    ReadRecord, Refusal, ToldPositions, latest_specs, read_command_record, read_spec_record, refusal_alert,
+    ReadRecord,
+    Refusal,
+    ToldPositions,
+    latest_specs,
+    read_command_record,
+    read_spec_record,
+    refusal_alert,
 )
 from evaluators.policy.drift_guardrails import DriftView
 from evaluators.policy.engine import Output, RolloutEngine

@@ -15,7 +15,7 @@ import sys
 import threading
 import time
 import traceback
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 from prometheus_client import REGISTRY
 

@@ -11,14 +11,14 @@ evaluator runs with ``--mlflow-uri``, :class:`ModelRegistry`:
   ``shadowcanary.decision=rolled_back``, ``shadowcanary.reason`` and ``shadowcanary.rollout_id``.
 
 **Nothing is lost (an outbox).** The write a decision calls for
-(:func:`evaluators.policy.registry_writes.outcome_write`) is saved in the engine's state in the
-very transaction that publishes the decision, and leaves it only once the registry has taken it. Writes go through a queue to a thread
-of their own, in order, so the policy engine never waits on the registry; a registry that cannot be
-reached is logged and retried (every 2 s, then up to every 60 s) while the rollout goes on (its
-decisions are on ``rollout.decisions`` whatever the registry says). A worker that takes over the
-engine (after a crash, a restart, or a lost ownership) sends the saved writes again: setting an
-alias or a tag twice is harmless, and a write the registry took shortly before a crash may be sent
-once more.
+(:func:`evaluators.policy.registry_writes.outcome_write`) is saved in the engine's state in the very
+transaction that publishes the decision, and leaves it only once the registry has taken it. Writes
+go through a queue to a thread of their own, in order, so the policy engine never waits on the
+registry; a registry that cannot be reached is logged and retried (every 2 s, then up to every 60 s)
+while the rollout goes on (its decisions are on ``rollout.decisions`` whatever the registry says). A
+worker that takes over the engine (after a crash, a restart, or a lost ownership) sends the saved
+writes again: setting an alias or a tag twice is harmless, and a write the registry took shortly
+before a crash may be sent once more.
 """
 
 from __future__ import annotations
@@ -27,7 +27,8 @@ import logging
 import os
 import queue
 import threading
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from evaluators.policy.registry_writes import RegistryWrite
 from schemas.control import RegistryVersion

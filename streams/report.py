@@ -15,9 +15,9 @@ from __future__ import annotations
 import html
 import io
 import math
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from pathlib import Path
-from typing import Callable, Iterable
 
 import matplotlib
 
@@ -37,7 +37,9 @@ PANELS = {
 }
 
 
-def panel(metric: str) -> tuple[str, Callable[[MetricsSnapshot], float | None], Callable[[MetricsSnapshot], int] | None]:
+def panel(
+    metric: str,
+) -> tuple[str, Callable[[MetricsSnapshot], float | None], Callable[[MetricsSnapshot], int] | None]:
     """(title, value per window, its count for a Wilson band or None) of a guardrail's panel: the
     proportions and latency have their own; every other metric is read off the snapshot's metrics
     (drawn without a per-window band: the decisions' bounds are its bands)."""
@@ -122,7 +124,7 @@ def guardrail_svg(metric: str, snapshots: list[MetricsSnapshot], decisions: list
             if e.metric != metric:
                 continue
             x = (_ms(d.ts) - t0) / 1000
-            for side, bounds, marker in (("baseline", e.baseline, "s"), ("candidate", e.candidate, "D")):
+            for _side, bounds, marker in (("baseline", e.baseline, "s"), ("candidate", e.candidate, "D")):
                 if bounds is None or bounds.value is None or bounds.lower is None or bounds.upper is None:
                     continue
                 axes.errorbar([x], [bounds.value], yerr=[[bounds.value - bounds.lower], [bounds.upper - bounds.value]],

@@ -24,7 +24,7 @@ import logging
 import threading
 import uuid
 from collections import deque
-from typing import Callable, Mapping
+from collections.abc import Callable, Mapping
 
 from confluent_kafka import Consumer, TopicPartition
 from prometheus_client import Counter

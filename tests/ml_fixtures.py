@@ -7,7 +7,7 @@ an ``InferenceResponse`` (JSON types: ints for classes, floats for regression, l
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from typing import Any
 
 import numpy as np
@@ -26,7 +26,7 @@ def _features(x: np.ndarray, names: list[str]) -> list[dict[str, float]]:
     return [{n: float(v) for n, v in zip(names[:4], row[:4])} for row in x]
 
 
-@lru_cache(maxsize=None)
+@cache
 def served(task: str) -> Served:
     from sklearn import datasets
     from sklearn.linear_model import LinearRegression, LogisticRegression

@@ -4,14 +4,20 @@ from __future__ import annotations
 
 import json
 import math
-from datetime import timezone
+from datetime import UTC
 from pathlib import Path
 
 import orjson
 import pytest
 
 from schemas import (
-    DecodeError, GroundTruth, InferenceRequest, InferenceResponse, RolloutSpec, RoutingCommand, decode,
+    DecodeError,
+    GroundTruth,
+    InferenceRequest,
+    InferenceResponse,
+    RolloutSpec,
+    RoutingCommand,
+    decode,
     encode,
 )
 from schemas.catalog import MESSAGES
@@ -56,7 +62,7 @@ def test_invalid_v1_events_are_refused_naming_the_field(sample):
 def test_timestamps_rfc3339_and_epoch_ms_agree_and_serialize_utc():
     a = InferenceRequest.model_validate({"request_id": "r", "model": "m", "ts": "2026-03-01T13:00:00+01:00"})
     b = InferenceRequest.model_validate({"request_id": "r", "model": "m", "ts": 1772366400000})
-    assert a.ts == b.ts and a.ts.tzinfo == timezone.utc
+    assert a.ts == b.ts and a.ts.tzinfo == UTC
     assert orjson.loads(encode(a))["ts"] == "2026-03-01T12:00:00Z"
 
 

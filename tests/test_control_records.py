@@ -8,8 +8,14 @@ import orjson
 import pytest
 
 from evaluators.policy.control_records import (
-    MAX_CONTROL_RECORD_BYTES, REFUSAL_REASONS, ReadRecord, ToldPositions, latest_specs, read_command_record,
-    read_spec_record, refusal_alert,
+    MAX_CONTROL_RECORD_BYTES,
+    REFUSAL_REASONS,
+    ReadRecord,
+    ToldPositions,
+    latest_specs,
+    read_command_record,
+    read_spec_record,
+    refusal_alert,
 )
 from evaluators.policy.engine import RolloutEngine
 from schemas import encode

@@ -50,7 +50,9 @@ def test_promtool_checks_the_config_and_the_rules():
     rules = sorted((DEPLOY / "prometheus" / "rules").glob("*.yml"))
     result = run(promtool, "check", "rules", *map(str, rules))
     assert result.returncode == 0, result.stdout + result.stderr
-    count = sum(len(g["rules"]) for g in yaml.safe_load((DEPLOY / "prometheus/rules/shadowcanary.yml").read_text())["groups"])
+    count = sum(
+        len(g["rules"]) for g in yaml.safe_load((DEPLOY / "prometheus/rules/shadowcanary.yml").read_text())["groups"]
+    )
     assert f"SUCCESS: {count} rules found" in result.stdout
 
 

@@ -15,7 +15,8 @@ from typing import Any
 import msgspec
 import orjson
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from pydantic import BaseModel
 
 from schemas import GroundTruth, InferenceRequest, InferenceResponse
@@ -100,20 +101,69 @@ def test_generated_records_decode_alike(generated):
 
 #: Values at and around the edges the two parsers could treat differently.
 EDGY = st.one_of(
-    SAFE_INT, FINITE, st.booleans(), st.none(), st.text(max_size=5),
-    st.sampled_from([0, -0.0, 1.0, 2**63, -(2**63) - 1, 2**64, 1e308, 5e-324, "", "x" * 128, "x" * 129,
-                     "é" * 128, "é" * 129, "😀" * 128, "😀" * 129, "x" * 256, "x" * 257,
-                     "2026-03-01T12:00:00Z", "2026-03-01t12:00:00z", "2026-03-01 12:00:00+01:00",
-                     "2026-03-01T12:00:00.1234567891Z", "2026-03-01T12:00:00.1234567Z", "2026-02-30T12:00:00Z",
-                     "2026-03-01T24:00:00Z", "2026-03-01T12:00:60Z", "2026-03-01T12:00:00+24:00",
-                     "+2026-03-01T12:00:00Z", "2026-03-01T12:00Z", 1772366400000.5, 1772366400000.0,
-                     "2026-03-01T12:00:00.Z", "2026-03-01T12:00:00.٣Z", "2026-03-01T12:00:00.999999999-00:00",
-                     "2026-03-01T12:00:00.9999999999Z", "2026-03-01T12:00:00.12+01:00", "2026-03-01T12:00:00 Z",
-                     "2026-03-01T12:00:00.5z", "2026-03-01T12:00:00+0100", "2026-03-01T12:00:00.123456",
-                     "2026-13-01T12:00:00Z", "٢٠٢٦-03-01T12:00:00Z", "1969-12-31T23:59:59.999Z",
-                     253402300799999, 253402300800000, -1, "primary", "canary", "shadow", "Primary"]),
-    st.lists(SAFE_INT, max_size=2), st.dictionaries(st.text(max_size=3), st.one_of(SAFE_INT, FINITE, st.text(max_size=3),
-                                                                                 st.none(), st.booleans()), max_size=3))
+    SAFE_INT,
+    FINITE,
+    st.booleans(),
+    st.none(),
+    st.text(max_size=5),
+    st.sampled_from(
+        [
+            0,
+            -0.0,
+            1.0,
+            2**63,
+            -(2**63) - 1,
+            2**64,
+            1e308,
+            5e-324,
+            "",
+            "x" * 128,
+            "x" * 129,
+            "é" * 128,
+            "é" * 129,
+            "😀" * 128,
+            "😀" * 129,
+            "x" * 256,
+            "x" * 257,
+            "2026-03-01T12:00:00Z",
+            "2026-03-01t12:00:00z",
+            "2026-03-01 12:00:00+01:00",
+            "2026-03-01T12:00:00.1234567891Z",
+            "2026-03-01T12:00:00.1234567Z",
+            "2026-02-30T12:00:00Z",
+            "2026-03-01T24:00:00Z",
+            "2026-03-01T12:00:60Z",
+            "2026-03-01T12:00:00+24:00",
+            "+2026-03-01T12:00:00Z",
+            "2026-03-01T12:00Z",
+            1772366400000.5,
+            1772366400000.0,
+            "2026-03-01T12:00:00.Z",
+            "2026-03-01T12:00:00.٣Z",
+            "2026-03-01T12:00:00.999999999-00:00",
+            "2026-03-01T12:00:00.9999999999Z",
+            "2026-03-01T12:00:00.12+01:00",
+            "2026-03-01T12:00:00 Z",
+            "2026-03-01T12:00:00.5z",
+            "2026-03-01T12:00:00+0100",
+            "2026-03-01T12:00:00.123456",
+            "2026-13-01T12:00:00Z",
+            "٢٠٢٦-03-01T12:00:00Z",
+            "1969-12-31T23:59:59.999Z",
+            253402300799999,
+            253402300800000,
+            -1,
+            "primary",
+            "canary",
+            "shadow",
+            "Primary",
+        ]
+    ),
+    st.lists(SAFE_INT, max_size=2),
+    st.dictionaries(
+        st.text(max_size=3), st.one_of(SAFE_INT, FINITE, st.text(max_size=3), st.none(), st.booleans()), max_size=3
+    ),
+)
 
 
 @st.composite
@@ -181,8 +231,12 @@ def _constraints(schema: dict) -> dict[str, Any]:
         if values:
             out[keyword] = sorted(map(str, values)) if keyword in ("enum", "type") else values
     if "enum" in out:
-        out["enum"] = sorted(str(v) for branch in (schema.get("enum"), *[b.get("enum") for b in schema.get("anyOf", [])])
-                             if branch for v in branch)
+        out["enum"] = sorted(
+            str(v)
+            for branch in (schema.get("enum"), *[b.get("enum") for b in schema.get("anyOf", [])])
+            if branch
+            for v in branch
+        )
     out.pop("type", None)  # msgspec and pydantic name number types differently; values are tested above
     return out
 

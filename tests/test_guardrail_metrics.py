@@ -242,7 +242,7 @@ def test_an_engine_ab_on_conversion_rolls_back_a_worse_candidate_and_completes_a
         engine = RolloutEngine()
         sums = {"v1": [0, 0.0, 0.0], "v2": [0, 0.0, 0.0]}
 
-        def totals() -> dict:
+        def totals(sums: dict = sums) -> dict:
             out = {}
             for version, (n, k, _) in sums.items():
                 state = slim(None)
@@ -365,7 +365,13 @@ def _conversion_look(n: int, converted: int) -> dict:
 
 
 def _accuracy_look(n: int, correct: int) -> dict:
-    return {"n": n, "err": 0, "lab": n, "lat": slim(None)["lat"], "cls": {"cm": {"1\x1f1": correct, "1\x1f0": n - correct}}}
+    return {
+        "n": n,
+        "err": 0,
+        "lab": n,
+        "lat": slim(None)["lat"],
+        "cls": {"cm": {"1\x1f1": correct, "1\x1f0": n - correct}},
+    }
 
 
 def looks_to_fail(guardrail: Guardrail, rng: np.random.Generator, rates: tuple[float, float], per_look: int,
@@ -430,7 +436,9 @@ def test_an_untuned_mixture_is_the_centred_one_and_a_centred_prior_needs_less_ev
     centred = asymptotic.log_evidence(0.05, variance, effective, (asymptotic.Mixture(1_600.0),))
     planned = asymptotic.log_evidence(0.05, variance, effective, (asymptotic.Mixture(1_600.0, 0.05),))
     x = 0.05 * math.sqrt(effective) * math.sqrt(effective / (effective + 1_600.0))
-    assert centred == pytest.approx(0.5 * x * x - 0.5 * math.log(5_600 / 1_600) + math.log(2 * 0.5 * math.erfc(-x / math.sqrt(2))))
+    assert centred == pytest.approx(
+        0.5 * x * x - 0.5 * math.log(5_600 / 1_600) + math.log(2 * 0.5 * math.erfc(-x / math.sqrt(2)))
+    )
     assert planned > centred
 
 

@@ -193,7 +193,9 @@ def test_any_json_log_with_the_users_field_names():
     assert (resp.version, resp.role, resp.prediction, resp.score, resp.latency_ms) == ("v2", "canary", True, 0.81, 12.5)
     assert (err.version, err.error, err.ts.timestamp() * 1000) == ("v1", '{"code":500}', T + 5)
     with pytest.raises(BadRecord) as caught:
-        t.translate(ExternalRecord("serving-log", None, orjson.dumps({**response, "model_version": "2027-01"}), None, T))
+        t.translate(
+            ExternalRecord("serving-log", None, orjson.dumps({**response, "model_version": "2027-01"}), None, T)
+        )
     assert caught.value.reason == "unknown_version" and "'2027-01'" in caught.value.detail
 
 
@@ -206,7 +208,9 @@ def test_a_bad_mapping_names_the_field_and_line():
     with pytest.raises(SpecError, match="a json source needs json, model, version_from"):
         load_yaml_model("source: json\nversions: {a: {version: v1}}\n", "j.yaml", IngestMapping, "x")
     with pytest.raises(SpecError, match=r"versions.default.role: Input should be 'primary', 'canary' or 'shadow'"):
-        load_yaml_model("source: kserve\nversions: {default: {version: v1, role: blue}}\n", "r.yaml", IngestMapping, "x")
+        load_yaml_model(
+            "source: kserve\nversions: {default: {version: v1, role: blue}}\n", "r.yaml", IngestMapping, "x"
+        )
 
 
 def test_ingest_try_prints_events_and_dead_letters(tmp_path):
@@ -243,8 +247,12 @@ def test_feature_names_apply_to_a_single_input_of_as_many_columns():
     assert features([{"name": "x", "shape": [1, 3], "datatype": "INT64", "data": [1, 2, 3]}]) == [
         {"x_0": 1, "x_1": 2, "x_2": 3}]
     # two inputs: each named after its tensor, whatever the names say
-    assert features([{"name": "age", "shape": [1], "datatype": "INT64", "data": [40]},
-                     {"name": "plan", "shape": [1], "datatype": "BYTES", "data": ["pro"]}]) == [{"age": 40, "plan": "pro"}]
+    assert features(
+        [
+            {"name": "age", "shape": [1], "datatype": "INT64", "data": [40]},
+            {"name": "plan", "shape": [1], "datatype": "BYTES", "data": ["pro"]},
+        ]
+    ) == [{"age": 40, "plan": "pro"}]
 
 
 def test_the_bridge_stage_writes_events_by_request_id_and_counts_what_committed(caplog):

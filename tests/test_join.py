@@ -6,7 +6,8 @@ import random
 from typing import Any
 
 import msgspec
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from evaluators.accumulators import evaluator_accumulator
 from evaluators.counts import MAX_FUTURE_SKEW, JoinCounts
@@ -26,7 +27,9 @@ def req(rid: str, ts: int, **features: Any) -> InferenceRequest:
     return InferenceRequest(request_id=rid, model="m", ts=ts, features=features)
 
 
-def resp(rid: str, version: str, role: str, ts: int, prediction: Any = 1, error: str | None = None) -> InferenceResponse:
+def resp(
+    rid: str, version: str, role: str, ts: int, prediction: Any = 1, error: str | None = None
+) -> InferenceResponse:
     return InferenceResponse(request_id=rid, model="m", version=version, role=role, ts=ts,
                              prediction=None if error else prediction, error=error, latency_ms=3.0)
 
@@ -332,7 +335,7 @@ def shared_id_streams(draw) -> dict[str, list]:
             if fate != "never":
                 delay = draw(st.integers(1, 9)) * MIN if fate == "on_time" else draw(st.integers(12, 15)) * MIN
                 events.append(_event("label", model, rid, t0 + delay, value=draw(st.integers(0, 1))))
-    for model, events in streams.items():
+    for events in streams.values():
         events += draw(st.lists(st.sampled_from(events), max_size=3)) if events else []  # duplicates
         random.Random(draw(st.integers(0, 10**6))).shuffle(events)
     return streams

@@ -186,8 +186,8 @@ def test_clock_skew_is_judged_only_once_every_partition_has_a_time():
 # --- a batch's facts folded at once ---------------------------------------------------------
 
 def _fact_stream(seed: int, n: int = 400) -> list:
-    from evaluators.facts import AgreementFact, Expired, ServedFeatures
     from evaluators.drift.summary import MAX_CATEGORIES, MAX_FEATURES
+    from evaluators.facts import AgreementFact, Expired, ServedFeatures
 
     rng = random.Random(seed)
     predictions = [0, 1, "cat", True, 0.25, None, [1, 2], {"a": 1}]
@@ -207,9 +207,12 @@ def _fact_stream(seed: int, n: int = 400) -> list:
                                       rng.choice([0, 1]), rng.choice([None, rng.random()]), rng.choice([0, 1]),
                                       {"revenue": rng.uniform(0, 9)}, 3.0, None, None))
         elif roll < 0.85:
-            features = {name: rng.choice([rng.gauss(0, 5), rng.randint(-3, 3), f"c{rng.randint(0, MAX_CATEGORIES + 20)}",
-                                          True, None, [1]])
-                        for name in rng.sample(names, rng.randint(0, 12))}
+            features = {
+                name: rng.choice(
+                    [rng.gauss(0, 5), rng.randint(-3, 3), f"c{rng.randint(0, MAX_CATEGORIES + 20)}", True, None, [1]]
+                )
+                for name in rng.sample(names, rng.randint(0, 12))
+            }
             facts.append(ServedFeatures("m", "v1", "primary", ts, features))
         elif roll < 0.93:
             facts.append(Expired("m", "v1", "primary", ts))
@@ -293,7 +296,9 @@ def test_the_partition_state_does_not_grow_with_the_windows_a_week_long_label_ti
                                                     ts_ms=ts + 5, prediction=rng.randint(0, 1),
                                                     score=round(rng.random(), 2),  # a bounded AUC map
                                                     latency_ms=rng.uniform(5, 50)), "s"))
-            batch.append(incoming(LabelEvent(request_id=rid, model="m", ts_ms=ts + 60_000, label=rng.randint(0, 1)), "l"))
+            batch.append(
+                incoming(LabelEvent(request_id=rid, model="m", ts_ms=ts + 60_000, label=rng.randint(0, 1)), "l")
+            )
         join.process(batch, sources=["q", "s", "l"])
         sizes.append((len(orjson.dumps(join.last_state["acc"])), len(orjson.dumps(join.last_state))))
     windows = [key for key in store if key.startswith("w:")]

@@ -28,8 +28,10 @@ def test_a_join_that_never_started_is_reported_once_with_where_the_loop_stands()
     progress.line(30.0)
     assert progress.stall_report(30.0) is None  # one still line: not yet
     progress.line(60.0)
-    assert progress.stall_report(60.0) == ("join stalled: no events joined for 60s while records wait; where the "
-                                           "worker's loop stands:\n  MainThread: cimpl consume <- worker/loop.py:160 turn")
+    assert progress.stall_report(60.0) == (
+        "join stalled: no events joined for 60s while records wait; where the "
+        "worker's loop stands:\n  MainThread: cimpl consume <- worker/loop.py:160 turn"
+    )
     progress.line(90.0)
     assert progress.stall_report(90.0) is None  # once per stall
 

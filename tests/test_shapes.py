@@ -4,7 +4,8 @@ model, the version and both shapes; none on the demo's own traffic."""
 from __future__ import annotations
 
 import random
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 

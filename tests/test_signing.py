@@ -11,8 +11,15 @@ import pytest
 import rfc8785
 
 from schemas.control import RoutingCommand
-from schemas.signing import (HmacKey, SigningKeyError, generate_key, load_signer, load_verifier, sign_command,
-                             verify_command)
+from schemas.signing import (
+    HmacKey,
+    SigningKeyError,
+    generate_key,
+    load_signer,
+    load_verifier,
+    sign_command,
+    verify_command,
+)
 from tests.signing_vectors import PATH as VECTORS_PATH
 from tests.signing_vectors import render as render_vectors
 from tests.signing_vectors import vector_keys

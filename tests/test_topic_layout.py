@@ -6,8 +6,7 @@ import pytest
 from confluent_kafka.admin import NewTopic
 
 from schemas.topics import TOPICS, Topics
-from streams.admin import (TopicState, admin_client, create_topics, layout_problems, verify_topics,
-                           wait_for_topics)
+from streams.admin import TopicState, admin_client, create_topics, layout_problems, verify_topics, wait_for_topics
 from streams.errors import TopicLayoutError
 
 

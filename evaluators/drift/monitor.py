@@ -163,7 +163,7 @@ class DriftMonitor:
         features = {v: state.get("ft") or {} for v, (_, state) in versions.items()}
         scores: dict[str, dict[str, float]] = {}
         alerts: list[Alert] = []
-        for version, (role, state) in sorted(versions.items()):
+        for version, (_role, state) in sorted(versions.items()):
             out: dict[str, float] = {}
             reference = self.references.get(f"{model}\x1f{version}")
             pinned = reference is not None and self._pinned(reference)
@@ -195,7 +195,7 @@ class DriftMonitor:
         primaries = [(state.get("n", 0), v) for v, (role, state) in versions.items() if role == "primary"]
         return max(primaries)[1] if primaries else None
 
-    def _judge(self, comparisons: list[tuple[str, Comparison]]) -> "Verdict":
+    def _judge(self, comparisons: list[tuple[str, Comparison]]) -> Verdict:
         tests = [(against, t) for against, c in comparisons for t in c.p_values]
         if not tests:
             return Verdict(False, False)
@@ -206,7 +206,7 @@ class DriftMonitor:
             return Verdict(False, True)
         return Verdict(True, True, hits[0][1], hits[0][0], level)
 
-    def _condition(self, model: str, version: str, feature: str, verdict: "Verdict", ts: int,
+    def _condition(self, model: str, version: str, feature: str, verdict: Verdict, ts: int,
                    confirm: int | None = None) -> list[Alert]:
         flagged = verdict.flagged
         if not verdict.judged:

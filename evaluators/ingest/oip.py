@@ -157,12 +157,20 @@ def _build_messages() -> tuple[type, type]:
     for top, tensor, tensors_number, raw_name, raw_number in (
             ("ModelInferRequest", "InferInputTensor", 5, "raw_input_contents", 7),
             ("ModelInferResponse", "InferOutputTensor", 5, "raw_output_contents", 6)):
-        fields = [("model_name", 1, _TYPE.TYPE_STRING, None, False), ("model_version", 2, _TYPE.TYPE_STRING, None, False),
-                  ("id", 3, _TYPE.TYPE_STRING, None, False),
-                  ("parameters", 4, _TYPE.TYPE_MESSAGE, f".inference.{top}.ParametersEntry", True),
-                  ("outputs" if top.endswith("Response") else "inputs", tensors_number, _TYPE.TYPE_MESSAGE,
-                   f".inference.{top}.{tensor}", True),
-                  (raw_name, raw_number, _TYPE.TYPE_BYTES, None, True)]
+        fields = [
+            ("model_name", 1, _TYPE.TYPE_STRING, None, False),
+            ("model_version", 2, _TYPE.TYPE_STRING, None, False),
+            ("id", 3, _TYPE.TYPE_STRING, None, False),
+            ("parameters", 4, _TYPE.TYPE_MESSAGE, f".inference.{top}.ParametersEntry", True),
+            (
+                "outputs" if top.endswith("Response") else "inputs",
+                tensors_number,
+                _TYPE.TYPE_MESSAGE,
+                f".inference.{top}.{tensor}",
+                True,
+            ),
+            (raw_name, raw_number, _TYPE.TYPE_BYTES, None, True),
+        ]
         message = _message(file, top, fields)
         _parameters_entry(message, file)
         nested = _message(file, tensor, tensor_fields + [

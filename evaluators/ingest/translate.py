@@ -39,8 +39,9 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import jmespath
 import orjson
@@ -56,7 +57,9 @@ from schemas.ingest import IngestMapping
 Translated = InferenceRequest | InferenceResponse
 
 #: Seldon Core 2's model topics: ``<prefix>.<namespace>.model.<model>.inputs|outputs``.
-SELDON_TOPIC = re.compile(r"^(?P<prefix>.+)\.(?P<namespace>[^.]+)\.model\.(?P<model>[^.]+)\.(?P<direction>inputs|outputs)$")
+SELDON_TOPIC = re.compile(
+    r"^(?P<prefix>.+)\.(?P<namespace>[^.]+)\.model\.(?P<model>[^.]+)\.(?P<direction>inputs|outputs)$"
+)
 #: The CloudEvent types of KServe's payload logger.
 KSERVE_TYPES = {"org.kubeflow.serving.inference.request": "request",
                 "org.kubeflow.serving.inference.response": "response"}
@@ -125,8 +128,11 @@ class Translator:
         value = self._version_from.search(context)
         target = self.mapping.versions.get("" if value is None else str(value))
         if target is None:
-            raise BadRecord("unknown_version", f"{self.mapping.version_expression()} is {value!r}, which the "
-                                               f"mapping's versions do not name ({', '.join(sorted(self.mapping.versions))})")
+            raise BadRecord(
+                "unknown_version",
+                f"{self.mapping.version_expression()} is {value!r}, which the "
+                f"mapping's versions do not name ({', '.join(sorted(self.mapping.versions))})",
+            )
         return target.version, target.role
 
     def _extras(self, context: dict[str, Any]) -> dict[str, Any]:

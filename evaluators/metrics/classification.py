@@ -24,7 +24,8 @@ import numpy as np
 import orjson
 from river import metrics
 
-from evaluators.metrics.sums import add as add_to_sum, mean, merge_counts, merge_sum, new_sum
+from evaluators.metrics.sums import add as add_to_sum
+from evaluators.metrics.sums import mean, merge_counts, merge_sum, new_sum
 
 ECE_BINS = 10
 MAX_DISTINCT_SCORES = 20_000

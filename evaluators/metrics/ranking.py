@@ -13,9 +13,11 @@ label names no relevant item counts as 0 in precision@k and is left out of recal
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
-from evaluators.metrics.sums import add as add_to_sum, mean, merge_counts, merge_sum, new_sum
+from evaluators.metrics.sums import add as add_to_sum
+from evaluators.metrics.sums import mean, merge_counts, merge_sum, new_sum
 
 DEFAULT_KS = (5, 10)
 _DISCOUNT = [1.0 / math.log2(i + 2) for i in range(10_000)]

@@ -16,7 +16,8 @@ import math
 
 from river import metrics, stats
 
-from evaluators.metrics.sums import add as add_to_sum, mean, merge_sum, new_sum
+from evaluators.metrics.sums import add as add_to_sum
+from evaluators.metrics.sums import mean, merge_sum, new_sum
 
 _EPS = float.fromhex("0x1p-52")
 

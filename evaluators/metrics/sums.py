@@ -19,7 +19,6 @@ from __future__ import annotations
 
 from river import stats
 
-
 #: Where each part of a running sum sits.
 COUNT, TOTAL, SQUARES = 0, 1, 2
 

@@ -15,8 +15,9 @@ with business outcomes (count, sum and mean per labelled request of each KPI) an
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import orjson
 
@@ -24,7 +25,8 @@ from evaluators.drift import summary as drift_summary
 from evaluators.drift.config import DriftConfig
 from evaluators.facts import AgreementFact, Expired, Fact, JoinedRecord, ResponseFact, ServedFeatures
 from evaluators.metrics import classification, ranking, regression, sketch
-from evaluators.metrics.sums import add as add_to_sum, counts_below, mean, merge_counts, merge_sum, new_sum, squares
+from evaluators.metrics.sums import add as add_to_sum
+from evaluators.metrics.sums import counts_below, mean, merge_counts, merge_sum, new_sum, squares
 from schemas.metric_names import Task
 
 RANK_OVERLAP_K = 10

@@ -104,8 +104,9 @@ def refusal_alert(topic: str, partition: int, offset: int, model: str | None, re
     >>> alert = refusal_alert("rollout.specs", 0, 41, "fraud", Refusal("invalid", "steps[1].percent: too big"), 0)
     >>> alert.kind, alert.severity, alert.source_offset
     ('schema', 'warning', 41)
-    >>> print(alert.message)
-    refused a record on rollout.specs (partition 0, offset 41) for fraud: invalid: steps[1].percent: too big; it changed nothing
+    >>> print(alert.message)  # doctest: +NORMALIZE_WHITESPACE
+    refused a record on rollout.specs (partition 0, offset 41) for fraud: invalid: steps[1].percent: too big;
+    it changed nothing
     """
     return Alert(model=model or UNKNOWN_MODEL, severity="warning", kind="schema", ts=now_ms,
                  message=(f"refused a record on {topic} (partition {partition}, offset {offset}) for "

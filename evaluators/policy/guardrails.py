@@ -28,7 +28,8 @@ only), and a spec using it is refused when validated rather than held forever.
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from evaluators.metrics import classification, sketch
 from evaluators.metrics.version import new_state
@@ -298,7 +299,9 @@ def comparison_of(guardrail: Guardrail) -> tuple[float, float]:
     return (1.0 - relative if higher else 1.0 + relative), 0.0
 
 
-def planned_effect(guardrail: Guardrail, test: dict[str, Any], baseline_value: Callable[[], float | None]) -> float | None:
+def planned_effect(
+    guardrail: Guardrail, test: dict[str, Any], baseline_value: Callable[[], float | None]
+) -> float | None:
     """The guardrail's ``min_detectable_effect`` in the units of its contrast ``M_c - lam * M_b``: as
     given for an absolute bound or a difference; times the baseline's value (``baseline_value()``,
     read only until the test has fixed its mixture) for a relative change. None when it plans none,

@@ -41,9 +41,17 @@ def outcome_write(spec: RolloutSpec, decision: Decision) -> RegistryWrite | None
         return RegistryWrite(rollout_id=decision.rollout_id, name=registry.name, version=number,
                              alias=registry.alias, tags={})
     if decision.action == "rollback":
-        return RegistryWrite(rollout_id=decision.rollout_id, name=registry.name, version=number, alias=None,
-                             tags={"shadowcanary.decision": "rolled_back", "shadowcanary.reason": decision.reason[:5000],
-                                   "shadowcanary.rollout_id": decision.rollout_id})
+        return RegistryWrite(
+            rollout_id=decision.rollout_id,
+            name=registry.name,
+            version=number,
+            alias=None,
+            tags={
+                "shadowcanary.decision": "rolled_back",
+                "shadowcanary.reason": decision.reason[:5000],
+                "shadowcanary.rollout_id": decision.rollout_id,
+            },
+        )
     return None
 
 

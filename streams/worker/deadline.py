@@ -21,7 +21,8 @@ a nap did not return within 0.05s
 from __future__ import annotations
 
 import threading
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 
 class CallStuck(Exception):

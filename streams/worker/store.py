@@ -24,9 +24,10 @@ restore repairs by reading the changelog after the checkpoint. A transaction tha
 from __future__ import annotations
 
 import shutil
-from time import perf_counter
+from collections.abc import Iterable, Iterator, MutableMapping
 from pathlib import Path
-from typing import Any, Iterable, Iterator, MutableMapping
+from time import perf_counter
+from typing import Any
 
 import orjson
 
@@ -50,11 +51,11 @@ class PartitionStore:
         self.clock: StageClock | None = None
 
     @classmethod
-    def in_memory(cls) -> "PartitionStore":
+    def in_memory(cls) -> PartitionStore:
         return cls({})
 
     @classmethod
-    def on_disk(cls, path: Path) -> "PartitionStore":
+    def on_disk(cls, path: Path) -> PartitionStore:
         from rocksdict import Options, Rdict
 
         path.parent.mkdir(parents=True, exist_ok=True)

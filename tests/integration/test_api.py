@@ -57,8 +57,10 @@ def test_argo_and_flagger_get_the_verdicts_of_passing_failing_and_data_less_roll
                               stderr=subprocess.PIPE, text=True)
     try:
         producer = ContractProducer(kafka_settings)
-        nolabels = spec("nolabels").model_dump(mode="json") | {"bake": {"min_duration": "0s", "min_samples": 0},
-                                                                  "guardrails": [{"metric": "accuracy", "max_degradation": 0.03}]}
+        nolabels = spec("nolabels").model_dump(mode="json") | {
+            "bake": {"min_duration": "0s", "min_samples": 0},
+            "guardrails": [{"metric": "accuracy", "max_degradation": 0.03}],
+        }
         for message in (spec("good"), spec("bad"), RolloutSpec.model_validate(nolabels)):
             producer.send(topics.specs, message.model, message)
         producer.flush()
@@ -95,10 +97,16 @@ def test_argo_and_flagger_get_the_verdicts_of_passing_failing_and_data_less_roll
                                                                   "confirm-traffic-increase")
                    for m in ("good", "bad", "nolabels")}
         assert answers == {
-            ("confirm-promotion", "good"): 200, ("confirm-promotion", "bad"): 403, ("confirm-promotion", "nolabels"): 403,
-            ("rollout", "good"): 200, ("rollout", "bad"): 500, ("rollout", "nolabels"): 200,
-            ("confirm-traffic-increase", "good"): 200, ("confirm-traffic-increase", "bad"): 403,
-            ("confirm-traffic-increase", "nolabels"): 403}
+            ("confirm-promotion", "good"): 200,
+            ("confirm-promotion", "bad"): 403,
+            ("confirm-promotion", "nolabels"): 403,
+            ("rollout", "good"): 200,
+            ("rollout", "bad"): 500,
+            ("rollout", "nolabels"): 200,
+            ("confirm-traffic-increase", "good"): 200,
+            ("confirm-traffic-increase", "bad"): 403,
+            ("confirm-traffic-increase", "nolabels"): 403,
+        }
         assert call(port, "POST", "/v1/flagger/confirm-promotion", {"namespace": "test"})[0] == 400  # no name
         listing = call(port, "GET", "/v1/rollouts")[1]
         assert {r["model"]: r["status"] for r in listing} == {"bad": "rolled_back", "good": "completed",

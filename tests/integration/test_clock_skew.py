@@ -75,7 +75,7 @@ def test_a_client_clock_two_hours_ahead_expires_nothing_and_is_alerted_once(kafk
             text = _scrape(port)
             return _sample(text, "shadowcanary_labelled_responses_total", model="pay", version="v1",
                            role="primary") == 1001
-        assert wait_for(all_labelled, 180, 1.0), "\n".join(l for l in text.splitlines() if "pay" in l)
+        assert wait_for(all_labelled, 180, 1.0), "\n".join(line for line in text.splitlines() if "pay" in line)
         assert _sample(text, "shadowcanary_expired_responses_total", model="pay", version="v1", role="primary") == 0
         for topic in ("inference.requests", "inference.responses", "inference.labels"):
             assert _sample(text, "shadowcanary_future_events_total", topic=topic, model="pay") == 1

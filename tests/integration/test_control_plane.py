@@ -29,8 +29,8 @@ from streams.local_broker import free_port
 from streams.policy import STATE_KEY, rollouts_topic_name
 from streams.producer import ContractProducer, make_producer
 from streams.worker_process import log_digest
-from tests.integration.test_policy_worker import spec as accuracy_spec
 from tests.integration.test_policy_worker import publish_three_step_rollout, traffic
+from tests.integration.test_policy_worker import spec as accuracy_spec
 from tests.kafka_helpers import read_topic, start_evaluator, stop_workers
 
 pytestmark = pytest.mark.kafka
@@ -179,7 +179,9 @@ def test_rollout_start_dry_run_says_what_the_evaluator_would_do_and_publishes_no
     saver = ContractProducer(kafka_settings)
     saver.send(rollouts_topic_name(topics), STATE_KEY, orjson.dumps(engine.to_state()))
     saver.flush()
-    assert dry_run(path).startswith("no change: this spec is already running as rollout fraud@0:0 (running, stage 1 of 4)")
+    assert dry_run(path).startswith(
+        "no change: this spec is already running as rollout fraud@0:0 (running, stage 1 of 4)"
+    )
     other = tmp_path / "other.yaml"
     other.write_text(path.read_text().replace("candidate: v2", "candidate: v3"))
     assert dry_run(other).startswith("replacement: rollout fraud@0:0 (running, stage 1 of 4) would be rolled back "

@@ -12,7 +12,8 @@ from collections import Counter
 
 import pytest
 from confluent_kafka.admin import NewTopic
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from schemas.codec import MAX_RECORD_BYTES
 from schemas.topics import Topics
@@ -45,7 +46,9 @@ def generate_records(target: int) -> list[tuple[str, str, bytes | None, str]]:
         records.append((topic, f"k{i}", value, kind))
     for j in range(OVERSIZE_RECORDS):
         key = f"big{j}"
-        records.append(("inference.requests", key, oversize("inference.requests", key, MAX_RECORD_BYTES + 10), "oversize"))
+        records.append(
+            ("inference.requests", key, oversize("inference.requests", key, MAX_RECORD_BYTES + 10), "oversize")
+        )
     random.Random(7).shuffle(records)
     return records
 
@@ -106,7 +109,7 @@ def test_generated_malformed_records_all_reach_the_dlq_and_good_ones_are_process
     # The processed keys are request ids; map them back to record keys.
     valid_ids = {}
     import orjson
-    for topic, key, value, kind in records:
+    for _topic, key, value, kind in records:
         if kind == "valid":
             valid_ids.setdefault(orjson.loads(value)["request_id"], []).append(key)
 

@@ -80,8 +80,12 @@ def test_a_shifted_feature_raises_exactly_one_alert(kafka_bootstrap, tmp_path):
         assert drift[0]["value"] < drift[0]["threshold"]
         by_window = {(s["version"], s["window"]["start"]): s["drift"] for s in snapshots}
         # PSI on a few hundred values is noisy (why alarms rest on the KS test): the shift stands out.
-        v2_psi = [round(d["amount.psi"], 3) for (v, _), d in sorted(by_window.items()) if v == "v2" and "amount.psi" in d]
-        v1_psi = [round(d["amount.psi"], 3) for (v, _), d in sorted(by_window.items()) if v == "v1" and "amount.psi" in d]
+        v2_psi = [
+            round(d["amount.psi"], 3) for (v, _), d in sorted(by_window.items()) if v == "v2" and "amount.psi" in d
+        ]
+        v1_psi = [
+            round(d["amount.psi"], 3) for (v, _), d in sorted(by_window.items()) if v == "v1" and "amount.psi" in d
+        ]
         shifted = v2_psi[SHIFT_FROM - 3:SHIFT_FROM + 4]  # the reference is the first 3 windows
         assert min(shifted) > 2 * max(v1_psi), (v1_psi, v2_psi)
         text = ""
@@ -92,7 +96,8 @@ def test_a_shifted_feature_raises_exactly_one_alert(kafka_bootstrap, tmp_path):
             return 'shadowcanary_drift_firing{feature="amount",model="pay",version="v2"} 1.0' in text
         assert wait_for(exported, 30, 0.5), text[-3000:]
         assert 'shadowcanary_drift_score{against="baseline",feature="amount",measure="psi",model="pay",' \
-               'version="v2"}' in text, "\n".join(l for l in text.splitlines() if "drift_score" in l and "v2" in l)
+               'version="v2"}' in text, "\n".join(
+                line for line in text.splitlines() if "drift_score" in line and "v2" in line)
         assert text.count("shadowcanary_drift_firing{") == 1
     finally:
         stop_workers(worker)

@@ -25,8 +25,8 @@ from confluent_kafka.admin import NewTopic
 from evaluators.ingest.oip import encode_protobuf
 from evaluators.ingest.samples import read_records
 from evaluators.ingest.translate import SELDON_TOPIC, ExternalRecord, Translator
-from schemas.ingest import IngestMapping
 from schemas import GroundTruth, Topics
+from schemas.ingest import IngestMapping
 from streams.admin import TopicLayout, admin_client, create_topics
 from streams.producer import ContractProducer, make_producer
 from tests.kafka_helpers import read_topic, send_ticks, start_evaluator, stop_workers, wait_for

@@ -4,8 +4,8 @@ back; an equal one completes once non-inferiority is shown."""
 from __future__ import annotations
 
 import random
-from html import escape
 import uuid
+from html import escape
 
 import pytest
 

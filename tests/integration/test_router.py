@@ -110,7 +110,9 @@ def test_inference_logger_delivers_every_event_and_counts_what_it_drops(kafka_se
     assert logger.close() == 0
     assert logger.outcome("delivered") == 1000 and logger.outcome("dropped_invalid") == 1
     requests = read_topic(kafka_settings, contract_topics.requests, expected=500, linger=1)
-    assert sorted(decode(InferenceRequest, m.value()).request_id for m in requests) == sorted(f"r{i}" for i in range(500))
+    assert sorted(decode(InferenceRequest, m.value()).request_id for m in requests) == sorted(
+        f"r{i}" for i in range(500)
+    )
     # Kafka's murmur2 partitioning on request_id: a request and its response share a partition.
     responses = read_topic(kafka_settings, contract_topics.responses, expected=500, linger=1)
     partition_of = {m.key(): m.partition() for m in requests}

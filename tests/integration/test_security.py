@@ -44,13 +44,19 @@ def _name(common: str) -> x509.Name:
 
 def make_certificates(folder: Path) -> tuple[Path, Path]:
     """A CA and a broker certificate for 127.0.0.1/localhost signed by it: (CA PEM, broker keystore PEM)."""
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca = (x509.CertificateBuilder().subject_name(_name("shadowcanary test CA")).issuer_name(_name("shadowcanary test CA"))
-          .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
-          .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=1))
-          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-          .sign(ca_key, hashes.SHA256()))
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(_name("shadowcanary test CA"))
+        .issuer_name(_name("shadowcanary test CA"))
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
     key = ec.generate_private_key(ec.SECP256R1())
     cert = (x509.CertificateBuilder().subject_name(_name("localhost")).issuer_name(ca.subject)
             .public_key(key.public_key()).serial_number(x509.random_serial_number())
@@ -112,8 +118,11 @@ def test_cli_worker_logger_and_router_work_through_sasl_ssl(secure_broker, tmp_p
         assert logger.close() == 0
 
         def responses_counted() -> int:
-            latest = {m.key(): orjson.loads(m.value()) for m in read_topic(settings, partials_topic_name(topics), linger=1)
-                      if m.key().startswith(b"h/") and m.value() is not None}
+            latest = {
+                m.key(): orjson.loads(m.value())
+                for m in read_topic(settings, partials_topic_name(topics), linger=1)
+                if m.key().startswith(b"h/") and m.value() is not None
+            }
             total = JoinCounts()
             for partial in latest.values():
                 total.merge(JoinCounts.from_state(partial["counts"]))

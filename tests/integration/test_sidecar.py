@@ -110,7 +110,9 @@ def test_the_log_endpoints_publish_events_and_bad_input_gets_a_reason(kafka_sett
                                                      "ts": 1_790_000_000_050 + i, "label": 1})[0] == 202
     requests = read_topic(kafka_settings, contract_topics.requests, expected=50, linger=1)
     labels = read_topic(kafka_settings, contract_topics.labels, expected=50, linger=1)
-    assert sorted(decode(InferenceRequest, m.value()).request_id for m in requests) == sorted(f"s{i}" for i in range(50))
+    assert sorted(decode(InferenceRequest, m.value()).request_id for m in requests) == sorted(
+        f"s{i}" for i in range(50)
+    )
     assert {decode(GroundTruth, m.value()).label for m in labels} == {1}
     partition_of = {m.key(): m.partition() for m in requests}
     assert all(partition_of[m.key()] == m.partition() for m in labels)

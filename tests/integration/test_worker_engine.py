@@ -30,8 +30,8 @@ from streams.worker.join_stage import partials_topic_name
 from streams.worker.loop import ASSIGNMENT_PREFIX, LoopOptions
 from streams.worker_process import log_digest
 from tests.integration.test_join_worker import T0, _prepare, produce, wait_for
-from tests.integration.test_policy_worker import spec as accuracy_spec
 from tests.integration.test_policy_worker import publish_three_step_rollout, wait_for_commands
+from tests.integration.test_policy_worker import spec as accuracy_spec
 from tests.kafka_helpers import read_topic, send_ticks, start_evaluator, stop_workers
 from tests.kafka_helpers import wait_for as wait_until
 
