@@ -1,7 +1,7 @@
 # The ShadowCanary evaluator (and CLI): small, non-root, pinned base. Build: docker build -t shadowcanary .
-# EXTRAS=demo adds scikit-learn for the demo's traffic simulator (docker-compose's "traffic" profile).
+# EXTRAS=evaluator,demo adds scikit-learn for the demo's traffic simulator (docker-compose's "traffic" profile).
 FROM python:3.11.11-slim-bookworm AS build
-ARG EXTRAS=""
+ARG EXTRAS="evaluator"
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
 COPY pyproject.toml README.md ./

@@ -18,7 +18,7 @@ setup: $(VENV)/.installed $(KAFKA_LIB_STAMP) $(ASYNCAPI_STAMP) $(VERIFY_STAMP)
 $(VENV)/.installed: pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test,demo]'
+	$(PY) -m pip install --quiet -e '.[evaluator,test,demo]'
 	@touch $@
 
 $(KAFKA_LIB_STAMP): deploy/kafka/pom.xml
@@ -64,7 +64,7 @@ test: setup test-tools
 	$(PY) -m pytest
 
 $(VENV)/.bench-installed: pyproject.toml $(VENV)/.installed
-	$(PY) -m pip install --quiet -e '.[bench]'
+	$(PY) -m pip install --quiet -e '.[evaluator,bench]'
 	@touch $@
 
 bench: setup $(VENV)/.bench-installed

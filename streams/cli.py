@@ -47,23 +47,8 @@ def cli(ctx: click.Context, config_file: Path | None, bootstrap_servers: str | N
                       signing_key)
 
 
-for command in (
-    broker,
-    topics,
-    schemas,
-    evaluate,
-    ingest,
-    rollout,
-    keys,
-    labels,
-    sidecar,
-    actuate,
-    api,
-    report,
-    demo,
-    record,
-    replay,
-):
+for command in (broker, topics, schemas, evaluate, ingest, rollout, keys, labels, sidecar, actuate, api, report, demo,
+                record, replay):
     cli.add_command(command)
 
 

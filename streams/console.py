@@ -1,0 +1,30 @@
+"""The ``shadowcanary`` console script: the CLI, or a clear word when the evaluator is not installed.
+
+The base install (``pip install shadowcanary[router]``) is the router SDK and the inference logger;
+the CLI comes with the ``evaluator`` extra. Without it the command says so instead of a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+
+#: Top-level modules of the ``evaluator`` extra the CLI imports.
+EVALUATOR_MODULES = frozenset({"rocksdict", "numpy", "scipy", "river", "ddsketch", "msgspec", "click", "rich",
+                               "matplotlib", "google", "jmespath"})
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; exit status 1 with one line on stderr when its libraries are missing."""
+    try:
+        from streams.cli import main as cli_main
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").split(".")[0] not in EVALUATOR_MODULES:
+            raise
+        print(f"error: the shadowcanary command needs the evaluator's libraries ({exc.name} is not installed): "
+              "pip install 'shadowcanary[evaluator]'", file=sys.stderr)
+        return 1
+    return cli_main(argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
