@@ -76,3 +76,16 @@ def test_the_check_catches_a_link_outside_and_a_missing_heading(tmp_path, monkey
 
 def test_the_readme_links_the_contract_in_the_repository():
     assert "docs/contract.md" in links(ROOT / "README.md")
+
+
+def test_the_readmes_rollout_spec_is_valid_and_names_every_field_of_the_spec():
+    from schemas.rollout import RolloutSpec
+    from schemas.spec_yaml import all_field_names, load_spec_text
+
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = text[text.index("## Write a rollout spec"):]
+    example = section[section.index("```yaml\n") + 8:section.index("\n```", section.index("```yaml\n"))]
+    spec = load_spec_text(example, "README.md")
+    assert spec.mode == "canary" and spec.registry is not None and len(spec.guardrails) == 7
+    written = set(re.findall(r"^\s*(?:- )?([a-z_]+):", example, re.M))
+    assert all_field_names(RolloutSpec) - {"percent"} <= written  # a step's own fields: in the line below it
