@@ -8,7 +8,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from streams.local_broker import LocalBroker, free_port
+from streams.kafka.local_broker import LocalBroker, free_port
 
 
 @contextlib.contextmanager

@@ -32,10 +32,10 @@ from schemas.codec import decode
 from schemas.control import Decision, RoutingCommand
 from schemas.rollout import RolloutSpec
 from schemas.topics import Topics
-from streams.admin import TopicLayout, create_topics
-from streams.config import KafkaSettings
-from streams.producer import ContractProducer
-from streams.worker_process import start_evaluator, stop_workers
+from streams.kafka.admin import TopicLayout, create_topics
+from streams.kafka.producer import ContractProducer
+from streams.kafka.settings import KafkaSettings
+from streams.worker.process import start_evaluator, stop_workers
 
 ROLLOUTS = 12
 ROLLOUT_RPS = 25

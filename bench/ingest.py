@@ -18,10 +18,10 @@ from bench.report import Result
 from evaluators.ingest.oip import encode_protobuf
 from evaluators.ingest.translate import ExternalRecord, Translator
 from schemas.ingest import IngestMapping
-from streams.admin import TopicLayout, admin_client, create_topics
-from streams.config import KafkaSettings
-from streams.ingest import build_bridge
-from streams.producer import make_producer
+from streams.ingest.bridge import build_bridge
+from streams.kafka.admin import TopicLayout, admin_client, create_topics
+from streams.kafka.producer import make_producer
+from streams.kafka.settings import KafkaSettings
 
 RECORDS = int(os.environ.get("BENCH_INGEST_RECORDS", "200000"))
 TRANSLATE = int(os.environ.get("BENCH_INGEST_TRANSLATE", "50000"))

@@ -39,11 +39,12 @@ from schemas import GroundTruth, InferenceRequest, InferenceResponse, Topics, en
 from schemas.catalog import model_for_topic
 from schemas.dead_letter import decode_or_dead_letter
 from schemas.fast_codec import decode_fast
-from streams.admin import TopicLayout, admin_client, create_topics, ensure_internal_topic
-from streams.config import KafkaSettings
-from streams.producer import make_producer
+from schemas.internal_topics import changelog_topic_name, partials_topic_name
+from streams.kafka.admin import TopicLayout, admin_client, create_topics, ensure_internal_topic
+from streams.kafka.producer import make_producer
+from streams.kafka.settings import KafkaSettings
 from streams.worker.gc_pace import pace_cycle_collector
-from streams.worker.join_stage import SOURCE_CODES, JoinStage, changelog_topic_name, partials_topic_name
+from streams.worker.join_stage import SOURCE_CODES, JoinStage
 from streams.worker.loop import INPUT_TOPICS, BatchLoop, LoopOptions
 from streams.worker.store import PartitionStore
 

@@ -15,10 +15,10 @@ from pathlib import Path
 from bench.broker import broker
 from bench.report import Result
 from schemas.topics import Topics
-from streams.admin import TopicLayout, create_topics
-from streams.config import KafkaSettings
-from streams.label_files import LabelColumns, publish_labels
-from streams.producer import ContractProducer
+from streams.ingest.label_files import LabelColumns, publish_labels
+from streams.kafka.admin import TopicLayout, create_topics
+from streams.kafka.producer import ContractProducer
+from streams.kafka.settings import KafkaSettings
 
 ROWS = int(os.environ.get("BENCH_LABEL_ROWS", "1000000"))
 

@@ -1,5 +1,5 @@
 """The merging owner's cost with many partitions: the heartbeats of 1,000 input partitions, each at
-the worker's bound (one per partition per 0.5 s), fed to the owner as :class:`streams.merger.MergerService`
+the worker's bound (one per partition per 0.5 s), fed to the owner as :class:`streams.worker.merger.MergerService`
 does (consume batches of 500: decode each, keep it, then look for windows ready to publish).
 
 The heartbeats are real: each is the partial state of a partition that joined traffic of one model

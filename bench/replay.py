@@ -19,7 +19,7 @@ from evaluators.join import JoinConfig
 from evaluators.metrics import MetricsConfig
 from evaluators.replay import Replay
 from schemas.rollout import RolloutSpec
-from streams.event_files import EventFiles
+from streams.ingest.event_files import EventFiles
 from streams.worker.gc_pace import pace_cycle_collector
 
 T0 = 1_790_000_000_000

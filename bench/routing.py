@@ -18,9 +18,9 @@ from bench.report import Result
 from evaluators.routing import RouteBook
 from schemas.control import RoutingCommand
 from schemas.inference import InferenceRequest, InferenceResponse
-from streams.admin import TopicLayout, create_topics
-from streams.config import KafkaSettings
-from streams.inference_logger import InferenceLogger
+from streams.kafka.admin import TopicLayout, create_topics
+from streams.kafka.settings import KafkaSettings
+from streams.serving.inference_logger import InferenceLogger
 
 SUBJECTS = [f"user-{i}" for i in range(1_000_000)]
 

@@ -23,10 +23,10 @@ from bench.broker import broker
 from bench.report import Result
 from schemas.control import RoutingCommand
 from schemas.topics import Topics
-from streams.admin import TopicLayout, create_topics
-from streams.config import KafkaSettings
-from streams.local_broker import free_port
-from streams.producer import ContractProducer
+from streams.kafka.admin import TopicLayout, create_topics
+from streams.kafka.local_broker import free_port
+from streams.kafka.producer import ContractProducer
+from streams.kafka.settings import KafkaSettings
 
 SEQUENTIAL = 20_000
 PARALLEL_CLIENTS, PER_CLIENT = 4, 5_000
@@ -68,9 +68,23 @@ def run() -> list[Result]:
             routes={"v1": 90.0, "v2": 10.0}, reason="canary", rollout_id="bench", baseline="v1"))
         producer.flush()
         port = free_port()
-        process = subprocess.Popen([sys.executable, "-m", "streams.cli", "--bootstrap", bootstrap, "--topic-prefix",
-                                    settings.topic_prefix, "sidecar", "--baseline", "fraud=v1", "--port", str(port)],
-                                   stderr=subprocess.DEVNULL)
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "streams.cli",
+                "--bootstrap",
+                bootstrap,
+                "--topic-prefix",
+                settings.topic_prefix,
+                "sidecar",
+                "--baseline",
+                "fraud=v1",
+                "--port",
+                str(port),
+            ],
+            stderr=subprocess.DEVNULL,
+        )
         try:
             _wait_ready(port)
             connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)

@@ -1,6 +1,6 @@
 """Which version serves a request: sticky assignment, cohorts, shadows, and which commands to obey.
 
-Pure: the router SDK (``streams/router.py``) feeds it the commands it reads from
+Pure: the router SDK (``streams/serving/router.py``) feeds it the commands it reads from
 ``rollout.control`` and asks it, per request, where to send it.
 
 **Sticky assignment.** A subject's *bucket* is ``murmur3_32("<model>:<rollout_id>:<subject>") mod

@@ -31,7 +31,7 @@ CONTRACT_FILE = SCHEMAS_DIR.parent / "docs" / "contract.md"
 SCHEMA_ID_BASE = "https://shadowcanary.dev/schemas/v1/"
 CONTRACT_VERSION = "1.0.0"
 
-#: Default partition counts written into the Kafka bindings (see streams.admin.TopicLayout).
+#: Default partition counts written into the Kafka bindings (see streams.kafka.admin.TopicLayout).
 DEFAULT_PARTITIONS = {"inference": 6, "evaluator": 3, "control": 1}
 
 #: From the evaluator's point of view: what it receives and what it sends.

@@ -16,7 +16,7 @@ EVALUATOR_MODULES = frozenset({"rocksdict", "numpy", "scipy", "river", "ddsketch
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; exit status 1 with one line on stderr when its libraries are missing."""
     try:
-        from streams.cli import main as cli_main
+        from streams.cli.main import main as cli_main
     except ModuleNotFoundError as exc:
         if (exc.name or "").split(".")[0] not in EVALUATOR_MODULES:
             raise

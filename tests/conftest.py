@@ -2,7 +2,7 @@
 
 1. ``KAFKA_BOOTSTRAP`` when it is set (an existing cluster);
 2. else testcontainers' Kafka, when a Docker engine answers;
-3. else the project's own local KRaft broker (``streams.local_broker``) on a free port, in a
+3. else the project's own local KRaft broker (``streams.kafka.local_broker``) on a free port, in a
    temporary folder, stopped and removed when the session ends.
 
 Every test gets its own topic prefix, so tests never see each other's events.
@@ -20,9 +20,9 @@ import pytest
 from hypothesis.configuration import set_hypothesis_home_dir
 
 from schemas.topics import Topics
-from streams.admin import TopicLayout, create_topics
-from streams.config import KafkaSettings
-from streams.local_broker import LocalBroker, free_port
+from streams.kafka.admin import TopicLayout, create_topics
+from streams.kafka.local_broker import LocalBroker, free_port
+from streams.kafka.settings import KafkaSettings
 
 KAFKA_IMAGE = "apache/kafka:4.3.1"
 ROOT = Path(__file__).resolve().parents[1]

@@ -8,9 +8,9 @@ import uuid
 from confluent_kafka import Consumer, Message
 
 from schemas import InferenceRequest, Topics, encode
-from streams.config import KafkaSettings
-from streams.producer import make_producer
-from streams.worker_process import start_evaluator, stop_workers  # noqa: F401 (the tests' helpers)
+from streams.kafka.producer import make_producer
+from streams.kafka.settings import KafkaSettings
+from streams.worker.process import start_evaluator, stop_workers  # noqa: F401 (the tests' helpers)
 
 
 def read_topic(settings: KafkaSettings, topic: str, expected: int | None = None, timeout: float = 120,

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from streams.local_broker import free_port
+from streams.kafka.local_broker import free_port
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 180) -> subprocess.CompletedProcess:
@@ -88,11 +88,11 @@ def test_storage_formats_with_a_cluster_id_that_starts_with_a_dash(tmp_path, mon
     """Regression: a base64 cluster id may begin with '-', which the formatter once took for a flag."""
     import uuid as uuid_module
 
-    from streams.local_broker import LocalBroker, find_java, resolve_jars
+    from streams.kafka.local_broker import LocalBroker, find_java, resolve_jars
 
     broker = LocalBroker(tmp_path / "b", port=free_port())
     broker.home.mkdir(parents=True)
     broker._write_config()
-    monkeypatch.setattr("streams.local_broker.uuid.uuid4", lambda: uuid_module.UUID(bytes=b"\xfb" + b"\0" * 15))
+    monkeypatch.setattr("streams.kafka.local_broker.uuid.uuid4", lambda: uuid_module.UUID(bytes=b"\xfb" + b"\0" * 15))
     broker._format(find_java(), resolve_jars())
     assert (broker.data_dir / "meta.properties").read_text().count("cluster.id=-") == 1

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from streams.config import KafkaSettings, load_settings
 from streams.errors import ConfigError
+from streams.kafka.settings import KafkaSettings, load_settings
 
 
 def test_flags_beat_environment_beat_file(tmp_path):

@@ -312,7 +312,7 @@ def test_the_one_sided_evidence_reaches_the_threshold_exactly_at_the_radius():
 def test_rollout_validate_accepts_the_examples_and_refuses_a_metric_the_task_does_not_compute(tmp_path):
     from click.testing import CliRunner
 
-    from streams.cli import cli
+    from streams.cli.main import cli
 
     for example in ("ab", "shadow", "canary", "bluegreen"):
         result = CliRunner().invoke(cli, ["rollout", "validate", "-f", f"deploy/examples/{example}.yaml"])
@@ -327,7 +327,7 @@ def test_rollout_validate_accepts_the_examples_and_refuses_a_metric_the_task_doe
 
 def test_the_report_draws_a_panel_for_every_guardrail_of_a_decision(tmp_path):
     from schemas.control import Bounds, Decision, GuardrailEvidence, RoutingCommand
-    from streams.report import write_report
+    from streams.report.html import write_report
 
     command = RoutingCommand(command_id="4b1c3f0e-2a55-4d6e-9a53-5c0ab1e1d002", model="m", epoch=0,
                              issued_at=1_790_000_000_000, issuer="evaluator", action="set_routes",
@@ -466,7 +466,7 @@ def test_a_planned_effect_where_no_test_takes_one_is_refused_by_name(tmp_path):
     from click.testing import CliRunner
     from pydantic import ValidationError
 
-    from streams.cli import cli
+    from streams.cli.main import cli
 
     assert "takes no min_detectable_effect" in judging.unplannable_reason(
         Guardrail(metric="latency_p99_ms", max=250, min_detectable_effect=10))

@@ -1,4 +1,4 @@
-"""The JSON HTTP server of the sidecar and the API (streams/http_json.py), with a real HTTP client."""
+"""The JSON HTTP server of the sidecar and the API (streams/serving/http_json.py), with a real HTTP client."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import json
 import pytest
 from pydantic import BaseModel
 
-from streams.http_json import MAX_BODY, JsonServer
+from streams.serving.http_json import MAX_BODY, JsonServer
 
 
 class Echo(BaseModel):

@@ -18,7 +18,7 @@ from evaluators.ingest.samples import read_records
 from evaluators.ingest.translate import ExternalRecord, Translator
 from schemas.ingest import IngestMapping
 from schemas.spec_yaml import SpecError, load_yaml_model
-from streams.cli import cli
+from streams.cli.main import cli
 
 DATA = Path(__file__).parent / "data" / "ingest"
 EXAMPLES = Path(__file__).parent.parent / "deploy" / "examples" / "ingest"
@@ -257,7 +257,7 @@ def test_feature_names_apply_to_a_single_input_of_as_many_columns():
 
 def test_the_bridge_stage_writes_events_by_request_id_and_counts_what_committed(caplog):
     from schemas import Topics
-    from streams.ingest import BridgeStage
+    from streams.ingest.bridge import BridgeStage
     from streams.worker.loop import Record
 
     class Transaction:

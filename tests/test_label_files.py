@@ -1,4 +1,4 @@
-"""Labels from files (streams/label_files.py, `shadowcanary labels load`)."""
+"""Labels from files (streams/ingest/label_files.py, `shadowcanary labels load`)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import orjson
 import pytest
 from click.testing import CliRunner
 
-from streams.cli import cli
-from streams.label_files import BadRow, LabelColumns, label_of, read_labels
+from streams.cli.main import cli
+from streams.ingest.label_files import BadRow, LabelColumns, label_of, read_labels
 
 CSV = """request_id,is_fraud,chargeback,when,model
 r1,1,35.5,2026-12-01T10:00:00Z,fraud

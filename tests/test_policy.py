@@ -299,7 +299,7 @@ def test_the_paired_test_finds_a_worse_candidate_and_carries_one_sided_looks():
 def test_rollout_validate_names_the_field_of_an_unsupported_guardrail(tmp_path):
     from click.testing import CliRunner
 
-    from streams.cli import cli
+    from streams.cli.main import cli
 
     path = tmp_path / "spec.yaml"
     path.write_text("model: m\nbaseline: v1\ncandidate: v2\nmode: canary\ntask: binary\n"

@@ -7,7 +7,7 @@ import threading
 import time
 from types import SimpleNamespace
 
-from streams.policy import PolicyService
+from streams.worker.policy import PolicyService
 
 
 def service() -> PolicyService:

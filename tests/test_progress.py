@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from evaluators.policy.engine import RolloutEngine
-from streams.progress import ProgressLog
+from streams.worker.progress import ProgressLog
 
 
 def test_the_progress_line_names_a_join_that_stopped_while_behind():
@@ -40,7 +40,7 @@ def test_the_thread_state_names_where_a_thread_is_busy():
     import threading
     import time
 
-    from streams.progress import thread_state
+    from streams.worker.progress import thread_state
 
     gate = threading.Event()
 
@@ -83,7 +83,7 @@ def test_a_worker_that_is_not_the_owner_says_so():
 
 
 def test_a_log_digest_gives_each_error_with_its_exception_and_the_last_progress(tmp_path):
-    from streams.worker_process import log_digest
+    from streams.worker.process import log_digest
 
     log = tmp_path / "evaluator.log"
     log.write_text(
@@ -91,7 +91,7 @@ def test_a_log_digest_gives_each_error_with_its_exception_and_the_last_progress(
         "[2026-11-22 07:37:51,066] [1] [WARNING] producer buffer full size 590 \n"
         "[2026-11-22 07:37:51,073] [1] [ERROR] policy engine stopped; restarting from its saved state \n"
         "Traceback (most recent call last):\n"
-        '  File "/work/main/streams/policy.py", line 83, in _run\n'
+        '  File "/work/main/streams/worker/policy.py", line 83, in _run\n'
         "    self._own()\n"
         "pydantic_core._pydantic_core.ValidationError: 1 validation error for GuardrailEvidence\n"
         "statistic\n"

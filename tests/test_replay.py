@@ -16,9 +16,9 @@ from evaluators.replay import Replay
 from evaluators.sweep import apply_setting, parse_sweep
 from schemas.rollout import RolloutSpec
 from schemas.spec_yaml import dump_spec_yaml
-from streams import event_files
-from streams.cli import cli
-from streams.event_files import EventFiles
+from streams.cli.main import cli
+from streams.ingest import event_files
+from streams.ingest.event_files import EventFiles
 
 T0 = 1_790_000_000_000
 

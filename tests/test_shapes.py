@@ -13,7 +13,7 @@ from evaluators.join import JoinConfig
 from evaluators.metrics import MetricsConfig
 from evaluators.replay import Replay
 from schemas import GroundTruth, InferenceRequest, InferenceResponse
-from streams.demo_fleet import train_fleet
+from streams.demo.fleet import train_fleet
 
 T0 = 1_790_000_000_000
 MODEL = "cancer"
@@ -191,7 +191,7 @@ def test_a_label_map_gives_the_true_accuracy_of_string_predictions_against_numbe
     import orjson
     from click.testing import CliRunner
 
-    from streams.cli import cli
+    from streams.cli.main import cli
 
     events = traffic(fleet, n=1000, respond=lambda version, row, _: (str(int(fleet.predictions[version][row])),
                                                                      float(fleet.scores[version][row])))
@@ -217,7 +217,7 @@ def test_a_label_map_gives_the_true_accuracy_of_string_predictions_against_numbe
 def test_a_label_map_that_is_not_json_is_refused_naming_the_model():
     from click.testing import CliRunner
 
-    from streams.cli import cli
+    from streams.cli.main import cli
 
     result = CliRunner().invoke(cli, ["replay", "x.jsonl", "--label-map", "fraud={fraud: 1}"])
     assert result.exit_code == 2 and "the map of model 'fraud'" in result.output
@@ -229,7 +229,7 @@ def test_the_replay_report_shows_each_versions_shape_side_by_side(fleet, tmp_pat
 
     from schemas.rollout import RolloutSpec
     from schemas.spec_yaml import dump_spec_yaml
-    from streams.cli import cli
+    from streams.cli.main import cli
 
     names = {0: "malignant", 1: "benign"}
     events = traffic(fleet, n=1500, respond=lambda version, row, _: (

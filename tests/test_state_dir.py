@@ -10,14 +10,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from streams.evaluator import RUNNING_MARK, TABLES, mark_clean_stop, prepare_state_dir
-from streams.worker.join_stage import STATE_NAME
+from schemas.internal_topics import JOIN_STATE
+from streams.worker.evaluator import RUNNING_MARK, TABLES, mark_clean_stop, prepare_state_dir
 from streams.worker.store import NO_CHECKPOINT, PartitionStore
 
 
 def _write_partition(state_dir: Path, checkpoint: int = 41) -> Path:
     """Commit one key to partition 0's database, as a worker does after a batch's transaction."""
-    path = state_dir / TABLES / f"{STATE_NAME}-0"
+    path = state_dir / TABLES / f"{JOIN_STATE}-0"
     store = PartitionStore.on_disk(path)
     store.set("p", {"wm": 1})
     store.commit_local(checkpoint)

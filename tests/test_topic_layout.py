@@ -6,8 +6,8 @@ import pytest
 from confluent_kafka.admin import NewTopic
 
 from schemas.topics import TOPICS, Topics
-from streams.admin import TopicState, admin_client, create_topics, layout_problems, verify_topics, wait_for_topics
 from streams.errors import TopicLayoutError
+from streams.kafka.admin import TopicState, admin_client, create_topics, layout_problems, verify_topics, wait_for_topics
 
 
 def test_contract_topics_are_all_there_with_prefix():

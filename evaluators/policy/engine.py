@@ -1,5 +1,5 @@
 """The rollout state machine: specs, merged metric states and a clock in; commands, decisions and
-alerts out. Pure: the stream (:mod:`streams.policy`), the benchmark and the tests drive it alike.
+alerts out. Pure: the stream (:mod:`streams.worker.policy`), the benchmark and the tests drive it alike.
 
 **Stages per mode** (each a traffic split the routers apply, with a bake):
 

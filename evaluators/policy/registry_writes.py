@@ -1,5 +1,5 @@
 """What a rollout's decision writes to its model registry: the alias on the candidate's version when
-it completes, tags when it is rolled back (pure; :mod:`streams.registry` sends it to MLflow and
+it completes, tags when it is rolled back (pure; :mod:`streams.worker.registry` sends it to MLflow and
 the policy service keeps it in the engine's saved state until the registry has taken it).
 """
 

@@ -7,7 +7,20 @@
 - :mod:`~streams.worker.store`: one partition's state in RocksDB, written after the commit, with its
   changelog checkpoint;
 - :mod:`~streams.worker.restore`: a partition's state brought up to its changelog on assignment;
-- :mod:`~streams.worker.outage`: a broker outage logged once when it starts and once when it ends.
+- :mod:`~streams.worker.outage`: a broker outage logged once when it starts and once when it ends;
+- :mod:`~streams.worker.deadline`: a librdkafka call given up by a deadline;
+- :mod:`~streams.worker.gc_pace`: the cycle collector's pace.
+
+Around the loop, the rest of an evaluator worker:
+
+- :mod:`~streams.worker.evaluator`: assembles a worker (loop, join stage, merger, policy engine,
+  exporter) over its state folder; :mod:`~streams.worker.process` runs one in a process of its own;
+- :mod:`~streams.worker.merger`: the one owner that merges every partition's partials;
+- :mod:`~streams.worker.policy`: the rollout engine in the stream, with transactional outputs;
+- :mod:`~streams.worker.registry`: the model registry (MLflow) beside the policy engine;
+- :mod:`~streams.worker.exporter` and :mod:`~streams.worker.telemetry`: the Prometheus endpoint and
+  the worker's own series;
+- :mod:`~streams.worker.progress`: the progress line in the log.
 """
 
 #: Most records a batch takes (one transaction). Measured with 60,000 requests: 26,000 to 27,500

@@ -30,8 +30,15 @@ from evaluators.join import Incoming, JoinConfig, JoinPartition, fence_after
 from evaluators.merging import heartbeat_partial, snapshot_id
 from evaluators.metrics import MetricsConfig
 from evaluators.stage_clock import StageClock
+from schemas.internal_topics import (
+    JOIN_STATE,
+    changelog_topic_name,
+    heartbeat_key,
+    partials_topic_name,
+    window_key,
+)
 from schemas.topics import Topics
-from streams.config import KafkaSettings
+from streams.kafka.settings import KafkaSettings
 from streams.worker.loop import INPUT_TOPICS, Record, Transaction
 from streams.worker.restore import restore_consumer, restore_partition
 from streams.worker.store import PartitionStore
@@ -40,20 +47,6 @@ log = logging.getLogger("shadowcanary.join")
 
 #: Short source codes kept in the join state with each element's origin (topic code + partition).
 SOURCE_CODES = {"inference.requests": "q", "inference.responses": "s", "inference.labels": "l"}
-STATE_NAME = "join-state"
-
-
-def partials_topic_name(topics: Topics) -> str:
-    """Internal (not part of the contract): the latest partial state of each input partition."""
-    return topics.prefix + "shadowcanary.internal.partials"
-
-
-def changelog_topic_name(topics: Topics, app_id: str) -> str:
-    """Internal: the join state's changelog (the name the faust engine gave it, with the same keys
-    and values, so a faust worker's state carries over)."""
-    return f"{topics.prefix}{app_id}-{STATE_NAME}-changelog"
-
-
 def wall_ms() -> int:
     """The worker's clock as event times are compared with it (a client stamping events further
     ahead moves time only ``JoinConfig.max_future_skew_ms`` past it)."""
@@ -168,7 +161,7 @@ class JoinStage:
     def _open_store(self, partition: int) -> PartitionStore:
         if self.tables_dir is None:
             return PartitionStore.in_memory()
-        return PartitionStore.on_disk(self.tables_dir / f"{STATE_NAME}-{partition}")
+        return PartitionStore.on_disk(self.tables_dir / f"{JOIN_STATE}-{partition}")
 
     def _new_work(self, partition: int, store: PartitionStore, checkpoint: int) -> PartitionWork:
         source_of = {topic: f"{code}{partition}" for topic, code in self.codes.items()}
@@ -205,7 +198,7 @@ class JoinStage:
         with self.clock.stage("outputs"):
             for window in work.join.last_state["acc"]["metrics"]["closed"]:
                 sid = snapshot_id(window["model"], window["version"], window["role"], window["start"])
-                transaction.produce(self.partials, f"w/{partition}/{sid}".encode(),
+                transaction.produce(self.partials, window_key(partition, sid),
                                     orjson.dumps({"partition": partition, **window}))
             for key, value in work.store.pending_records():
                 transaction.produce(self.changelog, key, value, partition=partition, on_delivery=work.delivered)
@@ -215,7 +208,7 @@ class JoinStage:
 
     def _send_heartbeat(self, work: PartitionWork, transaction: Transaction) -> None:
         partial = heartbeat_partial(work.partition, work.join.last_state, self.run_id)
-        transaction.produce(self.partials, f"h/{work.partition}".encode(), orjson.dumps(partial))
+        transaction.produce(self.partials, heartbeat_key(work.partition), orjson.dumps(partial))
         work.heartbeat_due = False
         work.last_heartbeat = time.monotonic()
 

@@ -51,11 +51,11 @@ from schemas.catalog import model_for_topic
 from schemas.dead_letter import DeadLetter, decode_or_dead_letter
 from schemas.fast_codec import Event, decode_fast
 from schemas.topics import DEAD_LETTER_MAX_BYTES, Topics
-from streams.config import KafkaSettings
-from streams.telemetry import DEAD_LETTERS, RECORDS_INGESTED, STAGE_SECONDS
+from streams.kafka.settings import KafkaSettings
 from streams.worker import DEFAULT_BATCH_SIZE
 from streams.worker.deadline import CallStuck, call_with_deadline
 from streams.worker.outage import ClusterMisconfigured, OutageLog
+from streams.worker.telemetry import DEAD_LETTERS, RECORDS_INGESTED, STAGE_SECONDS
 
 log = logging.getLogger("shadowcanary.worker")
 

@@ -1,6 +1,6 @@
 """A broker outage in the worker's log: one line when it starts, one when it ends (with how long it
 lasted), whatever librdkafka retries in between. librdkafka's own lines go to a silent logger
-(:data:`streams.config.CLIENT_LOGGER`); its errors reach ``error_cb``, which calls :meth:`OutageLog.error`.
+(:data:`streams.kafka.settings.CLIENT_LOGGER`); its errors reach ``error_cb``, which calls :meth:`OutageLog.error`.
 
 A broker coming back flaps for a while (connections reset, the group and the transaction
 coordinator reload). Failures within ``settle_s`` of the recovery are part of the same outage: they
@@ -29,8 +29,8 @@ from collections.abc import Callable
 
 from confluent_kafka import KafkaError
 
-from streams.config import refusal_hint
 from streams.errors import ShadowCanaryError
+from streams.kafka.settings import refusal_hint
 
 log = logging.getLogger("shadowcanary.worker")
 

@@ -5,7 +5,7 @@ The store's checkpoint is the changelog offset it reflects; restore reads the ch
 transaction still open or aborted are never applied) and applies what it reads in batches, each
 with the offset it reaches. A store in step with its changelog reads nothing: that is the skipped
 restore of Kafka Streams' checkpoint file. A store whose checkpoint is not trusted (an unclean stop:
-see :mod:`streams.evaluator`) was removed before, and restore starts from the beginning.
+see :mod:`streams.worker.evaluator`) was removed before, and restore starts from the beginning.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
-from streams.config import KafkaSettings
+from streams.kafka.settings import KafkaSettings
 from streams.worker.store import NO_CHECKPOINT, PartitionStore
 
 log = logging.getLogger("shadowcanary.restore")

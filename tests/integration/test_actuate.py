@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from schemas.signing import HmacKey, sign_command
-from streams.producer import ContractProducer
+from streams.kafka.producer import ContractProducer
 from tests.integration.test_router import command
 from tests.kafka_helpers import wait_for
 

@@ -19,9 +19,9 @@ import yaml
 
 from schemas import Topics
 from schemas.rollout import RolloutSpec
-from streams.admin import TopicLayout, create_topics
-from streams.local_broker import free_port
-from streams.producer import ContractProducer
+from streams.kafka.admin import TopicLayout, create_topics
+from streams.kafka.local_broker import free_port
+from streams.kafka.producer import ContractProducer
 from tests.integration.test_policy_scenarios import unlabelled
 from tests.integration.test_policy_worker import wait_for_commands
 from tests.kafka_helpers import start_evaluator, stop_workers, wait_for

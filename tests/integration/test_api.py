@@ -17,9 +17,9 @@ import pytest
 from schemas import Topics, decode
 from schemas.control import Decision
 from schemas.rollout import RolloutSpec
-from streams.admin import TopicLayout, create_topics
-from streams.local_broker import free_port
-from streams.producer import ContractProducer
+from streams.kafka.admin import TopicLayout, create_topics
+from streams.kafka.local_broker import free_port
+from streams.kafka.producer import ContractProducer
 from tests.integration.test_policy_scenarios import unlabelled
 from tests.integration.test_policy_worker import spec, traffic, wait_for_commands
 from tests.kafka_helpers import read_topic, start_evaluator, stop_workers, wait_for
@@ -52,9 +52,22 @@ def test_argo_and_flagger_get_the_verdicts_of_passing_failing_and_data_less_roll
                              "--label-timeout", "60s", "--metrics-port", "0",
                              *[a for m in ("good", "bad", "nolabels") for a in ("--task", f"{m}=binary")])
     port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "streams.cli", "--bootstrap", kafka_settings.bootstrap_servers,
-                               "--topic-prefix", kafka_settings.topic_prefix, "api", "--port", str(port)],
-                              stderr=subprocess.PIPE, text=True)
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "streams.cli",
+            "--bootstrap",
+            kafka_settings.bootstrap_servers,
+            "--topic-prefix",
+            kafka_settings.topic_prefix,
+            "api",
+            "--port",
+            str(port),
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         producer = ContractProducer(kafka_settings)
         nolabels = spec("nolabels").model_dump(mode="json") | {

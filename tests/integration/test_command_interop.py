@@ -12,8 +12,8 @@ import pytest
 
 from schemas import Topics
 from schemas.signing import generate_key
-from streams.admin import TopicLayout, create_topics
-from streams.producer import ContractProducer
+from streams.kafka.admin import TopicLayout, create_topics
+from streams.kafka.producer import ContractProducer
 from tests.integration.test_policy_worker import spec
 from tests.kafka_helpers import read_topic, start_evaluator, stop_workers
 

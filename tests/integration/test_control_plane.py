@@ -21,14 +21,14 @@ from evaluators.policy.control_records import read_command_record
 from evaluators.policy.engine import RolloutEngine
 from schemas import Topics, decode
 from schemas.control import RoutingCommand
+from schemas.internal_topics import ENGINE_KEY, rollouts_topic_name
 from schemas.monitoring import Alert
 from schemas.spec_yaml import load_spec_file
-from streams.admin import TopicLayout, admin_client, create_topics, ensure_internal_topic
-from streams.cli import cli
-from streams.local_broker import free_port
-from streams.policy import STATE_KEY, rollouts_topic_name
-from streams.producer import ContractProducer, make_producer
-from streams.worker_process import log_digest
+from streams.cli.main import cli
+from streams.kafka.admin import TopicLayout, admin_client, create_topics, ensure_internal_topic
+from streams.kafka.local_broker import free_port
+from streams.kafka.producer import ContractProducer, make_producer
+from streams.worker.process import log_digest
 from tests.integration.test_policy_worker import publish_three_step_rollout, traffic
 from tests.integration.test_policy_worker import spec as accuracy_spec
 from tests.kafka_helpers import read_topic, start_evaluator, stop_workers
@@ -177,7 +177,7 @@ def test_rollout_start_dry_run_says_what_the_evaluator_would_do_and_publishes_no
     admin = admin_client(kafka_settings)
     ensure_internal_topic(admin, rollouts_topic_name(topics), partitions=1, compacted=True)
     saver = ContractProducer(kafka_settings)
-    saver.send(rollouts_topic_name(topics), STATE_KEY, orjson.dumps(engine.to_state()))
+    saver.send(rollouts_topic_name(topics), ENGINE_KEY, orjson.dumps(engine.to_state()))
     saver.flush()
     assert dry_run(path).startswith(
         "no change: this spec is already running as rollout fraud@0:0 (running, stage 1 of 4)"

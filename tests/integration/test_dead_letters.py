@@ -17,10 +17,10 @@ from hypothesis import strategies as st
 
 from schemas.codec import MAX_RECORD_BYTES
 from schemas.topics import Topics
-from streams.admin import admin_client, create_topics, wait_for_topics
-from streams.producer import ContractProducer
-from streams.telemetry import DEAD_LETTERS
+from streams.kafka.admin import admin_client, create_topics, wait_for_topics
+from streams.kafka.producer import ContractProducer
 from streams.worker.loop import BatchLoop, LoopOptions, Record, Transaction
+from streams.worker.telemetry import DEAD_LETTERS
 from tests.kafka_helpers import read_topic, wait_for
 from tests.strategies import oversize, record
 

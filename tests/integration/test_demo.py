@@ -12,7 +12,7 @@ import pytest
 from schemas import decode
 from schemas.control import Decision, RoutingCommand
 from schemas.topics import Topics
-from streams.config import KafkaSettings
+from streams.kafka.settings import KafkaSettings
 from tests.kafka_helpers import read_topic
 
 pytestmark = pytest.mark.kafka
@@ -21,7 +21,8 @@ pytestmark = pytest.mark.kafka
 def test_demo_rolls_back_the_bad_candidate_promotes_the_good_one_and_writes_the_report(kafka_settings, tmp_path):
     report = tmp_path / "report.html"
     env = {**os.environ, "KAFKA_BOOTSTRAP": kafka_settings.bootstrap_servers,
-           "SHADOWCANARY_TOPIC_PREFIX": kafka_settings.topic_prefix, "COLUMNS": "120"}
+           "SHADOWCANARY_TOPIC_PREFIX": kafka_settings.topic_prefix, "COLUMNS": "120",
+           "SHADOWCANARY_HOME": str(tmp_path / "home")}  # the run's state, key and log: not in the repository
     done = subprocess.run([sys.executable, "-m", "streams.cli", "demo", "--report", str(report)], env=env,
                           capture_output=True, text=True, timeout=400)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]

@@ -12,10 +12,10 @@ import orjson
 import pytest
 
 from schemas import GroundTruth, InferenceRequest, InferenceResponse, Topics
-from streams.admin import TopicLayout, create_topics
-from streams.config import KafkaSettings
-from streams.local_broker import free_port
-from streams.producer import ContractProducer
+from streams.kafka.admin import TopicLayout, create_topics
+from streams.kafka.local_broker import free_port
+from streams.kafka.producer import ContractProducer
+from streams.kafka.settings import KafkaSettings
 from tests.kafka_helpers import read_topic, send_ticks, start_evaluator, stop_workers, wait_for
 
 pytestmark = pytest.mark.kafka

@@ -27,8 +27,8 @@ from evaluators.ingest.samples import read_records
 from evaluators.ingest.translate import SELDON_TOPIC, ExternalRecord, Translator
 from schemas import GroundTruth, Topics
 from schemas.ingest import IngestMapping
-from streams.admin import TopicLayout, admin_client, create_topics
-from streams.producer import ContractProducer, make_producer
+from streams.kafka.admin import TopicLayout, admin_client, create_topics
+from streams.kafka.producer import ContractProducer, make_producer
 from tests.kafka_helpers import read_topic, send_ticks, start_evaluator, stop_workers, wait_for
 
 pytestmark = pytest.mark.kafka

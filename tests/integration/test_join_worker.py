@@ -17,9 +17,9 @@ import pytest
 
 from evaluators.counts import MODEL_COUNTS, JoinCounts
 from schemas import GroundTruth, InferenceRequest, InferenceResponse, Topics, encode
-from streams.admin import TopicLayout, create_topics
-from streams.producer import ContractProducer
-from streams.worker.join_stage import partials_topic_name
+from schemas.internal_topics import partials_topic_name
+from streams.kafka.admin import TopicLayout, create_topics
+from streams.kafka.producer import ContractProducer
 from tests.kafka_helpers import read_topic, send_ticks, start_evaluator, stop_workers
 
 pytestmark = pytest.mark.kafka

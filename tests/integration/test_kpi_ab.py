@@ -12,8 +12,8 @@ import pytest
 from schemas import GroundTruth, InferenceRequest, InferenceResponse, Topics, decode
 from schemas.control import Decision
 from schemas.rollout import RolloutSpec
-from streams.admin import TopicLayout, create_topics
-from streams.producer import ContractProducer
+from streams.kafka.admin import TopicLayout, create_topics
+from streams.kafka.producer import ContractProducer
 from tests.integration.test_policy_worker import wait_for_commands
 from tests.kafka_helpers import read_topic, start_evaluator, stop_workers
 
@@ -86,7 +86,7 @@ def test_an_ab_on_conversion_rolls_back_a_worse_candidate_and_completes_an_equal
     # The report of the real rollout, from the live topics: its decisions, and a panel per guardrail.
     from click.testing import CliRunner
 
-    from streams.cli import cli
+    from streams.cli.main import cli
 
     result = CliRunner().invoke(cli, ["--bootstrap", kafka_settings.bootstrap_servers, "--topic-prefix",
                                       kafka_settings.topic_prefix, "report", "--model", "worse", "--out",

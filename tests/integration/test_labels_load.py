@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from schemas import GroundTruth, InferenceRequest, decode
-from streams.producer import ContractProducer
+from streams.kafka.producer import ContractProducer
 from tests.kafka_helpers import read_topic
 
 pytestmark = pytest.mark.kafka

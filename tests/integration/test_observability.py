@@ -17,9 +17,9 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from schemas import Topics
-from streams.admin import TopicLayout, create_topics
-from streams.local_broker import free_port
-from streams.producer import ContractProducer
+from streams.kafka.admin import TopicLayout, create_topics
+from streams.kafka.local_broker import free_port
+from streams.kafka.producer import ContractProducer
 from tests.integration.test_policy_worker import traffic
 from tests.kafka_helpers import start_evaluator, stop_workers, wait_for
 from tests.test_deploy import DEPLOY, queried_metrics
@@ -58,7 +58,7 @@ def exported_names(text: str) -> set[str]:
 
 @pytest.fixture(scope="module")
 def worker(kafka_bootstrap, tmp_path_factory):
-    from streams.config import KafkaSettings
+    from streams.kafka.settings import KafkaSettings
     settings = KafkaSettings(bootstrap_servers=kafka_bootstrap, topic_prefix=f"o{uuid.uuid4().hex[:10]}.")
     create_topics(settings, TopicLayout(inference_partitions=2, evaluator_partitions=1))
     topics = Topics(settings.topic_prefix)

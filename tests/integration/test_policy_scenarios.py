@@ -15,8 +15,8 @@ from schemas import InferenceRequest, InferenceResponse, Topics, decode
 from schemas.control import Decision, RoutingCommand
 from schemas.monitoring import Alert
 from schemas.rollout import RolloutSpec
-from streams.admin import TopicLayout, create_topics
-from streams.producer import ContractProducer
+from streams.kafka.admin import TopicLayout, create_topics
+from streams.kafka.producer import ContractProducer
 from tests.integration.test_policy_worker import spec as accuracy_spec
 from tests.integration.test_policy_worker import traffic, wait_for_commands
 from tests.kafka_helpers import read_topic, start_evaluator, stop_workers

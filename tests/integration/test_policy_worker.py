@@ -12,8 +12,8 @@ from schemas import GroundTruth, InferenceRequest, InferenceResponse, Topics, de
 from schemas.control import Decision, RoutingCommand
 from schemas.monitoring import Alert
 from schemas.rollout import RolloutSpec
-from streams.admin import TopicLayout, create_topics
-from streams.producer import ContractProducer
+from streams.kafka.admin import TopicLayout, create_topics
+from streams.kafka.producer import ContractProducer
 from tests.kafka_helpers import read_topic, start_evaluator, stop_workers
 
 pytestmark = pytest.mark.kafka

@@ -16,9 +16,9 @@ import pytest
 from schemas import Topics, decode
 from schemas.control import Decision
 from schemas.rollout import RolloutSpec
-from streams.admin import TopicLayout, create_topics
-from streams.local_broker import free_port
-from streams.producer import ContractProducer
+from streams.kafka.admin import TopicLayout, create_topics
+from streams.kafka.local_broker import free_port
+from streams.kafka.producer import ContractProducer
 from tests.integration.test_policy_worker import spec, traffic, wait_for_commands
 from tests.kafka_helpers import read_topic, start_evaluator, stop_workers, wait_for
 

@@ -17,8 +17,8 @@ import pytest
 from schemas import Topics, decode
 from schemas.control import Decision
 from schemas.spec_yaml import dump_spec_yaml
-from streams.admin import TopicLayout, create_topics
-from streams.producer import ContractProducer
+from streams.kafka.admin import TopicLayout, create_topics
+from streams.kafka.producer import ContractProducer
 from tests.integration.test_policy_worker import spec, traffic, wait_for_commands
 from tests.kafka_helpers import read_topic, start_evaluator, stop_workers
 

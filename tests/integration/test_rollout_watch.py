@@ -15,8 +15,8 @@ import pytest
 import yaml
 
 from schemas import Topics
-from streams.admin import TopicLayout, create_topics
-from streams.producer import ContractProducer
+from streams.kafka.admin import TopicLayout, create_topics
+from streams.kafka.producer import ContractProducer
 from tests.integration.test_policy_worker import spec, traffic
 from tests.kafka_helpers import start_evaluator, stop_workers
 

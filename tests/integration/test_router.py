@@ -10,12 +10,12 @@ from schemas import Topics, decode
 from schemas.control import RoutingCommand
 from schemas.inference import InferenceRequest, InferenceResponse
 from schemas.signing import HmacKey, sign_command
-from streams.admin import TopicLayout, create_topics
-from streams.config import KafkaSettings
-from streams.inference_logger import InferenceLogger
-from streams.local_broker import LocalBroker, free_port
-from streams.producer import ContractProducer
-from streams.router import Router
+from streams.kafka.admin import TopicLayout, create_topics
+from streams.kafka.local_broker import LocalBroker, free_port
+from streams.kafka.producer import ContractProducer
+from streams.kafka.settings import KafkaSettings
+from streams.serving.inference_logger import InferenceLogger
+from streams.serving.router import Router
 from tests.kafka_helpers import read_topic, wait_for
 
 pytestmark = pytest.mark.kafka

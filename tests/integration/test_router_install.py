@@ -18,7 +18,7 @@ from schemas import decode
 from schemas.control import RoutingCommand
 from schemas.inference import InferenceResponse
 from schemas.signing import HmacKey, sign_command
-from streams.producer import ContractProducer
+from streams.kafka.producer import ContractProducer
 from tests.kafka_helpers import read_topic
 
 pytestmark = pytest.mark.kafka
@@ -31,9 +31,8 @@ SERVING_SCRIPT = r"""
 import importlib.util, json, sys, time
 present = [name for name in sys.argv[4].split(",") if importlib.util.find_spec(name) is not None]
 from schemas.signing import HmacKey
-from streams.config import KafkaSettings
-from streams.inference_logger import InferenceLogger
-from streams.router import Router
+from streams.kafka import KafkaSettings
+from streams.serving import InferenceLogger, Router
 
 settings = KafkaSettings(bootstrap_servers=sys.argv[1], topic_prefix=sys.argv[2])
 router = Router(settings, baselines={"fraud": "v1"}, verifier=HmacKey(sys.argv[3].encode()))

@@ -25,12 +25,12 @@ from evaluators.counts import JoinCounts
 from schemas import Topics
 from schemas.control import RoutingCommand
 from schemas.inference import InferenceRequest, InferenceResponse
-from streams.config import KafkaSettings
-from streams.inference_logger import InferenceLogger
-from streams.local_broker import LocalBroker, SecureListener, free_port
-from streams.producer import ContractProducer
-from streams.router import Router
-from streams.worker.join_stage import partials_topic_name
+from schemas.internal_topics import partials_topic_name
+from streams.kafka.local_broker import LocalBroker, SecureListener, free_port
+from streams.kafka.producer import ContractProducer
+from streams.kafka.settings import KafkaSettings
+from streams.serving.inference_logger import InferenceLogger
+from streams.serving.router import Router
 from tests.kafka_helpers import read_topic, start_evaluator, stop_workers, wait_for
 
 pytestmark = pytest.mark.kafka

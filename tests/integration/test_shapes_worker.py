@@ -14,8 +14,8 @@ import pytest
 from schemas import GroundTruth, InferenceRequest, InferenceResponse, Topics, decode
 from schemas.control import Decision
 from schemas.rollout import RolloutSpec
-from streams.admin import TopicLayout, create_topics
-from streams.producer import ContractProducer
+from streams.kafka.admin import TopicLayout, create_topics
+from streams.kafka.producer import ContractProducer
 from tests.integration.test_policy_worker import wait_for_commands
 from tests.kafka_helpers import read_topic, start_evaluator, stop_workers
 
@@ -68,9 +68,22 @@ def test_a_candidate_answering_class_names_is_rolled_back_for_its_schema(kafka_s
         while status.count("answers):") < 2 and time.monotonic() < deadline:
             time.sleep(2)
             status = subprocess.run(
-                [sys.executable, "-m", "streams.cli", "--bootstrap", kafka_settings.bootstrap_servers, "--topic-prefix",
-                 kafka_settings.topic_prefix, "rollout", "status", "cancer"],
-                capture_output=True, text=True, timeout=60).stdout
+                [
+                    sys.executable,
+                    "-m",
+                    "streams.cli",
+                    "--bootstrap",
+                    kafka_settings.bootstrap_servers,
+                    "--topic-prefix",
+                    kafka_settings.topic_prefix,
+                    "rollout",
+                    "status",
+                    "cancer",
+                ],
+                capture_output=True,
+                text=True,
+                timeout=60,
+            ).stdout
         alive = worker.poll() is None
     finally:
         stop_workers(worker)

@@ -16,9 +16,9 @@ import pytest
 from schemas import decode
 from schemas.inference import GroundTruth, InferenceRequest
 from schemas.signing import HmacKey, sign_command
-from streams.local_broker import free_port
-from streams.producer import ContractProducer
-from streams.router import Router
+from streams.kafka.local_broker import free_port
+from streams.kafka.producer import ContractProducer
+from streams.serving.router import Router
 from tests.integration.test_router import command
 from tests.kafka_helpers import read_topic, wait_for
 

@@ -19,16 +19,16 @@ from confluent_kafka import KafkaError, KafkaException
 from evaluators.join import JoinConfig
 from evaluators.metrics import MetricsConfig
 from schemas import GroundTruth, InferenceRequest, InferenceResponse
-from streams.admin import admin_client, ensure_internal_topic
-from streams.config import KafkaSettings
+from schemas.internal_topics import partials_topic_name
 from streams.errors import KafkaUnavailableError
-from streams.evaluator import build_evaluator
-from streams.local_broker import LocalBroker, free_port
-from streams.merger import MergerService
-from streams.producer import ContractProducer
-from streams.worker.join_stage import partials_topic_name
+from streams.kafka.admin import admin_client, ensure_internal_topic
+from streams.kafka.local_broker import LocalBroker, free_port
+from streams.kafka.producer import ContractProducer
+from streams.kafka.settings import KafkaSettings
+from streams.worker.evaluator import build_evaluator
 from streams.worker.loop import ASSIGNMENT_PREFIX, LoopOptions
-from streams.worker_process import log_digest
+from streams.worker.merger import MergerService
+from streams.worker.process import log_digest
 from tests.integration.test_join_worker import T0, _prepare, produce, wait_for
 from tests.integration.test_policy_worker import publish_three_step_rollout, wait_for_commands
 from tests.integration.test_policy_worker import spec as accuracy_spec

@@ -1,0 +1,2 @@
+"""The ``shadowcanary`` command line: ``main`` holds the group and the entry point, one module per
+command group (``python -m streams.cli`` runs it)."""

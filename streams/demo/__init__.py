@@ -1,0 +1,1 @@
+"""The demo's serving fleet and simulated users."""
