@@ -135,8 +135,8 @@ def inference_service(command: RoutingCommand, target: Target) -> dict[str, Any]
         percent = 0
     else:
         others = [share for version, share in command.routes.items() if version != command.baseline]
-        percent = integer_weights({"candidate": sum(others), "baseline": command.routes.get(command.baseline, 0.0)}
-                                  ).get("candidate", 0)
+        baseline_share = command.routes.get(command.baseline or "", 0.0)
+        percent = integer_weights({"candidate": sum(others), "baseline": baseline_share}).get("candidate", 0)
     if command.shadow:
         notes[f"{ANNOTATION}not-mirrored"] = (f"{', '.join(command.shadow)}: an InferenceService cannot mirror "
                                               "traffic; the shadow versions get none")

@@ -64,7 +64,7 @@ class ClockSkewAlerts:
         kinds = ", ".join(f"{n} {kind}{'s' if n != 1 else ''}" for kind, n in per_kind.items() if n)
         return Alert(
             alert_id=uuid.uuid5(_ALERT_NAMESPACE, f"{model}\x1f{now_ms}"), model=model, severity="warning",
-            kind="schema", ts=now_ms, value=skew_ms / 1000, threshold=self.tolerance_ms / 1000,
+            kind="schema", ts=now_ms, value=skew_ms / 1000, threshold=self.tolerance_ms / 1000,  # type: ignore[arg-type]  # validated from epoch ms
             message=(f"{total} events of model {model} ({kinds}) were stamped up to {skew_ms // 1000} s ahead "
                      f"of the evaluator's clock (tolerance {self.tolerance_ms // 1000} s): they did not move "
                      f"time past the tolerance. Check the clock of the clients that write them."))

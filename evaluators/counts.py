@@ -55,29 +55,28 @@ class JoinCounts:
         return self.versions[self.key(model, version, role)]
 
     def add(self, fact: Fact) -> None:
-        kind = type(fact)
-        if kind is ResponseFact:
+        if type(fact) is ResponseFact:
             counts = self.versions[self.key(fact.model, fact.version, fact.role)]
             counts["responses"] += 1
             if fact.error is not None:
                 counts["errors"] += 1
-        elif kind is JoinedRecord:
+        elif type(fact) is JoinedRecord:
             self.versions[self.key(fact.model, fact.version, fact.role)]["joined"] += 1
-        elif kind is Expired:
+        elif type(fact) is Expired:
             self.versions[self.key(fact.model, fact.version, fact.role)]["expired"] += 1
-        elif kind is LateLabel:
+        elif type(fact) is LateLabel:
             self.models[fact.model]["late_labels"] += 1
-        elif kind is AgreementFact:
+        elif type(fact) is AgreementFact:
             self.versions[self.key(fact.model, fact.version, "shadow")]["agreement"] += 1
-        elif kind is RequestFact:
+        elif type(fact) is RequestFact:
             self.models[fact.model]["requests"] += 1
-        elif kind is LabelFact:
+        elif type(fact) is LabelFact:
             self.models[fact.model]["labels"] += 1
-        elif kind is UnmatchedLabel:
+        elif type(fact) is UnmatchedLabel:
             self.models[fact.model]["unmatched_labels"] += 1
-        elif kind is Duplicate:
+        elif type(fact) is Duplicate:
             self.models[fact.model][f"duplicate_{fact.kind}s"] += 1
-        elif kind is ClockSkew:
+        elif type(fact) is ClockSkew:
             counts = self.models[fact.model]
             counts[f"{fact.direction}_{fact.kind}s"] += 1
             if fact.direction == "future" and fact.skew_ms > counts[MAX_FUTURE_SKEW]:
@@ -117,4 +116,8 @@ class JoinCounts:
         return counts
 
     def by_version(self) -> dict[tuple[str, str, str], dict[str, int]]:
-        return {tuple(key.split("\x1f")): dict(values) for key, values in self.versions.items()}
+        out: dict[tuple[str, str, str], dict[str, int]] = {}
+        for key, values in self.versions.items():
+            model, version, role = key.split("\x1f")
+            out[(model, version, role)] = dict(values)
+        return out

@@ -23,7 +23,7 @@ class _Fact(msgspec.Struct, frozen=True, gc=False):
     """The base of every fact."""
 
 
-class RequestFact(_Fact):
+class RequestFact(_Fact, frozen=True, gc=False):
     """A request was seen (its features feed drift)."""
 
     model: str
@@ -31,7 +31,7 @@ class RequestFact(_Fact):
     features: dict[str, Any]
 
 
-class ResponseFact(_Fact):
+class ResponseFact(_Fact, frozen=True, gc=False):
     """A version answered (label-free: latency, errors, prediction distribution), at once."""
 
     model: str
@@ -43,7 +43,7 @@ class ResponseFact(_Fact):
     prediction: Any
 
 
-class ServedFeatures(_Fact):
+class ServedFeatures(_Fact, frozen=True, gc=False):
     """The features of a request a version answered (feature drift per version), once both are in."""
 
     model: str
@@ -53,7 +53,7 @@ class ServedFeatures(_Fact):
     features: dict[str, Any]
 
 
-class AgreementFact(_Fact):
+class AgreementFact(_Fact, frozen=True, gc=False):
     """A shadow version's answer next to the primary's on the same request."""
 
     model: str
@@ -66,7 +66,7 @@ class AgreementFact(_Fact):
     primary_score: Any
 
 
-class JoinedRecord(_Fact):
+class JoinedRecord(_Fact, frozen=True, gc=False):
     """A version's response paired with the request's ground truth (label on time)."""
 
     model: str
@@ -84,14 +84,14 @@ class JoinedRecord(_Fact):
     features: dict[str, Any] | None
 
 
-class LabelFact(_Fact):
+class LabelFact(_Fact, frozen=True, gc=False):
     """A label arrived (label coverage and delay)."""
 
     model: str
     ts_ms: int
 
 
-class LateLabel(_Fact):
+class LateLabel(_Fact, frozen=True, gc=False):
     """A label that joined none of the request's responses: later than ``label_timeout``."""
 
     model: str
@@ -99,7 +99,7 @@ class LateLabel(_Fact):
     delay_ms: int  # after the request's first response
 
 
-class Expired(_Fact):
+class Expired(_Fact, frozen=True, gc=False):
     """A version's response that never got a label within ``label_timeout``."""
 
     model: str
@@ -108,21 +108,21 @@ class Expired(_Fact):
     ts_ms: int
 
 
-class UnmatchedLabel(_Fact):
+class UnmatchedLabel(_Fact, frozen=True, gc=False):
     """A label whose request never had a response before it expired."""
 
     model: str
     ts_ms: int
 
 
-class Duplicate(_Fact):
+class Duplicate(_Fact, frozen=True, gc=False):
     """An event already applied (same request and version, or a second label): counted once."""
 
     model: str
     kind: str  # "request" | "response" | "label"
 
 
-class ClockSkew(_Fact):
+class ClockSkew(_Fact, frozen=True, gc=False):
     """An event stamped far from the partition's time: ``direction`` "future" (more than the
     tolerance ahead of the worker's clock: it did not move time past the bound) or "past" (so far
     behind the partition's time that it was due to expire on arrival)."""

@@ -40,6 +40,7 @@ from evaluators.metrics.version import MetricsConfig, add_slim, slim
 from evaluators.policy.drift_guardrails import DriftView
 from evaluators.shapes import ShapeMonitor
 from evaluators.windows import running_totals, split_key, total_parts
+from schemas.inference import Role
 from schemas.monitoring import Alert, LatencyQuantiles, MetricsSnapshot, Window
 
 SNAPSHOT_NAMESPACE = uuid.UUID("6f1d9a52-4a0e-4f43-9a57-0d8c3f1b2e11")
@@ -66,7 +67,7 @@ def _utc(ms: int) -> datetime:
     return datetime.fromtimestamp(ms / 1000, tz=UTC)
 
 
-def build_snapshot(model: str, version: str, role: str, start: int, end: int, requests: int,
+def build_snapshot(model: str, version: str, role: Role, start: int, end: int, requests: int,
                    state: dict, config: MetricsConfig, drift: dict[str, float] | None = None) -> MetricsSnapshot:
     values = version_metrics.compute(state, model, config)
     latency = LatencyQuantiles(p50=values.get("latency_p50_ms"), p95=values.get("latency_p95_ms"),

@@ -334,7 +334,7 @@ class ShapeMonitor:
             return None
         self.told[key] = start
         return Alert(alert_id=uuid.uuid5(_ALERT_NAMESPACE, f"{key}{SEP}{start}"), model=model, version=version,
-                     severity="critical", kind="schema", ts=start, message=message)
+                     severity="critical", kind="schema", ts=start, message=message)  # type: ignore[arg-type]  # validated from epoch ms
 
     def shapes_of(self, model: str) -> dict[str, VersionShape]:
         """The shapes learned for ``model``'s versions (for reports and status)."""

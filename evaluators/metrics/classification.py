@@ -25,7 +25,7 @@ import orjson
 from river import metrics
 
 from evaluators.metrics.sums import add as add_to_sum
-from evaluators.metrics.sums import mean, merge_counts, merge_sum, new_sum
+from evaluators.metrics.sums import mean_of, merge_counts, merge_sum, new_sum
 
 ECE_BINS = 10
 MAX_DISTINCT_SCORES = 20_000
@@ -278,8 +278,8 @@ def compute(state: dict, task: str) -> dict[str, float]:
         values["recall"] = metrics.MacroRecall(cm=cm).get()
         values["f1"] = metrics.MacroF1(cm=cm).get()
     if state["ll"][0]:
-        values["log_loss"] = mean(state["ll"])
-        values["brier"] = mean(state["br"])
+        values["log_loss"] = mean_of(state["ll"])
+        values["brier"] = mean_of(state["br"])
     n = sum(b[0] for b in state["ece"])
     if n:
         values["ece"] = sum(abs(b[2] - b[1]) for b in state["ece"] if b[0]) / n

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from evaluators.metrics.sums import add as add_to_sum
-from evaluators.metrics.sums import mean, merge_counts, merge_sum, new_sum
+from evaluators.metrics.sums import mean, mean_of, merge_counts, merge_sum, new_sum
 
 DEFAULT_KS = (5, 10)
 _DISCOUNT = [1.0 / math.log2(i + 2) for i in range(10_000)]
@@ -73,5 +73,5 @@ def compute(state: dict) -> dict[str, float]:
             if value is not None:
                 values[f"{metric}@{k}"] = value
     if state["mrr"][0]:
-        values["mrr"] = mean(state["mrr"])
+        values["mrr"] = mean_of(state["mrr"])
     return values

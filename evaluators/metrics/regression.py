@@ -17,7 +17,7 @@ import math
 from river import metrics, stats
 
 from evaluators.metrics.sums import add as add_to_sum
-from evaluators.metrics.sums import mean, merge_sum, new_sum
+from evaluators.metrics.sums import mean_of, merge_sum, new_sum
 
 _EPS = float.fromhex("0x1p-52")
 
@@ -82,7 +82,7 @@ def merge(a: dict, b: dict) -> dict:
 def compute(state: dict) -> dict[str, float]:
     if not state["ae"][0]:
         return {}
-    values = {"mae": mean(state["ae"]), "rmse": math.sqrt(mean(state["se"])), "mape": mean(state["ape"])}
+    values = {"mae": mean_of(state["ae"]), "rmse": math.sqrt(mean_of(state["se"])), "mape": mean_of(state["ape"])}
     if state["y"][0] > 1:
         r2 = metrics.R2()
         r2._y_var = _variance(state["y"])

@@ -64,6 +64,14 @@ def mean(running: list) -> float | None:
     return stats.Mean._from_state(n, total / n).get()
 
 
+def mean_of(running: list) -> float:
+    """The mean of a running sum that has values (:func:`mean` for one that may be empty)."""
+    value = mean(running)
+    if value is None:
+        raise ValueError("the mean of an empty running sum")
+    return value
+
+
 def counts_below(a: dict, b: dict) -> bool:
     """Whether some count in ``b`` is above ``a``'s (missing keys count 0): ``a`` is not a later
     state of the counts ``b`` was taken from.

@@ -26,7 +26,7 @@ from evaluators.drift.config import DriftConfig
 from evaluators.facts import AgreementFact, Expired, Fact, JoinedRecord, ResponseFact, ServedFeatures
 from evaluators.metrics import classification, ranking, regression, sketch
 from evaluators.metrics.sums import add as add_to_sum
-from evaluators.metrics.sums import counts_below, mean, merge_counts, merge_sum, new_sum, squares
+from evaluators.metrics.sums import counts_below, mean_of, merge_counts, merge_sum, new_sum, squares
 from schemas.metric_names import Task
 
 RANK_OVERLAP_K = 10
@@ -94,6 +94,8 @@ class MetricsConfig:
                     return label
                 return int(number) if number.is_integer() else number
             return int(label) if isinstance(label, bool) else label
+        if isinstance(mapping, str):  # not a coercion's name: the spec layer refuses any other
+            return label
         key = label if isinstance(label, str) else classification.class_key(label)
         return mapping.get(key, label)
 
@@ -135,8 +137,7 @@ def add_facts(state: dict, facts: list[Fact] | tuple[Fact, ...], config: Metrics
     class_counts, prediction_sum = state["pc"], state["pm"]
     responses = errors = 0
     for fact in facts:
-        kind = type(fact)
-        if kind is ResponseFact:
+        if type(fact) is ResponseFact:
             responses += 1
             if fact.error is not None:
                 errors += 1
@@ -153,16 +154,16 @@ def add_facts(state: dict, facts: list[Fact] | tuple[Fact, ...], config: Metrics
             elif prediction is not None and not isinstance(prediction, (list, dict)):
                 key = classification.class_key(prediction)
                 class_counts[key] = class_counts.get(key, 0) + 1
-        elif kind is JoinedRecord:
+        elif type(fact) is JoinedRecord:
             delay = fact.label_ts_ms - fact.ts_ms
             delays.append(delay / 1000.0 if delay > 0 else 0.0)
             _add_joined(state, fact, config)
-        elif kind is ServedFeatures:
+        elif type(fact) is ServedFeatures:
             if features is not None:
                 drift_summary.collect_features(features, fact.features, pending_features)
-        elif kind is Expired:
+        elif type(fact) is Expired:
             state["exp"] += 1
-        elif kind is AgreementFact:
+        elif type(fact) is AgreementFact:
             _add_agreement(state, fact)
     state["n"] += responses
     state["err"] += errors
@@ -172,7 +173,7 @@ def add_facts(state: dict, facts: list[Fact] | tuple[Fact, ...], config: Metrics
         sketch.add_many(state["delay"], delays)
     if not predictions:
         del pending_features[drift_summary.PREDICTION]
-    if pending_features:
+    if pending_features and features is not None:  # only collected when the state keeps features
         drift_summary.add_collected(features, pending_features)
 
 
@@ -387,14 +388,14 @@ def compute(state: dict, model: str, config: MetricsConfig) -> dict[str, float]:
     for key, count in state["pc"].items():
         values[f"prediction_share.{key.strip(chr(34))}"] = count / predicted
     if state["pm"][0]:
-        values["prediction_mean"] = mean(state["pm"])
+        values["prediction_mean"] = mean_of(state["pm"])
     ag = state["ag"]
     if ag["n"]:
         values["agreement"] = ag["eq"] / ag["n"]
     if ag["mad"][0]:
-        values["agreement_mad"] = mean(ag["mad"])
+        values["agreement_mad"] = mean_of(ag["mad"])
     if ag["ro"][0]:
-        values[f"rank_overlap@{RANK_OVERLAP_K}"] = mean(ag["ro"])
+        values[f"rank_overlap@{RANK_OVERLAP_K}"] = mean_of(ag["ro"])
     for kpi, (count, total, *_) in state["oc"].items():
         values[f"outcome.{kpi}.count"] = float(count)
         values[f"outcome.{kpi}.sum"] = total

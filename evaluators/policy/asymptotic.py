@@ -313,7 +313,7 @@ def judgement(test: MeanTestState, estimand: Estimand, cand: tuple[Any, Any], ba
     if weight <= 0:
         return "undecided", None, 0.0, math.nan
     c_moments, c_layout, c_var = _version_spread(estimand, *cand)
-    b_var = 0.0
+    b_var: float | None = 0.0
     if base is not None:
         _, _, b_var = _version_spread(estimand, *base, other=c_var or 0.0)
         if c_var is not None and b_var is not None:  # each regularized once, toward the other

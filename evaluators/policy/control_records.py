@@ -108,7 +108,7 @@ def refusal_alert(topic: str, partition: int, offset: int, model: str | None, re
     refused a record on rollout.specs (partition 0, offset 41) for fraud: invalid: steps[1].percent: too big;
     it changed nothing
     """
-    return Alert(model=model or UNKNOWN_MODEL, severity="warning", kind="schema", ts=now_ms,
+    return Alert(model=model or UNKNOWN_MODEL, severity="warning", kind="schema", ts=now_ms,  # type: ignore[arg-type]  # validated from epoch ms
                  message=(f"refused a record on {topic} (partition {partition}, offset {offset}) for "
                           f"{model or 'no readable model'}: {refusal.reason}: {refusal.detail}; it changed nothing"),
                  source_topic=topic, source_partition=partition, source_offset=offset)
@@ -163,7 +163,7 @@ def latest_specs(records: list[ReadRecord]) -> WantedSpecs:
         read = read_spec_record(record.key, record.value)
         if read.refusal is not None:
             refused.append((record, read))
-        else:
+        elif read.model is not None:  # a record that is not refused names its model
             wanted[read.model] = (read, record.rollout_id)
     return wanted, refused
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from evaluators.drift.monitor import split_score_name
-from schemas.control import Bounds, GuardrailEvidence
+from schemas.control import Bounds, GuardrailEvidence, Verdict
 from schemas.rollout import Guardrail
 
 PREFIX = "drift."
@@ -59,6 +59,7 @@ def drift_evidence(guardrail: Guardrail, model: str, candidate: str, view: Drift
     feature = guardrail.metric.removeprefix(PREFIX)
     size = drift_size(view.scores.get(f"{model}\x1f{candidate}", {}), feature)
     limit = guardrail.max if guardrail.max is not None else 0.0
+    verdict: Verdict
     if size is None:
         verdict, bounds = "undecided", Bounds(samples=0)
     else:

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 from evaluators.policy.drift_guardrails import DriftView
 from evaluators.shapes import compare_predictions, prediction_shape
-from schemas.control import Bounds, GuardrailEvidence
+from schemas.control import Bounds, GuardrailEvidence, Verdict
 from schemas.rollout import Guardrail
 
 METRIC = "schema_compatible"
@@ -68,6 +68,7 @@ def differences(model: str, candidate: str, view: DriftView, baseline_total: dic
 def schema_evidence(guardrail: Guardrail, model: str, candidate: str, view: DriftView, baseline_total: dict,
                     candidate_total: dict) -> GuardrailEvidence:
     found = differences(model, candidate, view, baseline_total, candidate_total)
+    verdict: Verdict
     if found is None:
         verdict, bounds = "undecided", Bounds(samples=0)
     else:
