@@ -130,10 +130,9 @@ class Replay:
         self.progress(len(incoming))
 
     def _publish(self) -> None:
-        state = self._join.last_state
-        for window in state["acc"]["metrics"]["closed"]:
+        for window in self._join.closed_windows():
             self._merger.final(0, window)
-        self._merger.heartbeat(0, heartbeat_partial(0, state, "replay"))
+        self._merger.heartbeat(0, heartbeat_partial(0, self._join.last_state, "replay"))
         self.snapshots += self._merger.ready()
         self.alerts += self._merger.alerts
         self._merger.alerts = []

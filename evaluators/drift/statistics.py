@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from scipy import stats as scipy_stats
 from scipy.spatial.distance import jensenshannon
 
-from evaluators.metrics.sketch import _MAPPING
+from evaluators.metrics.sketch import bin_value
 
 PSI_BINS = 10
 _EPS = 1e-4
@@ -43,10 +43,10 @@ class TestResult:
 
 def _points(sketch: dict) -> list[tuple[float, int]]:
     """(bin value, count) in increasing value order."""
-    points = [(-_MAPPING.value(int(k)), c) for k, c in sketch["neg"].items()]
+    points = [(-bin_value(k), c) for k, c in sketch["neg"].items()]
     if sketch["zero"]:
         points.append((0.0, sketch["zero"]))
-    points += [(_MAPPING.value(int(k)), c) for k, c in sketch["pos"].items()]
+    points += [(bin_value(k), c) for k, c in sketch["pos"].items()]
     points.sort()
     return points
 

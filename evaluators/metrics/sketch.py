@@ -85,6 +85,22 @@ def subtract(a: dict, b: dict) -> dict:
     return out
 
 
+def bin_value(key: str | int) -> float:
+    """The value a bin stands for (within the 1% relative accuracy), by its key in ``pos``/``neg``
+    (in ``neg`` the value of the absolute value)."""
+    return _MAPPING.value(int(key))
+
+
+def count(sketch: dict) -> int:
+    """Values in the sketch."""
+    return sketch["n"]
+
+
+def total(sketch: dict) -> float:
+    """The sum of the values in the sketch."""
+    return sketch["sum"]
+
+
 def count_above(sketch: dict, bound: float) -> int:
     """Values over ``bound`` (within the 1% relative accuracy)."""
     above = sum(count for key, count in sketch["pos"].items() if _MAPPING.value(int(key)) > bound)

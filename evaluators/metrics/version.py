@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -229,6 +229,34 @@ def _add_agreement(state: dict, fact: AgreementFact) -> None:
         if size:
             shared = len({repr(i) for i in top_mine} & {repr(i) for i in top_theirs})
             add_to_sum(ag["ro"], shared / size)
+
+
+class VersionCounts(NamedTuple):
+    """A version state's exact counts."""
+
+    responses: int
+    errors: int
+    labelled: int
+    expired: int
+
+
+def counts(state: dict) -> VersionCounts:
+    """The exact counts of a version's metric state.
+
+    >>> counts(new_state())
+    VersionCounts(responses=0, errors=0, labelled=0, expired=0)
+    """
+    return VersionCounts(state["n"], state["err"], state["lab"], state["exp"])
+
+
+def latency_sketch(state: dict) -> dict:
+    """The state's latency sketch (ms; :mod:`evaluators.metrics.sketch`)."""
+    return state["lat"]
+
+
+def label_delay_sketch(state: dict) -> dict:
+    """The state's label-delay sketch (s)."""
+    return state["delay"]
 
 
 def merge(a: dict, b: dict) -> dict:

@@ -17,6 +17,7 @@ from prometheus_client.registry import Collector
 from prometheus_client.samples import Sample
 
 from evaluators.drift.monitor import split_score_name
+from evaluators.metrics import sketch
 from evaluators.metrics import version as version_metrics
 from evaluators.metrics.version import MetricsConfig
 from evaluators.policy.engine import RolloutEngine
@@ -87,16 +88,17 @@ class EvaluatorCollector(Collector):
                                     "see the metric catalog).", labels=VERSION_LABELS + ["metric"])
         for (model, version, role), state in sorted(versions.items()):
             labels = [model, version, role]
-            families["responses"].add_metric(labels, float(state["n"]))
-            families["errors"].add_metric(labels, float(state["err"]))
-            families["labelled"].add_metric(labels, float(state["lab"]))
-            families["expired"].add_metric(labels, float(state["exp"]))
+            counts = version_metrics.counts(state)
+            families["responses"].add_metric(labels, float(counts.responses))
+            families["errors"].add_metric(labels, float(counts.errors))
+            families["labelled"].add_metric(labels, float(counts.labelled))
+            families["expired"].add_metric(labels, float(counts.expired))
             values = version_metrics.compute(state, model, self.config)
             if "error_rate" in values:
                 error_rate.add_metric(labels, values["error_rate"])
                 coverage.add_metric(labels, values["label_coverage"])
-            _summary(latency, labels, values, _LATENCY, state["lat"], 0.001)
-            _summary(delay, labels, values, _DELAY, state["delay"], 1.0)
+            _summary(latency, labels, values, _LATENCY, version_metrics.latency_sketch(state), 0.001)
+            _summary(delay, labels, values, _DELAY, version_metrics.label_delay_sketch(state), 1.0)
             for name, value in sorted(values.items()):
                 if name not in _NOT_QUALITY:
                     quality.add_metric(labels + [name], value)
@@ -148,14 +150,14 @@ class EvaluatorCollector(Collector):
 def _summary(family: Metric, labels: list[str], values: dict[str, float], quantiles: tuple,
              sketch_state: dict, scale: float) -> None:
     """Quantiles of a sketch as a Prometheus summary (with its count and sum), in base units."""
-    if not sketch_state["n"]:
+    if not sketch.count(sketch_state):
         return
     names = dict(zip(VERSION_LABELS, labels))
     for name, q in quantiles:
         if name in values:
             family.samples.append(Sample(family.name, {**names, "quantile": q}, values[name] * scale))
-    family.samples.append(Sample(family.name + "_count", names, float(sketch_state["n"])))
-    family.samples.append(Sample(family.name + "_sum", names, sketch_state["sum"] * scale))
+    family.samples.append(Sample(family.name + "_count", names, float(sketch.count(sketch_state))))
+    family.samples.append(Sample(family.name + "_sum", names, sketch.total(sketch_state) * scale))
 
 
 def serve(collectors: Iterable[Collector], port: int, host: str = "0.0.0.0") -> None:

@@ -152,8 +152,7 @@ class JoinStage:
             work = self.work.get(partition)
             if work is None:
                 continue
-            state = work.join.last_state
-            if transaction is not None and state is not None and state["acc"] is not None:
+            if transaction is not None and work.join.has_accumulated():
                 self._send_heartbeat(work, transaction)  # serialized now: the store may close
             work.store.close()
             del self.work[partition]
@@ -189,14 +188,14 @@ class JoinStage:
         idle: set[str] = set()
         silent = work.idleness.silent(now_ms())
         if silent:
-            fence = work.read_through(fence_after(work.join.last_state["fence"], incoming))
+            fence = work.read_through(fence_after(work.join.fence(), incoming))
             idle = work.idleness.idle(fence, work.end_offsets, now_ms())
         work.join.process(incoming, idle_sources=idle, sources=work.sources, now_ms=wall_ms())
         work.idle_used = idle
         work.touched = True
         partition = work.partition
         with self.clock.stage("outputs"):
-            for window in work.join.last_state["acc"]["metrics"]["closed"]:
+            for window in work.join.closed_windows():
                 sid = snapshot_id(window["model"], window["version"], window["role"], window["start"])
                 transaction.produce(self.partials, window_key(partition, sid),
                                     orjson.dumps({"partition": partition, **window}))
@@ -217,7 +216,7 @@ class JoinStage:
         heartbeats held back by the interval."""
         now = now_ms()
         for work in list(self.work.values()):
-            fence = work.read_through(work.join.last_state["fence"])
+            fence = work.read_through(work.join.fence())
             idle = work.idleness.idle(fence, work.end_offsets, now)
             if idle - work.idle_used:
                 self._apply(work, [], transaction)
@@ -268,8 +267,7 @@ class JoinStage:
         """Records not yet applied per input topic partition this worker owns."""
         out = {}
         for work in list(self.work.values()):
-            state = work.join.last_state
-            fence = work.read_through(state["fence"] if state else {})
+            fence = work.read_through(work.join.fence())
             for topic, source in work.source_of.items():
                 end = work.end_offsets.get(source)
                 if end is not None:
