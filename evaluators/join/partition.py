@@ -1,61 +1,11 @@
-"""Exact join of requests, responses (one per version) and delayed labels, over a key-value store.
-
-Pure: no Kafka. Driven by batches of events of one partition and the sources they came from (the
-partition of each input topic). **Time** is the partition's stream time: the smallest, over its
-sources, of the latest event time seen on that source, leaving out sources the caller reports as
-idle (caught up). A source that lags behind the others holds time back, so labels read minutes ahead
-of their responses (topics are consumed at different rates, above all after a restart) do not expire
-anything early. Time moves per event, before the event is applied, so results depend on the order of
-events within each source, never on how they were batched. The stream, replay and tests behave alike.
-
-**Keys.** A request's state is one model's: keyed by (model, request id) (:func:`request_key`), so
-models sharing a request id (a gateway fanning one request out) are joined independently, and a
-label joins the responses of its own model.
-
-**Clocks.** Given the worker's clock (``now_ms``), an event stamped more than
-``max_future_skew_ms`` ahead of it moves its source's time only that far; the event itself keeps its
-timestamps. One far behind the partition's time (due on arrival) affects only itself. Both are
-counted (:class:`~evaluators.facts.ClockSkew`).
-
-**Semantics.** A version's response joins the request's label when the label's event time is at most
-``label_timeout`` after the response's (order of arrival does not matter: label before response is
-fine). Every response ends either *joined* or *expired* (not labelled within ``label_timeout``),
-once time passes its event time + ``label_timeout`` + ``expiry_grace``. A label that joins nothing
-is *late* if the request had responses, *unmatched* if it had none; that is decided when the request
-expires (or when the label reaches an expired request), so it does not depend on arrival timing. The
-same response or label twice is a *duplicate*, counted once. Label-free facts (latency, error,
-shadow agreement with the primary on the same request) are emitted at once. Expired state is kept as
-a tombstone for ``tombstone_ttl`` (default: ``label_timeout``) so that a label arriving after expiry
-is recognised as late.
-
-**Exactly once.** Each effect (response seen, label seen, joined, late, expired, shadow agreement)
-is emitted as a fact once, at the event or expiry that causes it. A batch's writes (the request
-states it changed, the partition state with its offsets, watermark, expiry queue and accumulated
-facts) are one unit: the worker writes them to its changelog in the batch's Kafka transaction,
-together with the input offsets, so they survive together or not at all, and a batch that did not
-commit is read again from its first offset over the state before it. (Before the worker had
-transactions, every effect carried the mark of the batch that counted it and the partition state a
-ledger of counted batches, so that a changelog that lost a suffix of its writes was counted exactly
-once; transactions made both unnecessary, and they are gone. A state written then still reads: a
-mark counts as "done".) An event whose offset the partition state already covers is skipped.
-
->>> from schemas import InferenceResponse, GroundTruth
->>> from evaluators.store import DictStore
->>> join = JoinPartition(DictStore(), JoinConfig(label_timeout_ms=60_000), run_id="run-1")
->>> facts = join.process([
-...     Incoming(GroundTruth(request_id="r1", model="m", ts=2_000, label=1), "labels-0", 0),
-...     Incoming(InferenceResponse(request_id="r1", model="m", version="v2", role="canary", ts=1_000,
-...                                prediction=1, latency_ms=5.0), "responses-0", 0)])
->>> sorted(type(f).__name__ for f in facts)
-['JoinedRecord', 'LabelFact', 'ResponseFact']
-"""
+"""One partition's join: :class:`JoinPartition` applies batches of events over a key-value store
+(semantics and exactness: :mod:`evaluators.join`), with the batch's working set in ``_Batch``."""
 
 from __future__ import annotations
 
 import heapq
 import itertools
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from evaluators.facts import (
@@ -72,6 +22,24 @@ from evaluators.facts import (
     ServedFeatures,
     UnmatchedLabel,
 )
+from evaluators.join.config import JoinConfig
+from evaluators.join.state import (
+    ACCUMULATOR_PREFIX,
+    CHUNK_PREFIX,
+    EXPIRY_CHUNK_SIZE,
+    LAYOUT,
+    LEGACY_REQUEST_PREFIX,
+    PARTITION_KEY,
+    REQUEST_PREFIX,
+    LabelEntry,
+    PartitionState,
+    RequestEntry,
+    RequestState,
+    ResponseEntry,
+    _legacy_entries,
+    request_id_of,
+    request_key,
+)
 from evaluators.stage_clock import StageClock
 from evaluators.store import KeyValueStore, PrefixedStore
 from schemas.fast_codec import Event, LabelEvent, RequestEvent, ResponseEvent
@@ -80,78 +48,7 @@ from schemas.inference import GroundTruth, InferenceRequest, InferenceResponse
 #: An input event: the hot path's Struct or the model (both carry ``kind`` and ``ts_ms``).
 InputMessage = Event
 
-PARTITION_KEY = "p"
-#: A request's state is keyed by (model, request id): ``k<len(model)>:<model><request id>``, so a
-#: request id that a gateway gives several models is several independent joins.
-REQUEST_PREFIX = "k"
-#: The layout before that: ``r<request id>`` (one state per request id, holding its first model).
-#: Read and moved to the new key lazily (see ``_Batch._load``); expiry entries and garbage lists of
-#: that layout are converted when read.
-LEGACY_REQUEST_PREFIX = "r"
-#: Version of the key layout the partition state records (absent: the legacy layout).
-LAYOUT = 2
-CHUNK_PREFIX = "x"
-#: Records the accumulator keeps apart from the partition state (``w<key space>:<its key>``).
-ACCUMULATOR_PREFIX = "w"
-EXPIRY_CHUNK_SIZE = 2000
-MAX_LEDGER_RUNS = 1000
 _NEVER = 2**62
-
-
-def request_key(model: str, request_id: str) -> str:
-    """The store key of one model's state of one request.
-
-    >>> request_key("fraud", "r-1"), request_id_of(request_key("fraud", "r-1"))
-    ('k5:fraudr-1', 'r-1')
-    """
-    return f"{REQUEST_PREFIX}{len(model)}:{model}{request_id}"
-
-
-def request_id_of(key: str) -> str:
-    """The request id in a store key (either layout)."""
-    if key[0] == LEGACY_REQUEST_PREFIX:
-        return key[1:]
-    length, _, rest = key[1:].partition(":")
-    return rest[int(length):]
-
-
-def _legacy_entries(entries: list[list]) -> list[list]:
-    """Expiry entries of the legacy layout (``[request id, due, generation]``) as store keys."""
-    return [[LEGACY_REQUEST_PREFIX + entry[0], *entry[1:]] for entry in entries]
-
-
-@dataclass(frozen=True)
-class JoinConfig:
-    label_timeout_ms: int = 7 * 86_400_000
-    expiry_grace_ms: int = 10 * 60_000
-    tombstone_ttl_ms: int | None = None
-    #: Per-model label timeouts (from rollout specs); others use ``label_timeout_ms``.
-    model_label_timeout_ms: dict[str, int] = field(default_factory=dict)
-    #: Processing time a source read to its end must stay silent before it stops holding stream
-    #: time back (see :mod:`evaluators.idleness`).
-    idle_after_ms: int = 5_000
-    #: How far ahead of the worker's clock an event may move its source's time: an event stamped
-    #: later (a client clock running ahead) moves it only this far, and is counted.
-    max_future_skew_ms: int = 5 * 60_000
-
-    def timeout_for(self, model: str) -> int:
-        return self.model_label_timeout_ms.get(model, self.label_timeout_ms)
-
-    def settle_ms(self, model: str) -> int:
-        """How long after an event time every response up to it has joined or expired."""
-        return self.timeout_for(model) + self.expiry_grace_ms + 1
-
-    def tombstone_for(self, model: str) -> int:
-        return self.tombstone_ttl_ms if self.tombstone_ttl_ms is not None else self.timeout_for(model)
-
-    def longest_life_ms(self) -> int:
-        """An upper bound on how long (stream time) a request's state lives: expiry plus tombstone."""
-        timeouts = [self.label_timeout_ms, *self.model_label_timeout_ms.values()]
-        return (
-            max(timeouts)
-            + self.expiry_grace_ms
-            + max(self.tombstone_for(m) for m in ["", *self.model_label_timeout_ms])
-        )
 
 
 class Incoming(NamedTuple):
@@ -237,7 +134,7 @@ class JoinPartition:
         self._accumulator_from_state = accumulator_from_state
         self.partition_key = f"{PARTITION_KEY}{key_space}"
         #: The partition state the last batch wrote (what a caller publishes, without reading it back).
-        self.last_state: dict[str, Any] | None = None
+        self.last_state: PartitionState | None = None
         self.chunk_prefix = f"{CHUNK_PREFIX}{key_space}:"
         #: The accumulator's own records (metric windows), apart from the join's keys.
         self.accumulator_records = PrefixedStore(store, f"{ACCUMULATOR_PREFIX}{key_space}:")
@@ -246,7 +143,7 @@ class JoinPartition:
         self.clock = StageClock()
 
     # -- partition state -------------------------------------------------------------------------
-    def partition_state(self) -> dict[str, Any]:
+    def partition_state(self) -> PartitionState:
         part = self.store.get(self.partition_key)
         if part is None:
             return {"seq": 0, "wm": 0, "src": {}, "fence": {}, "acc": None, "layout": LAYOUT,
@@ -327,13 +224,13 @@ class JoinPartition:
 class _Batch:
     """One batch's working set: loaded request states, the facts they gave, and the writes to make."""
 
-    def __init__(self, join: JoinPartition, part: dict[str, Any]) -> None:
+    def __init__(self, join: JoinPartition, part: PartitionState) -> None:
         self.join = join
         self.config = join.config
         self.store = join.store
         self.part = part
         self.seq = part["seq"] + 1
-        self.states: dict[str, dict[str, Any] | None] = {}
+        self.states: dict[str, RequestState | None] = {}
         #: Expiry entries queued by this batch (new, or read back from a chunk and not yet due), a heap
         #: by due time: ``(due, order, [request_id, due, generation], is_new)``.
         self.pending: list[tuple[int, int, list, bool]] = []
@@ -384,7 +281,7 @@ class _Batch:
                 self.expire_due()
 
     # -- state access ----------------------------------------------------------------------------
-    def _load(self, key: str) -> dict[str, Any] | None:
+    def _load(self, key: str) -> RequestState | None:
         if key in self.states:
             return self.states[key]
         state = self.store.get(key)
@@ -397,7 +294,7 @@ class _Batch:
             self._schedule(key, state, self._natural_due(state))
         return state
 
-    def _migrate(self, key: str) -> dict[str, Any] | None:
+    def _migrate(self, key: str) -> RequestState | None:
         """The legacy state of this key's request, if it belongs to this key's model: it moves to
         the new key (the legacy key is deleted with the batch's other garbage) and is queued anew."""
         legacy_key = LEGACY_REQUEST_PREFIX + request_id_of(key)
@@ -412,7 +309,7 @@ class _Batch:
         if legacy_key not in self.migrated:
             self.migrated.append(legacy_key)
 
-    def _load_or_create(self, key: str, model: str, ts_ms: int) -> dict[str, Any]:
+    def _load_or_create(self, key: str, model: str, ts_ms: int) -> RequestState:
         state = self.states[key] if key in self.states else self._load(key)
         if state is None:
             state = {"m": model, "v": {}, "q": None, "y": None, "g": 0}
@@ -421,7 +318,7 @@ class _Batch:
             self._schedule(key, state, ts_ms + self.config.timeout_for(model) + self.config.expiry_grace_ms)
         return state
 
-    def _schedule(self, key: str, state: dict[str, Any], due_at: int) -> None:
+    def _schedule(self, key: str, state: RequestState, due_at: int) -> None:
         """Queue the state's (next) expiry; older queue entries of it become stale."""
         state["g"] += 1
         heapq.heappush(self.pending, (due_at, next(self._order), [key, due_at, state["g"]], True))
@@ -458,13 +355,14 @@ class _Batch:
         else:
             self._apply_request(state, message, ts_ms, origin)
 
-    def _duplicate(self, state: dict[str, Any], element: dict[str, Any], kind: str, origin: list) -> None:
+    def _duplicate(self, state: RequestState, element: ResponseEntry | LabelEntry | RequestEntry, kind: str,
+                   origin: list) -> None:
         # The same record read again (a replay after a restart) is not a duplicate; another record
         # with the same request (and version) is.
         if element["o"] != origin:
             self.facts.append(Duplicate(state["m"], kind))
 
-    def _apply_request(self, state: dict[str, Any], message: InferenceRequest | RequestEvent, ts_ms: int,
+    def _apply_request(self, state: RequestState, message: InferenceRequest | RequestEvent, ts_ms: int,
                        origin: list) -> None:
         if state["q"] is not None:
             self._duplicate(state, state["q"], "request", origin)
@@ -477,7 +375,7 @@ class _Batch:
             for version, response in state["v"].items():
                 self.facts.append(ServedFeatures(model, version, response["r"], response["t"], features))
 
-    def _apply_response(self, state: dict[str, Any], message: InferenceResponse | ResponseEvent,
+    def _apply_response(self, state: RequestState, message: InferenceResponse | ResponseEvent,
                         ts_ms: int, origin: list) -> None:
         versions = state["v"]
         version = message.version
@@ -505,7 +403,7 @@ class _Batch:
                 if shadow["r"] == "shadow":
                     self._agreement(state, other, shadow, version)
 
-    def _apply_label(self, state: dict[str, Any], message: GroundTruth | LabelEvent, ts_ms: int,
+    def _apply_label(self, state: RequestState, message: GroundTruth | LabelEvent, ts_ms: int,
                      origin: list) -> None:
         if state["y"] is not None:
             self._duplicate(state, state["y"], "label", origin)
@@ -521,7 +419,7 @@ class _Batch:
                 self._join(message.request_id, state, version, response)
 
     # -- effects: each counted once, when it happens ---------------------------------------------
-    def _join(self, request_id: str, state: dict[str, Any], version: str, response: dict[str, Any]) -> None:
+    def _join(self, request_id: str, state: RequestState, version: str, response: ResponseEntry) -> None:
         """A response and the request's label, on time: a joined record."""
         response["k"] = "joined"
         label, request = state["y"], state["q"]
@@ -529,20 +427,20 @@ class _Batch:
                                        label["t"], response["p"], response["c"], label["y"], label["oc"],
                                        response["l"], response["x"], request["f"] if request is not None else None))
 
-    def _agreement(self, state: dict[str, Any], shadow_version: str, shadow: dict[str, Any],
+    def _agreement(self, state: RequestState, shadow_version: str, shadow: ResponseEntry,
                    primary_version: str) -> None:
         primary = state["v"][primary_version]
         self.facts.append(AgreementFact(state["m"], shadow_version, primary_version, shadow["t"], shadow["p"],
                                         primary["p"], shadow["c"], primary["c"]))
 
-    def _expire_unjoined(self, state: dict[str, Any]) -> None:
+    def _expire_unjoined(self, state: RequestState) -> None:
         """Every response not joined by now never will be."""
         for version, response in state["v"].items():
             if response["k"] is None:
                 response["k"] = "expired"
                 self.facts.append(Expired(state["m"], version, response["r"], response["t"]))
 
-    def _classify_unjoined_label(self, state: dict[str, Any]) -> None:
+    def _classify_unjoined_label(self, state: RequestState) -> None:
         """A label that joined nothing: late if the request had responses, unmatched if it had none."""
         label = state["y"]
         if label is None or label.get("late") is not None or state.get("u") is not None:
@@ -608,7 +506,7 @@ class _Batch:
         self.next_due = min(self.chunk_min, self.open_min, pending[0][0] if pending else _NEVER)
         return due
 
-    def _natural_due(self, state: dict[str, Any]) -> int:
+    def _natural_due(self, state: RequestState) -> int:
         """When the state should next be looked at: its tombstone's end, or the latest event time in
         it + ``label_timeout`` + grace."""
         if state.get("z"):
@@ -689,7 +587,7 @@ class _Batch:
         return self.facts
 
 
-def _primary(versions: dict[str, dict[str, Any]]) -> str | None:
+def _primary(versions: dict[str, ResponseEntry]) -> str | None:
     """The request's first primary version (the one shadows are compared with)."""
     for version, response in versions.items():
         if response["r"] == "primary":
