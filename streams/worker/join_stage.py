@@ -6,7 +6,8 @@ changelog (``<prefix><app-id>-join-state-changelog``, compacted, one partition p
 the windows it closed go to the partials topic as ``w/<partition>/<snapshot id>``, and the
 partition's heartbeat ``h/<partition>`` (its stream time, exact counts and metric state) follows,
 at most once per ``heartbeat_interval_s`` and once more when the partition is handed over, so one
-merging owner can serve many partitions. All of it in the batch's transaction.
+merging owner can serve many partitions. All of it in the batch's transaction. (The internal topics'
+names and keys: :mod:`schemas.internal_topics`.)
 
 Idle sources: a source read to its end (librdkafka's watermarks for the partition, from its fetch
 responses; asked of the broker only on a tick when it has none) and silent for ``idle_after`` stops
