@@ -14,7 +14,7 @@ absent feature counts as missing. A summary is plain JSON, like every partial st
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypedDict
 
 from evaluators.metrics import sketch
 
@@ -27,15 +27,24 @@ MAX_FEATURES = 64
 PREDICTION = "@prediction"
 
 
-def new_summary() -> dict:
+class FeatureSummary(TypedDict):
+    """One feature's values in one window (or a version's predictions, under ``PREDICTION``)."""
+
+    n: int  # values seen, missing ones included
+    miss: int  # missing: None or absent, or a list or an object
+    num: sketch.Sketch | None  # the numbers, once there is one
+    cat: dict[str, int]  # category (strings; booleans as "true"/"false") -> count, at most MAX_CATEGORIES
+
+
+def new_summary() -> FeatureSummary:
     return {"n": 0, "miss": 0, "num": None, "cat": {}}
 
 
-def add_value(summary: dict, value: Any) -> None:
+def add_value(summary: FeatureSummary, value: Any) -> None:
     add_values(summary, (value,))
 
 
-def add_values(summary: dict, values: list[Any] | tuple[Any, ...]) -> None:
+def add_values(summary: FeatureSummary, values: list[Any] | tuple[Any, ...]) -> None:
     """Add ``values`` in order (the same summary as ``add_value`` on each)."""
     missing = 0
     numbers: list[float] = []
@@ -72,14 +81,14 @@ def add_values(summary: dict, values: list[Any] | tuple[Any, ...]) -> None:
         sketch.add_many(numeric, numbers)
 
 
-def add_features(summaries: dict[str, dict], features: dict[str, Any] | None) -> None:
+def add_features(summaries: dict[str, FeatureSummary], features: dict[str, Any] | None) -> None:
     """Add one request's features; a feature seen before but absent here counts as missing."""
     pending: dict[str, list[Any]] = {}
     collect_features(summaries, features, pending)
     add_collected(summaries, pending)
 
 
-def collect_features(summaries: dict[str, dict], features: dict[str, Any] | None,
+def collect_features(summaries: dict[str, FeatureSummary], features: dict[str, Any] | None,
                      pending: dict[str, list[Any]]) -> None:
     """What ``add_features`` does for one request, with the values held in ``pending`` (feature ->
     values in order) until :func:`add_collected` adds them: a run of requests adds each feature's
@@ -104,19 +113,20 @@ def collect_features(summaries: dict[str, dict], features: dict[str, Any] | None
                 values.append(None)
 
 
-def add_collected(summaries: dict[str, dict], pending: dict[str, list[Any]]) -> None:
+def add_collected(summaries: dict[str, FeatureSummary], pending: dict[str, list[Any]]) -> None:
     for name, values in pending.items():
         add_values(summaries[name], values)
 
 
-def merge(a: dict, b: dict) -> dict:
+def merge(a: FeatureSummary, b: FeatureSummary) -> FeatureSummary:
     """Add summary ``b`` into ``a``."""
     a["n"] += b["n"]
     a["miss"] += b["miss"]
     if b["num"] is not None:
-        if a["num"] is None:
-            a["num"] = sketch.new_sketch()
-        sketch.merge(a["num"], b["num"])
+        numeric = a["num"]
+        if numeric is None:
+            numeric = a["num"] = sketch.new_sketch()
+        sketch.merge(numeric, b["num"])
     categories = a["cat"]
     for key, count in b["cat"].items():
         if key not in categories and len(categories) >= MAX_CATEGORIES:
@@ -125,7 +135,7 @@ def merge(a: dict, b: dict) -> dict:
     return a
 
 
-def merge_all(a: dict[str, dict], b: dict[str, dict]) -> dict[str, dict]:
+def merge_all(a: dict[str, FeatureSummary], b: dict[str, FeatureSummary]) -> dict[str, FeatureSummary]:
     """Add every feature summary of ``b`` into ``a`` (a version's summaries, by feature)."""
     for name, summary in b.items():
         if name in a:

@@ -13,6 +13,7 @@ need. Latency and label delay use it.
 from __future__ import annotations
 
 import math
+from typing import TypedDict
 
 from ddsketch import DDSketch
 from ddsketch.mapping import LogarithmicMapping
@@ -30,15 +31,25 @@ _log = math.log
 _ceil = math.ceil
 
 
-def new_sketch() -> dict:
+class Sketch(TypedDict):
+    """A DDSketch as JSON (what partial states carry)."""
+
+    n: int  # values added
+    sum: float  # their sum, in the order they were added
+    zero: int  # values too close to 0 for a bin
+    pos: dict[str, int]  # bin key (as a string: the state is JSON) -> count of positive values
+    neg: dict[str, int]  # the same for negative values (binned by their absolute value)
+
+
+def new_sketch() -> Sketch:
     return {"n": 0, "sum": 0.0, "zero": 0, "pos": {}, "neg": {}}
 
 
-def add(sketch: dict, value: float) -> None:
+def add(sketch: Sketch, value: float) -> None:
     add_many(sketch, (value,))
 
 
-def add_many(sketch: dict, values: list[float] | tuple[float, ...]) -> None:
+def add_many(sketch: Sketch, values: list[float] | tuple[float, ...]) -> None:
     """Add ``values`` in order (the same sketch, to the last bit of its sum, as ``add`` on each)."""
     total, zero = sketch["sum"], 0
     positive, negative = sketch["pos"], sketch["neg"]  # string keys: the state is JSON
@@ -57,7 +68,7 @@ def add_many(sketch: dict, values: list[float] | tuple[float, ...]) -> None:
     sketch["zero"] += zero
 
 
-def merge(a: dict, b: dict) -> dict:
+def merge(a: Sketch, b: Sketch) -> Sketch:
     a["n"] += b["n"]
     a["sum"] += b["sum"]
     a["zero"] += b["zero"]
@@ -68,14 +79,14 @@ def merge(a: dict, b: dict) -> dict:
     return a
 
 
-def is_behind(a: dict, b: dict) -> bool:
+def is_behind(a: Sketch, b: Sketch) -> bool:
     """Whether some bin (or the count) of ``a`` is below ``b``'s: ``a`` is not a later state of the
     stream ``b`` was taken from."""
     return (a["n"] < b["n"] or a["zero"] < b["zero"]
             or counts_below(a["pos"], b["pos"]) or counts_below(a["neg"], b["neg"]))
 
 
-def subtract(a: dict, b: dict) -> dict:
+def subtract(a: Sketch, b: Sketch) -> Sketch:
     """A new sketch of what ``a`` holds beyond ``b`` (``b`` an earlier state of the same stream)."""
     out = new_sketch()
     out["n"], out["sum"], out["zero"] = a["n"] - b["n"], a["sum"] - b["sum"], a["zero"] - b["zero"]
@@ -91,17 +102,17 @@ def bin_value(key: str | int) -> float:
     return _MAPPING.value(int(key))
 
 
-def count(sketch: dict) -> int:
+def count(sketch: Sketch) -> int:
     """Values in the sketch."""
     return sketch["n"]
 
 
-def total(sketch: dict) -> float:
+def total(sketch: Sketch) -> float:
     """The sum of the values in the sketch."""
     return sketch["sum"]
 
 
-def count_above(sketch: dict, bound: float) -> int:
+def count_above(sketch: Sketch, bound: float) -> int:
     """Values over ``bound`` (within the 1% relative accuracy)."""
     above = sum(count for key, count in sketch["pos"].items() if _MAPPING.value(int(key)) > bound)
     if bound < 0:
@@ -110,7 +121,7 @@ def count_above(sketch: dict, bound: float) -> int:
     return above
 
 
-def to_ddsketch(sketch: dict) -> DDSketch:
+def to_ddsketch(sketch: Sketch) -> DDSketch:
     result = DDSketch(RELATIVE_ACCURACY)
     for key, count in sketch["pos"].items():
         result._store.add(int(key), count)
@@ -122,7 +133,7 @@ def to_ddsketch(sketch: dict) -> DDSketch:
     return result
 
 
-def quantile(sketch: dict, q: float) -> float | None:
+def quantile(sketch: Sketch, q: float) -> float | None:
     """The ``q`` quantile within 1% relative error; ``None`` when empty."""
     if sketch["n"] == 0:
         return None
