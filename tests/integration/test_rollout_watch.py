@@ -8,6 +8,7 @@ import json
 import random
 import subprocess
 import sys
+import threading
 import time
 import uuid
 
@@ -30,6 +31,15 @@ def watch_start(settings, spec_path, *args: str) -> subprocess.Popen:
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
+def _first_line(process: subprocess.Popen, timeout: float) -> str:
+    """The first line ``process`` prints (empty if none comes within ``timeout``)."""
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.append(process.stdout.readline()), daemon=True)
+    reader.start()
+    reader.join(timeout)
+    return lines[0] if lines else ""
+
+
 def test_watch_exits_0_on_completion_1_on_rollback_and_3_when_held_past_its_timeout(kafka_settings, tmp_path):
     create_topics(kafka_settings, TopicLayout(inference_partitions=4, evaluator_partitions=2))
     topics = Topics(kafka_settings.topic_prefix)
@@ -45,6 +55,9 @@ def test_watch_exits_0_on_completion_1_on_rollback_and_3_when_held_past_its_time
             path.write_text(yaml.safe_dump(spec(model).model_dump(mode="json")))
             watchers[model] = watch_start(kafka_settings, path, "--timeout", "25s" if model == "quiet" else "180s",
                                           *(["--output", "json"] if model == "good" else []))
+        # Traffic starts once the JSON watcher has looked once: with a stage of 150 samples at 200
+        # requests a second, a watcher still starting up could first see the rollout at stage 2.
+        first_line = _first_line(watchers["good"], 60)
         producer, rng, sent = ContractProducer(kafka_settings), random.Random(5), 0
         deadline = time.monotonic() + 200
         while time.monotonic() < deadline and any(w.poll() is None for m, w in watchers.items() if m != "quiet"):
@@ -61,6 +74,7 @@ def test_watch_exits_0_on_completion_1_on_rollback_and_3_when_held_past_its_time
             if watcher.poll() is None:
                 watcher.kill()
     out = {model: watcher.communicate() for model, watcher in watchers.items()}
+    out["good"] = (first_line + out["good"][0], out["good"][1])
     codes = {model: watcher.returncode for model, watcher in watchers.items()}
     assert codes == {"good": 0, "bad": 1, "quiet": 3}, out
     lines = [json.loads(line) for line in out["good"][0].splitlines()]
