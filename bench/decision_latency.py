@@ -108,20 +108,9 @@ def measure(rate: float, seconds: float = 60.0) -> tuple[list[float], list[float
         settings = KafkaSettings(bootstrap_servers=bootstrap, topic_prefix=f"dl{uuid.uuid4().hex[:6]}.")
         create_topics(settings, TopicLayout(inference_partitions=6, evaluator_partitions=1))
         topics = Topics(settings.topic_prefix)
-        worker = start_evaluator(
-            settings,
-            f"dl-{uuid.uuid4().hex[:6]}",
-            os.path.join(state, "w"),
-            "--window",
-            "1s",
-            "--label-timeout",
-            "30s",
-            "--expiry-grace",
-            "2s",
-            "--metrics-port",
-            "0",
-            *[a for k in range(ROLLOUTS) for a in ("--task", f"lat{k}=binary")],
-        )
+        worker = start_evaluator(settings, f"dl-{uuid.uuid4().hex[:6]}", os.path.join(state, "w"), "--window", "1s",
+                                 "--label-timeout", "30s", "--expiry-grace", "2s", "--metrics-port", "0",
+                                 *[a for k in range(ROLLOUTS) for a in ("--task", f"lat{k}=binary")])
         consumer = Consumer(settings.confluent_config(**{
             "group.id": f"dl-{uuid.uuid4()}", "auto.offset.reset": "earliest", "isolation.level": "read_committed"}))
         consumer.subscribe([topics.control, topics.decisions])

@@ -76,16 +76,9 @@ def run(pending: int = PENDING) -> list[Result]:
     results = []
     for checkpoint in (c for c in CHECKPOINTS if c <= pending):
         value = readings[str(checkpoint)]
-        results.append(
-            Result(
-                "join_memory",
-                f"resident memory, {checkpoint:,} requests pending",
-                value,
-                "MiB",
-                "< 1024 MiB" if checkpoint == pending else "",
-                value < 1024 if checkpoint == pending else None,
-            )
-        )
+        target = "< 1024 MiB" if checkpoint == pending else ""
+        results.append(Result("join_memory", f"resident memory, {checkpoint:,} requests pending", value, "MiB",
+                              target, value < 1024 if checkpoint == pending else None))
     start = GROWTH_FROM if GROWTH_FROM < pending else CHECKPOINTS[0]
     first, last = readings[str(start)], readings[str(max(c for c in CHECKPOINTS if c <= pending))]
     results.append(Result("join_memory", f"growth from {start:,} to {pending:,} pending", last - first,

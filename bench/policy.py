@@ -86,16 +86,8 @@ def run(aa_rollouts: int = 1_000, power_rollouts: int = 200) -> list[Result]:
     ]
     edge = [rollout(rng, 0.90, 0.88, SLACK_GUARDRAIL)[0] for _ in range(aa_rollouts)]
     edge_rate = sum(o is not None for o in edge) / aa_rollouts
-    results.append(
-        Result(
-            "policy",
-            f"false rollback rate at the edge of 2 points allowed (90% vs 88%, {aa_rollouts} rollouts)",
-            100 * edge_rate,
-            "%",
-            "<= 1%",
-            edge_rate <= 0.01,
-        )
-    )
+    results.append(Result("policy", f"false rollback rate at the edge of 2 points allowed (90% vs 88%, {aa_rollouts} "
+                          "rollouts)", 100 * edge_rate, "%", "<= 1%", edge_rate <= 0.01))
     for drop, target in ((0.05, 500), (0.02, None)):
         runs = [rollout(rng, 0.90, 0.90 - drop) for _ in range(power_rollouts)]
         ours = [o if o is not None else HORIZON * 10 for o, _ in runs]
@@ -104,12 +96,6 @@ def run(aa_rollouts: int = 1_000, power_rollouts: int = 200) -> list[Result]:
         results.append(Result("policy", f"median canary labels to roll back 90% -> {90 - 100 * drop:.0f}%, sequential",
                               median, "labels", f"<= {target}" if target else "",
                               median <= target if target else None))
-        results.append(
-            Result(
-                "policy",
-                f"median canary labels to roll back 90% -> {90 - 100 * drop:.0f}%, naive z-test",
-                statistics.median(naive),
-                "labels",
-            )
-        )
+        results.append(Result("policy", f"median canary labels to roll back 90% -> {90 - 100 * drop:.0f}%, "
+                              "naive z-test", statistics.median(naive), "labels"))
     return results

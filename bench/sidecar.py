@@ -68,23 +68,9 @@ def run() -> list[Result]:
             routes={"v1": 90.0, "v2": 10.0}, reason="canary", rollout_id="bench", baseline="v1"))
         producer.flush()
         port = free_port()
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "streams.cli",
-                "--bootstrap",
-                bootstrap,
-                "--topic-prefix",
-                settings.topic_prefix,
-                "sidecar",
-                "--baseline",
-                "fraud=v1",
-                "--port",
-                str(port),
-            ],
-            stderr=subprocess.DEVNULL,
-        )
+        process = subprocess.Popen([sys.executable, "-m", "streams.cli", "--bootstrap", bootstrap, "--topic-prefix",
+                                    settings.topic_prefix, "sidecar", "--baseline", "fraud=v1", "--port", str(port)],
+                                   stderr=subprocess.DEVNULL)
         try:
             _wait_ready(port)
             connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)

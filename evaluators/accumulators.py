@@ -40,6 +40,13 @@ class EvaluatorAccumulator:
         return {"counts": self.counts.to_state(), "metrics": self.metrics.to_state()}
 
 
+def closed_windows(state: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """The metric windows the last batch closed, to publish, from an evaluator accumulator's state
+    (:meth:`evaluators.join.JoinPartition.accumulated`; their shape:
+    :meth:`evaluators.windows.MetricsAccumulator.advance`)."""
+    return state["metrics"]["closed"] if state else []
+
+
 def evaluator_accumulator(config: MetricsConfig, settle_ms: Callable[[str], int]
                           ) -> Callable[..., EvaluatorAccumulator]:
     """A ``from_state`` function for :class:`evaluators.join.JoinPartition`."""

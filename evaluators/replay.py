@@ -31,7 +31,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from evaluators.accumulators import evaluator_accumulator
+from evaluators.accumulators import closed_windows, evaluator_accumulator
 from evaluators.join import Incoming, JoinConfig, JoinPartition
 from evaluators.merging import PartialsMerger, heartbeat_partial
 from evaluators.metrics import MetricsConfig
@@ -130,7 +130,7 @@ class Replay:
         self.progress(len(incoming))
 
     def _publish(self) -> None:
-        for window in self._join.closed_windows():
+        for window in closed_windows(self._join.accumulated()):
             self._merger.final(0, window)
         self._merger.heartbeat(0, heartbeat_partial(0, self._join.last_state, "replay"))
         self.snapshots += self._merger.ready()

@@ -1,7 +1,8 @@
-"""Reading what reached a topic, for assertions in integration tests."""
+"""Reading what reached a topic, for assertions in integration tests, and running the CLI on them."""
 
 from __future__ import annotations
 
+import sys
 import time
 import uuid
 
@@ -11,6 +12,12 @@ from schemas import InferenceRequest, Topics, encode
 from streams.kafka.producer import make_producer
 from streams.kafka.settings import KafkaSettings
 from streams.worker.process import start_evaluator, stop_workers  # noqa: F401 (the tests' helpers)
+
+
+def cli(settings: KafkaSettings, *args: str) -> list[str]:
+    """The command line of ``shadowcanary [args]`` against ``settings``' cluster and topic prefix."""
+    return [sys.executable, "-m", "streams.cli", "--bootstrap", settings.bootstrap_servers,
+            "--topic-prefix", settings.topic_prefix, *args]
 
 
 def read_topic(settings: KafkaSettings, topic: str, expected: int | None = None, timeout: float = 120,

@@ -161,17 +161,10 @@ class JoinPartition:
         """The last applied offset per source, as of the last batch (empty before the first)."""
         return self.last_state["fence"] if self.last_state else {}
 
-    def has_accumulated(self) -> bool:
-        """Whether a batch has fed the accumulator (a partition with nothing yet has no heartbeat)."""
-        return bool(self.last_state) and self.last_state["acc"] is not None
-
-    def closed_windows(self) -> list[dict[str, Any]]:
-        """The metric windows the last batch closed, to publish (their shape:
-        :meth:`evaluators.windows.MetricsAccumulator.advance`); none without the metric accumulator."""
-        accumulated = self.last_state["acc"] if self.last_state else None
-        if not accumulated or "metrics" not in accumulated:
-            return []
-        return accumulated["metrics"]["closed"]
+    def accumulated(self) -> Any:
+        """The accumulator's state as the last batch left it (``None`` before a batch fed it): its
+        shape is the accumulator's (:func:`evaluators.accumulators.closed_windows` reads it)."""
+        return self.last_state["acc"] if self.last_state else None
 
     def accumulator(self) -> Accumulator:
         return self._accumulator_from_state(self.partition_state()["acc"], self.accumulator_records)

@@ -25,7 +25,7 @@ from pathlib import Path
 import orjson
 from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
-from evaluators.accumulators import evaluator_accumulator
+from evaluators.accumulators import closed_windows, evaluator_accumulator
 from evaluators.idleness import SourceIdleness
 from evaluators.join import Incoming, JoinConfig, JoinPartition, fence_after
 from evaluators.merging import heartbeat_partial, snapshot_id
@@ -153,7 +153,7 @@ class JoinStage:
             work = self.work.get(partition)
             if work is None:
                 continue
-            if transaction is not None and work.join.has_accumulated():
+            if transaction is not None and work.join.accumulated() is not None:
                 self._send_heartbeat(work, transaction)  # serialized now: the store may close
             work.store.close()
             del self.work[partition]
@@ -196,7 +196,7 @@ class JoinStage:
         work.touched = True
         partition = work.partition
         with self.clock.stage("outputs"):
-            for window in work.join.closed_windows():
+            for window in closed_windows(work.join.accumulated()):
                 sid = snapshot_id(window["model"], window["version"], window["role"], window["start"])
                 transaction.produce(self.partials, window_key(partition, sid),
                                     orjson.dumps({"partition": partition, **window}))

@@ -19,23 +19,8 @@ def start_evaluator(settings: KafkaSettings, app_id: str, state_dir: str, *args:
     ``<state_dir>.log``."""
     env = {**os.environ, **settings.environment()}
     log = open(f"{state_dir}.log", "ab")
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "streams.cli",
-            *global_args,
-            "evaluate",
-            "--app-id",
-            app_id,
-            "--state-dir",
-            state_dir,
-            *args,
-        ],
-        env=env,
-        stdout=log,
-        stderr=log,
-    )
+    return subprocess.Popen([sys.executable, "-m", "streams.cli", *global_args, "evaluate", "--app-id", app_id,
+                             "--state-dir", state_dir, *args], env=env, stdout=log, stderr=log)
 
 
 def stop_workers(*workers: subprocess.Popen, timeout: float = 60) -> None:

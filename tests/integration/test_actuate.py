@@ -5,23 +5,17 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 
 import pytest
 
 from schemas.signing import HmacKey, sign_command
 from streams.kafka.producer import ContractProducer
 from tests.integration.test_router import command
-from tests.kafka_helpers import wait_for
+from tests.kafka_helpers import cli, wait_for
 
 pytestmark = pytest.mark.kafka
 SECRET = b"actuator-test-secret-32-bytes-long"
 KEY = HmacKey(SECRET)
-
-
-def cli(kafka_settings, *args: str) -> list[str]:
-    return [sys.executable, "-m", "streams.cli", "--bootstrap", kafka_settings.bootstrap_servers,
-            "--topic-prefix", kafka_settings.topic_prefix, *args]
 
 
 def test_verified_commands_become_virtual_services_and_forged_ones_nothing(kafka_settings, contract_topics, tmp_path):

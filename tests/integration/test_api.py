@@ -8,7 +8,6 @@ import http.client
 import json
 import random
 import subprocess
-import sys
 import uuid
 
 import orjson
@@ -22,7 +21,7 @@ from streams.kafka.local_broker import free_port
 from streams.kafka.producer import ContractProducer
 from tests.integration.test_policy_scenarios import unlabelled
 from tests.integration.test_policy_worker import spec, traffic, wait_for_commands
-from tests.kafka_helpers import read_topic, start_evaluator, stop_workers, wait_for
+from tests.kafka_helpers import cli, read_topic, start_evaluator, stop_workers, wait_for
 
 
 def call(port: int, method: str, path: str, body: object | None = None) -> tuple[int, object]:
@@ -52,22 +51,7 @@ def test_argo_and_flagger_get_the_verdicts_of_passing_failing_and_data_less_roll
                              "--label-timeout", "60s", "--metrics-port", "0",
                              *[a for m in ("good", "bad", "nolabels") for a in ("--task", f"{m}=binary")])
     port = free_port()
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "streams.cli",
-            "--bootstrap",
-            kafka_settings.bootstrap_servers,
-            "--topic-prefix",
-            kafka_settings.topic_prefix,
-            "api",
-            "--port",
-            str(port),
-        ],
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    server = subprocess.Popen(cli(kafka_settings, "api", "--port", str(port)), stderr=subprocess.PIPE, text=True)
     try:
         producer = ContractProducer(kafka_settings)
         nolabels = spec("nolabels").model_dump(mode="json") | {
@@ -133,9 +117,8 @@ def test_argo_and_flagger_get_the_verdicts_of_passing_failing_and_data_less_roll
         assert response.status == 200 and response.getheader("Content-Type").startswith("text/html")
         assert "accuracy: per-window values" in page and decisions[-1]["reason"] in page
         # A person pauses the data-less rollout from a pipeline: the command and decision as JSON.
-        paused = subprocess.run([sys.executable, "-m", "streams.cli", "--bootstrap", kafka_settings.bootstrap_servers,
-                                 "--topic-prefix", kafka_settings.topic_prefix, "rollout", "pause", "nolabels",
-                                 "--reason", "labels are late today", "--user", "ci", "--output", "json"],
+        paused = subprocess.run(cli(kafka_settings, "rollout", "pause", "nolabels", "--reason", "labels are late today",
+                                    "--user", "ci", "--output", "json"),
                                 capture_output=True, text=True, timeout=120)
         assert paused.returncode == 0, paused.stderr
         published = json.loads(paused.stdout)

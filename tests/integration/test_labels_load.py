@@ -4,13 +4,12 @@ partition of its request (murmur2 on request_id, as the requests are); bad rows 
 from __future__ import annotations
 
 import subprocess
-import sys
 
 import pytest
 
 from schemas import GroundTruth, InferenceRequest, decode
 from streams.kafka.producer import ContractProducer
-from tests.kafka_helpers import read_topic
+from tests.kafka_helpers import cli, read_topic
 
 pytestmark = pytest.mark.kafka
 
@@ -27,9 +26,8 @@ def test_labels_load_publishes_each_good_row_on_its_requests_partition(kafka_set
     path = tmp_path / "labels.csv"
     path.write_text("\n".join(rows) + "\n")
     result = subprocess.run(
-        [sys.executable, "-m", "streams.cli", "--bootstrap", kafka_settings.bootstrap_servers, "--topic-prefix",
-         kafka_settings.topic_prefix, "labels", "load", str(path), "--id-column", "request_id", "--label-column",
-         "is_fraud", "--model", "fraud", "--outcome", "chargeback=chargeback"],
+        cli(kafka_settings, "labels", "load", str(path), "--id-column", "request_id", "--label-column", "is_fraud",
+            "--model", "fraud", "--outcome", "chargeback=chargeback"),
         capture_output=True, text=True, timeout=120)
     assert result.returncode == 1, result.stderr
     assert "published 998 labels, skipped 2 rows" in result.stdout

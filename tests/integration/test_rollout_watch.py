@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import random
 import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -19,16 +18,14 @@ from schemas import Topics
 from streams.kafka.admin import TopicLayout, create_topics
 from streams.kafka.producer import ContractProducer
 from tests.integration.test_policy_worker import spec, traffic
-from tests.kafka_helpers import start_evaluator, stop_workers
+from tests.kafka_helpers import cli, start_evaluator, stop_workers
 
 pytestmark = pytest.mark.kafka
 
 
 def watch_start(settings, spec_path, *args: str) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "streams.cli", "--bootstrap", settings.bootstrap_servers, "--topic-prefix",
-         settings.topic_prefix, "rollout", "start", "-f", str(spec_path), "--watch", "--every", "1s", *args],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(cli(settings, "rollout", "start", "-f", str(spec_path), "--watch", "--every", "1s", *args),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def _first_line(process: subprocess.Popen, timeout: float) -> str:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import random
 import subprocess
-import sys
 import time
 import uuid
 
@@ -17,7 +16,7 @@ from schemas.rollout import RolloutSpec
 from streams.kafka.admin import TopicLayout, create_topics
 from streams.kafka.producer import ContractProducer
 from tests.integration.test_policy_worker import wait_for_commands
-from tests.kafka_helpers import read_topic, start_evaluator, stop_workers
+from tests.kafka_helpers import cli, read_topic, start_evaluator, stop_workers
 
 pytestmark = pytest.mark.kafka
 T0 = 1_790_000_000_000
@@ -67,23 +66,8 @@ def test_a_candidate_answering_class_names_is_rolled_back_for_its_schema(kafka_s
         status, deadline = "", time.monotonic() + 90
         while status.count("answers):") < 2 and time.monotonic() < deadline:
             time.sleep(2)
-            status = subprocess.run(
-                [
-                    sys.executable,
-                    "-m",
-                    "streams.cli",
-                    "--bootstrap",
-                    kafka_settings.bootstrap_servers,
-                    "--topic-prefix",
-                    kafka_settings.topic_prefix,
-                    "rollout",
-                    "status",
-                    "cancer",
-                ],
-                capture_output=True,
-                text=True,
-                timeout=60,
-            ).stdout
+            status = subprocess.run(cli(kafka_settings, "rollout", "status", "cancer"), capture_output=True,
+                                    text=True, timeout=60).stdout
         alive = worker.poll() is None
     finally:
         stop_workers(worker)

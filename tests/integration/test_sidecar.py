@@ -7,7 +7,6 @@ from __future__ import annotations
 import http.client
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import orjson
@@ -20,7 +19,7 @@ from streams.kafka.local_broker import free_port
 from streams.kafka.producer import ContractProducer
 from streams.serving.router import Router
 from tests.integration.test_router import command
-from tests.kafka_helpers import read_topic, wait_for
+from tests.kafka_helpers import cli, read_topic, wait_for
 
 pytestmark = pytest.mark.kafka
 SECRET = b"sidecar-test-secret-32-bytes-long"
@@ -47,9 +46,8 @@ def running_sidecar(kafka_settings, contract_topics, tmp_path):
     producer.flush()
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "streams.cli", "--bootstrap", kafka_settings.bootstrap_servers, "--topic-prefix",
-         kafka_settings.topic_prefix, "sidecar", "--baseline", "fraud=v1", "--verify-key", str(key_file),
-         "--port", str(port)], stderr=subprocess.PIPE, text=True)
+        cli(kafka_settings, "sidecar", "--baseline", "fraud=v1", "--verify-key", str(key_file), "--port", str(port)),
+        stderr=subprocess.PIPE, text=True)
     try:
         assert wait_for(lambda: _ready(port), 60), "the sidecar did not read the control topic in time"
         yield port, producer
