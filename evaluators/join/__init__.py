@@ -55,6 +55,7 @@ partition's join and its batches).
 """
 
 from evaluators.join.config import JoinConfig
+from evaluators.join.expiry import ExpiryQueue
 from evaluators.join.partition import (
     Accumulator,
     Incoming,
@@ -67,6 +68,7 @@ from evaluators.join.state import PartitionState, RequestState, request_id_of, r
 
 __all__ = [
     "Accumulator",
+    "ExpiryQueue",
     "Incoming",
     "InputMessage",
     "JoinConfig",

@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-import heapq
-import itertools
 from collections.abc import Callable, Iterable
 from typing import Any, NamedTuple
 
@@ -23,10 +21,10 @@ from evaluators.facts import (
     UnmatchedLabel,
 )
 from evaluators.join.config import JoinConfig
+from evaluators.join.expiry import NEVER, ExpiryQueue, legacy_entries, new_queue_state
 from evaluators.join.state import (
     ACCUMULATOR_PREFIX,
     CHUNK_PREFIX,
-    EXPIRY_CHUNK_SIZE,
     LAYOUT,
     LEGACY_REQUEST_PREFIX,
     PARTITION_KEY,
@@ -36,7 +34,6 @@ from evaluators.join.state import (
     RequestEntry,
     RequestState,
     ResponseEntry,
-    _legacy_entries,
     request_id_of,
     request_key,
 )
@@ -47,8 +44,6 @@ from schemas.inference import GroundTruth, InferenceRequest, InferenceResponse
 
 #: An input event: the hot path's Struct or the model (both carry ``kind`` and ``ts_ms``).
 InputMessage = Event
-
-_NEVER = 2**62
 
 
 class Incoming(NamedTuple):
@@ -147,13 +142,13 @@ class JoinPartition:
         part = self.store.get(self.partition_key)
         if part is None:
             return {"seq": 0, "wm": 0, "src": {}, "fence": {}, "acc": None, "layout": LAYOUT,
-                    "xq": {"next": 0, "chunks": {}, "open": []}}
+                    "xq": new_queue_state()}
         if part.get("layout") != LAYOUT:
             # Written by the legacy layout: its request states stay readable for as long as any of
             # them can live; its queued entries and pending deletions name request ids.
             part["layout"] = LAYOUT
             part["legacy_until"] = part["wm"] + self.config.longest_life_ms()
-            part["xq"]["open"] = _legacy_entries(part["xq"]["open"])
+            part["xq"]["open"] = legacy_entries(part["xq"]["open"])
             part["gc"] = [LEGACY_REQUEST_PREFIX + request_id for request_id in part.get("gc", ())]
         return part
 
@@ -224,10 +219,6 @@ class _Batch:
         self.part = part
         self.seq = part["seq"] + 1
         self.states: dict[str, RequestState | None] = {}
-        #: Expiry entries queued by this batch (new, or read back from a chunk and not yet due), a heap
-        #: by due time: ``(due, order, [request_id, due, generation], is_new)``.
-        self.pending: list[tuple[int, int, list, bool]] = []
-        self._order = itertools.count()
         self.deleted: set[str] = set()
         self.facts: list[Fact] = []
         self.watermark: int = part["wm"]
@@ -236,15 +227,10 @@ class _Batch:
         self.expected: frozenset[str] | None = None
         self.forced = 0
         self.new_fence: dict[str, int] = dict(part["fence"])
-        self.closed_chunks: list[tuple[str, dict[str, Any]]] = []
-        self.popped_chunks: list[str] = []
-        queue = part["xq"]
-        self.chunk_min = min((e for e, _ in queue["chunks"].values()), default=_NEVER)
-        self.open_min = min((e[1] for e in queue["open"]), default=_NEVER)
-        self.next_due = min(self.chunk_min, self.open_min)
+        self.expiry = ExpiryQueue(part["xq"], join.store, join.chunk_prefix)
         #: The worker's clock, and the latest time an event may move its source to.
         self.now = 0
-        self.horizon = _NEVER
+        self.horizon = NEVER
         #: Whether request states of the legacy layout may still be in the store.
         self.legacy = part.get("legacy_until", -1) >= part["wm"]
         self.migrated: list[str] = []
@@ -253,7 +239,7 @@ class _Batch:
         times = self.source_times
         names = self.expected if self.expected is not None else times.keys()
         idle = self.idle
-        least = _NEVER
+        least = NEVER
         for name in names:
             if name in idle:
                 continue
@@ -262,7 +248,7 @@ class _Batch:
                 return self.watermark  # a source not heard from yet may still bring old events
             if time < least:
                 least = time
-        if least == _NEVER:  # every source idle (or none known): time is the latest seen
+        if least == NEVER:  # every source idle (or none known): time is the latest seen
             return max(times.values(), default=0)
         return least
 
@@ -270,7 +256,7 @@ class _Batch:
         now = max(self._stream_time(), self.forced)
         if now > self.watermark:
             self.watermark = now
-            if self.next_due < now:
+            if self.expiry.next_due < now:
                 self.expire_due()
 
     # -- state access ----------------------------------------------------------------------------
@@ -314,9 +300,7 @@ class _Batch:
     def _schedule(self, key: str, state: RequestState, due_at: int) -> None:
         """Queue the state's (next) expiry; older queue entries of it become stale."""
         state["g"] += 1
-        heapq.heappush(self.pending, (due_at, next(self._order), [key, due_at, state["g"]], True))
-        if due_at < self.next_due:
-            self.next_due = due_at
+        self.expiry.schedule(key, due_at, state["g"])
 
     # -- events ----------------------------------------------------------------------------------
     def apply(self, message: InputMessage, origin: list) -> None:
@@ -451,53 +435,14 @@ class _Batch:
 
     # -- expiry ----------------------------------------------------------------------------------
     def expire_due(self) -> None:
-        """Expire (or, on the second pass, delete) every request due before the watermark.
-
-        Queue entries are ``[request_id, due, generation]``; they live in chunks (``x<n>``) indexed in
-        the partition state by earliest and latest due time, plus a small open list in the partition
-        state. A chunk with anything due is read; what is not yet due moves to a new chunk; the old
-        one is deleted with the batch's other writes.
-        """
+        """Expire (or, on the second pass, delete) every request due before the watermark (see
+        :mod:`evaluators.join.expiry`)."""
         while True:
-            due = self._take_due()
+            due = self.expiry.take_due(self.watermark)
             if not due:
                 return
             for key, _, generation in due:
                 self._expire(key, generation)
-
-    def _take_due(self) -> list[list]:
-        """Every queued entry due before the watermark. Chunks and the open list are looked at only
-        when their earliest due time has passed; this batch's own entries wait in a heap."""
-        queue = self.part["xq"]
-        watermark = self.watermark
-        due: list[list] = []
-        pending = self.pending
-        if self.chunk_min < watermark:
-            for number, (earliest, _latest) in list(queue["chunks"].items()):
-                if earliest >= watermark:
-                    continue
-                chunk = self.store.get(f"{self.join.chunk_prefix}{number}")
-                del queue["chunks"][number]
-                self.popped_chunks.append(number)
-                entries = chunk["entries"] if chunk else []
-                if chunk and chunk.get("layout") != LAYOUT:
-                    entries = _legacy_entries(entries)
-                for entry in entries:
-                    if entry[1] < watermark:
-                        due.append(entry)
-                    else:
-                        heapq.heappush(pending, (entry[1], next(self._order), entry, False))
-            self.chunk_min = min((e for e, _ in queue["chunks"].values()), default=_NEVER)
-        if self.open_min < watermark:
-            remaining: list[list] = []
-            for entry in queue["open"]:
-                (due if entry[1] < watermark else remaining).append(entry)
-            queue["open"] = remaining
-            self.open_min = min((e[1] for e in remaining), default=_NEVER)
-        while pending and pending[0][0] < watermark:
-            due.append(heapq.heappop(pending)[2])
-        self.next_due = min(self.chunk_min, self.open_min, pending[0][0] if pending else _NEVER)
-        return due
 
     def _natural_due(self, state: RequestState) -> int:
         """When the state should next be looked at: its tombstone's end, or the latest event time in
@@ -541,26 +486,12 @@ class _Batch:
         """Write the request states, the new expiry chunks and the partition state, and delete expired
         tombstones and spent chunks. The batch's writes are one unit: the worker's transaction
         commits all of them or none (a replay keeps them in memory)."""
-        queue = self.part["xq"]
-        entries = queue["open"] + [entry for _, _, entry, is_new in sorted(self.pending)
-                                   if not (is_new and entry[0] in self.deleted)]
-        queue["open"] = []
-        for start in range(0, len(entries), EXPIRY_CHUNK_SIZE):
-            piece = entries[start:start + EXPIRY_CHUNK_SIZE]
-            if len(piece) < EXPIRY_CHUNK_SIZE // 4 and start + EXPIRY_CHUNK_SIZE >= len(entries):
-                queue["open"] = piece  # a small remainder stays in the partition state
-                break
-            number = str(queue["next"])
-            queue["next"] += 1
-            dues = [entry[1] for entry in piece]
-            queue["chunks"][number] = [min(dues), max(dues)]
-            self.closed_chunks.append((number, {"entries": piece, "layout": LAYOUT}))
+        queue = self.expiry.seal(self.deleted)
         store = self.store
         for key, state in self.states.items():
             if state is not None and key not in self.deleted:
                 store.set(key, state)
-        for number, chunk in self.closed_chunks:
-            store.set(f"{self.join.chunk_prefix}{number}", chunk)
+        self.expiry.write_chunks()
         with self.join.clock.stage("metrics"):
             accumulator = self.join._accumulator_from_state(self.part["acc"], self.join.accumulator_records)
             accumulator.add_all(self.facts)
@@ -575,8 +506,7 @@ class _Batch:
         store.set(self.join.partition_key, self.join.last_state)
         for key in [*sorted(self.deleted), *self.migrated]:
             store.delete(key)
-        for number in self.popped_chunks:
-            store.delete(f"{self.join.chunk_prefix}{number}")
+        self.expiry.delete_spent()
         return self.facts
 
 

@@ -65,7 +65,7 @@ class RequestState(TypedDict):
     u: NotRequired[int]  # 1 once its label was found unmatched (the request had no response)
 
 
-class ExpiryQueue(TypedDict):
+class ExpiryQueueState(TypedDict):
     """The expiry queue's index in the partition state: full chunks live in records of their own."""
 
     next: int  # the next chunk's number
@@ -88,7 +88,7 @@ class PartitionState(TypedDict):
     src: dict[str, int]  # source -> the latest event time it brought (bounded by the clock's horizon)
     fence: dict[str, int]  # source -> the last applied offset
     acc: Any  # the accumulator's state (:meth:`~evaluators.join.Accumulator.to_state`)
-    xq: ExpiryQueue
+    xq: ExpiryQueueState
     layout: int  # LAYOUT
     legacy_until: NotRequired[int]  # until when legacy request states may still be read
     gc: NotRequired[list[str]]  # keys to delete, left by a state written before transactions
@@ -127,7 +127,3 @@ def request_id_of(key: str) -> str:
     length, _, rest = key[1:].partition(":")
     return rest[int(length):]
 
-
-def _legacy_entries(entries: list[list]) -> list[list]:
-    """Expiry entries of the legacy layout (``[request id, due, generation]``) as store keys."""
-    return [[LEGACY_REQUEST_PREFIX + entry[0], *entry[1:]] for entry in entries]
