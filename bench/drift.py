@@ -32,7 +32,7 @@ from bench.report import Result
 from evaluators.drift.concept import ErrorDriftDetector
 from evaluators.drift.config import DriftConfig
 from evaluators.drift.monitor import DriftMonitor
-from evaluators.drift.summary import add_features
+from evaluators.metrics.features import add_features
 from evaluators.metrics.version import new_state
 
 DRIFT_AT = 50_000

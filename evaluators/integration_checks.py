@@ -48,7 +48,8 @@ from typing import Any, TypedDict
 
 import orjson
 
-from evaluators.drift.summary import PREDICTION
+from evaluators.metrics.features import PREDICTION
+from evaluators.metrics.version import SlimState, VersionState
 from evaluators.windows import SEP
 from schemas.monitoring import Alert
 
@@ -104,7 +105,7 @@ def _add_to(values: list[str], new: Any) -> None:
         values.append(new)
 
 
-def learn(shape: VersionShape, state: dict) -> None:
+def learn(shape: VersionShape, state: VersionState) -> None:
     """Add one closed window's metric state (with its feature summaries) to ``shape``."""
     shape["responses"] += state["n"] - state["err"]
     types, classes = prediction_shape(state)
@@ -113,7 +114,7 @@ def learn(shape: VersionShape, state: dict) -> None:
     for text, count in classes.items():
         if text in shape["classes"] or len(shape["classes"]) < MAX_VALUES:
             shape["classes"][text] = shape["classes"].get(text, 0) + count
-    cls = state.get("cls")
+    cls = state["cls"]
     if cls:
         labelled = sum(cls["cm"].values())
         shape["labelled"] += labelled
@@ -129,7 +130,7 @@ def learn(shape: VersionShape, state: dict) -> None:
             _add_to(shape["score_forms"], "number" if set(cls["auc"]) <= {"1"} else "per-class")
         if scored < labelled:
             _add_to(shape["score_forms"], "none")
-    summaries = {name: summary for name, summary in (state.get("ft") or {}).items() if name != PREDICTION}
+    summaries = {name: summary for name, summary in state.get("ft", {}).items() if name != PREDICTION}
     served = max((summary["n"] for summary in summaries.values()), default=0)
     shape["served"] += served
     for name, summary in summaries.items():
@@ -142,16 +143,17 @@ def learn(shape: VersionShape, state: dict) -> None:
             _add_to(feature["kinds"], "category")
 
 
-def prediction_shape(state: dict) -> tuple[list[str], dict[str, int]]:
+def prediction_shape(state: VersionState | SlimState) -> tuple[list[str], dict[str, int]]:
     """The JSON types and classes of the predictions a metric state (full or slim) counted."""
     types: list[str] = []
-    for text in state.get("pc", {}):
+    classes = state.get("pc", {})
+    for text in classes:
         _add_to(types, _json_type(text))
     if state.get("pm", [0])[0]:
         _add_to(types, "number")
-    if state.get("rk"):
+    if "rk" in state and state["rk"]:
         _add_to(types, "array")
-    return types, dict(state.get("pc", {}))
+    return types, dict(classes)
 
 
 def compare_predictions(vs: str, candidate: tuple[list[str], dict[str, int]],
@@ -233,7 +235,7 @@ class ShapeMonitor:
         #: as of the last window (present once the candidate and the baseline have enough samples).
         self.judged: dict[str, list[str]] = state.get("judged", {})
 
-    def observe(self, model: str, start: int, versions: dict[str, tuple[str, dict]]) -> list[Alert]:
+    def observe(self, model: str, start: int, versions: dict[str, tuple[str, VersionState]]) -> list[Alert]:
         """One closed window of ``model`` (``versions``: version -> (role, merged state), as the
         drift monitor takes them). Returns the alerts to publish."""
         shapes = self.shapes.setdefault(model, {})

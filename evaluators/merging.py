@@ -29,61 +29,89 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypedDict
 
 from evaluators.clock import ClockSkewAlerts
 from evaluators.counts import JoinCounts
+from evaluators.drift.config import DriftConfig
 from evaluators.drift.monitor import DriftMonitor
+from evaluators.integration_checks import ShapeMonitor
 from evaluators.metrics import version as version_metrics
-from evaluators.metrics.version import MetricsConfig, add_slim, slim
+from evaluators.metrics.version import MetricsConfig, SlimState, VersionState, add_slim, slim
 from evaluators.policy.drift_guardrails import DriftView
-from evaluators.shapes import ShapeMonitor
-from evaluators.windows import running_totals, split_key, total_parts
+from evaluators.windows import ClosedWindow, VersionEntry, running_totals, split_key, total_parts
 from schemas.inference import Role
 from schemas.monitoring import Alert, LatencyQuantiles, MetricsSnapshot, Window
+from schemas.types import from_epoch_ms
 
 SNAPSHOT_NAMESPACE = uuid.UUID("6f1d9a52-4a0e-4f43-9a57-0d8c3f1b2e11")
 #: How long (event time past its close) a published window's id is remembered, to ignore re-sent finals.
 PUBLISHED_MEMORY_MS = 3_600_000
 
 
+class HeartbeatPartial(TypedDict):
+    """A partition's heartbeat (:func:`heartbeat_partial`); the latest one counts."""
+
+    partition: int
+    seq: int  #: batches the partition applied
+    wm: int | None  #: its stream time, ms (``None``: an idle partition, one that holds no events)
+    src: dict[str, int]  #: source -> the latest event time it brought
+    fence: dict[str, int]  #: source -> the last applied offset
+    run: str  #: the worker run that sent it
+    counts: dict[str, Any]  #: the join's per-model counts (:meth:`evaluators.counts.JoinCounts.to_state`)
+    v: dict[str, VersionEntry]  #: version key -> its running total
+    q: dict[str, int]  #: model -> its requests since first seen
+
+
+class WindowPartial(ClosedWindow):
+    """A partition's part of a final window: the window as :mod:`evaluators.windows` closed it."""
+
+    partition: int
+
+
+class PendingWindow(TypedDict):
+    """A window the merger holds until every partition has closed it."""
+
+    model: str
+    version: str
+    role: Role
+    start: int
+    end: int
+    parts: dict[int, tuple[int, VersionState]]  #: partition -> (its requests, its state)
+
+
 def snapshot_id(model: str, version: str, role: str, start: int) -> str:
     return str(uuid.uuid5(SNAPSHOT_NAMESPACE, f"{model}/{version}/{role}/{start}"))
 
 
-def heartbeat_partial(partition: int, state: dict[str, Any], run_id: str) -> dict[str, Any]:
+def heartbeat_partial(partition: int, state: dict[str, Any], run_id: str) -> HeartbeatPartial:
     """A partition's heartbeat for the merger, from the partition state its last batch wrote."""
     acc = state["acc"]
     # Running totals only (open windows, with their feature summaries, stay home: drift reads
     # closed windows): the heartbeat's size does not grow with the label timeout.
-    versions = {key: {"total": entry["total"]} for key, entry in acc["metrics"]["v"].items()}
+    versions: dict[str, VersionEntry] = {key: {"total": entry["total"]} for key, entry in acc["metrics"]["v"].items()}
     return {"partition": partition, "seq": state["seq"], "wm": state["wm"], "src": state["src"],
             "fence": state["fence"], "run": run_id, "counts": acc["counts"], "v": versions,
             "q": {model: entry["requests"] for model, entry in acc["metrics"]["models"].items()}}
 
 
-def _utc(ms: int) -> datetime:
-    return datetime.fromtimestamp(ms / 1000, tz=UTC)
-
-
-def build_snapshot(model: str, version: str, role: Role, start: int, end: int, requests: int,
-                   state: dict, config: MetricsConfig, drift: dict[str, float] | None = None) -> MetricsSnapshot:
+def build_snapshot(model: str, version: str, role: Role, start: int, end: int, requests: int, state: VersionState,
+                   config: MetricsConfig, drift: dict[str, float] | None = None) -> MetricsSnapshot:
     values = version_metrics.compute(state, model, config)
     latency = LatencyQuantiles(p50=values.get("latency_p50_ms"), p95=values.get("latency_p95_ms"),
                                p99=values.get("latency_p99_ms"))
     return MetricsSnapshot(
-        model=model, version=version, role=role, window=Window(start=_utc(start), end=_utc(end)),
+        model=model, version=version, role=role, window=Window(start=from_epoch_ms(start), end=from_epoch_ms(end)),
         requests=requests, responses=state["n"], errors=state["err"], labelled=state["lab"],
         expired=state["exp"], metrics=values, latency_ms=latency, drift=drift or {},
         snapshot_id=snapshot_id(model, version, role, start))
 
 
-def by_version(windows: list[tuple[str, dict, int, dict]]) -> dict[str, tuple[str, dict]]:
+def by_version(windows: list[tuple[str, PendingWindow, int, VersionState]]) -> dict[str, tuple[str, VersionState]]:
     """One model's closed window per version, for the drift monitor: a version that answered in
     two roles within the window (the candidate that took 100% and became ``primary``) counts
     whole, as ``primary`` if it was one. The merged states given are not changed."""
-    out: dict[str, tuple[str, dict]] = {}
+    out: dict[str, tuple[str, VersionState]] = {}
     for _, entry, _, merged in windows:
         version, role = entry["version"], entry["role"]
         seen = out.get(version)
@@ -97,36 +125,41 @@ def by_version(windows: list[tuple[str, dict, int, dict]]) -> dict[str, tuple[st
 
 class PartialsMerger:
     """``drift``: the drift monitor's saved state (see :meth:`drift_state`); its alerts collect in
-    ``alerts`` as windows are published, for the caller to send and clear."""
+    ``alerts`` as windows are published, for the caller to send and clear. ``drift_config``: how
+    the drift monitor judges (its defaults when not given)."""
 
     def __init__(self, config: MetricsConfig, settle_ms: Callable[[str], int], partitions: int,
-                 drift: dict | None = None, skew_tolerance_ms: int = 5 * 60_000) -> None:
+                 drift: dict | None = None, skew_tolerance_ms: int = 5 * 60_000,
+                 drift_config: DriftConfig | None = None) -> None:
         self.config = config
         self.settle_ms = settle_ms
         self.partitions = partitions
-        self.drift = DriftMonitor(config.drift, drift)
+        self.drift_config = drift_config or DriftConfig()
+        self.drift = DriftMonitor(self.drift_config, drift)
         #: Alerts on clients stamping events ahead of the evaluator's clock (see :mod:`evaluators.clock`).
         self.clock = ClockSkewAlerts(skew_tolerance_ms)
-        #: What flows per version, and alerts on integration mistakes (see :mod:`evaluators.shapes`).
+        #: What flows per version, and alerts on integration mistakes (see :mod:`evaluators.integration_checks`).
         self.shapes = ShapeMonitor()
         self.alerts: list[Alert] = []
-        self.heartbeats: dict[int, dict[str, Any]] = {}
+        self.heartbeats: dict[int, HeartbeatPartial] = {}
         #: partition -> (the heartbeat they were taken from, its versions' totals reduced to slim
         #: states): reduced once per heartbeat, not on every look of the engine.
-        self._slim_totals: dict[int, tuple[dict[str, Any], dict[str, dict]]] = {}
-        self.finals: dict[str, dict[str, Any]] = {}
+        self._slim_totals: dict[int, tuple[HeartbeatPartial, dict[str, SlimState]]] = {}
+        self.finals: dict[str, PendingWindow] = {}
         self.published: dict[str, int] = {}  # snapshot id -> close time
 
     # -- input -----------------------------------------------------------------------------------
-    def heartbeat(self, partition: int, message: dict[str, Any]) -> None:
+    def heartbeat(self, partition: int, message: HeartbeatPartial) -> None:
         self.heartbeats[partition] = message
 
-    def final(self, partition: int, window: dict[str, Any]) -> None:
+    def final(self, partition: int, window: WindowPartial | ClosedWindow) -> None:
         sid = snapshot_id(window["model"], window["version"], window["role"], window["start"])
         if sid in self.published:
             return
-        entry = self.finals.setdefault(sid, {key: window[key] for key in
-                                             ("model", "version", "role", "start", "end")} | {"parts": {}})
+        entry = self.finals.get(sid)
+        if entry is None:
+            entry = self.finals[sid] = {"model": window["model"], "version": window["version"], "role": window["role"],
+                                        "start": window["start"], "end": window["end"], "parts": {}}
         entry["parts"][partition] = (window["requests"], window["state"])
 
     def mark_published(self, sid: str, close_ms: int = 2**62) -> None:
@@ -136,7 +169,7 @@ class PartialsMerger:
     # -- output ----------------------------------------------------------------------------------
     def stream_time(self) -> int | None:
         """The oldest stream time over all input partitions (None until every one has reported)."""
-        times = [h["wm"] for h in self.heartbeats.values() if h.get("wm") is not None]
+        times = [wm for h in self.heartbeats.values() if (wm := h.get("wm")) is not None]
         idle = sum(1 for h in self.heartbeats.values() if h.get("wm") is None)
         if len(times) + idle < self.partitions or not times:
             return None
@@ -150,7 +183,7 @@ class PartialsMerger:
         if now > 0:  # 0: some partition's time has not started (a source not heard from yet)
             self.alerts += self.clock.observe(self.model_counts(), now)
         # One model's window: all its versions together (drift compares them with each other).
-        groups: dict[tuple[int, str], list[tuple[str, dict, int, dict]]] = {}
+        groups: dict[tuple[int, str], list[tuple[str, PendingWindow, int, VersionState]]] = {}
         for sid, entry in sorted(self.finals.items(), key=lambda item: (item[1]["start"], item[0])):
             close = entry["end"] + self.settle_ms(entry["model"])
             if close > now:
@@ -182,9 +215,9 @@ class PartialsMerger:
     def drift_state(self) -> dict:
         return self.drift.to_state()
 
-    def totals(self) -> dict[tuple[str, str, str], dict]:
+    def totals(self) -> dict[tuple[str, str, str], VersionState]:
         """Each version's running total, merged over partitions (for live metrics and the policy)."""
-        merged: dict[str, dict] = {}
+        merged: dict[str, VersionState] = {}
         for heartbeat in self.heartbeats.values():
             for key, state in running_totals(heartbeat.get("v", {})).items():
                 if key not in merged:
@@ -192,14 +225,14 @@ class PartialsMerger:
                 version_metrics.merge(merged[key], state)
         return {split_key(key): state for key, state in merged.items()}
 
-    def guardrail_totals(self) -> dict[tuple[str, str, str], dict]:
+    def guardrail_totals(self) -> dict[tuple[str, str, str], SlimState]:
         """The running totals the rollout engine reads (counts, latency, confusion matrix): what
         :meth:`totals` gives, reduced as the engine's ``slim`` reduces it, without the full merge."""
-        merged: dict[str, dict] = {}
+        merged: dict[str, SlimState] = {}
         for partition, heartbeat in self.heartbeats.items():
             cached = self._slim_totals.get(partition)
             if cached is None or cached[0] is not heartbeat:
-                reduced: dict[str, dict] = {}
+                reduced: dict[str, SlimState] = {}
                 for key, entry in heartbeat.get("v", {}).items():
                     reduced[key] = slim(None)
                     for part in total_parts(entry):

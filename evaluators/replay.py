@@ -32,11 +32,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from evaluators.accumulators import closed_windows, evaluator_accumulator
+from evaluators.integration_checks import VersionShape
 from evaluators.join import Incoming, JoinConfig, JoinPartition
 from evaluators.merging import PartialsMerger, heartbeat_partial
 from evaluators.metrics import MetricsConfig
 from evaluators.policy.engine import Output, RolloutEngine
-from evaluators.shapes import VersionShape
 from evaluators.store import DictStore
 from schemas.control import Decision, RoutingCommand
 from schemas.fast_codec import Event
@@ -108,7 +108,7 @@ class Replay:
         self._finish()
 
     def shapes(self, model: str) -> dict[str, VersionShape]:
-        """What flowed per version of ``model`` (see :mod:`evaluators.shapes`)."""
+        """What flowed per version of ``model`` (see :mod:`evaluators.integration_checks`)."""
         return self._merger.shapes.shapes_of(model)
 
     def _incoming(self, event: Event) -> Incoming:

@@ -10,15 +10,18 @@ JSON-compatible dicts.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeAlias
 
 import orjson
 
+#: A stored value: a JSON object, whose shape its user declares (a TypedDict of its own).
+Record: TypeAlias = Any
+
 
 class KeyValueStore(Protocol):
-    def get(self, key: str) -> dict[str, Any] | None: ...
+    def get(self, key: str) -> Record | None: ...
 
-    def set(self, key: str, value: dict[str, Any]) -> None: ...
+    def set(self, key: str, value: Record) -> None: ...
 
     def delete(self, key: str) -> None: ...
 
@@ -35,10 +38,10 @@ class PrefixedStore:
         self.store = store
         self.prefix = prefix
 
-    def get(self, key: str) -> dict[str, Any] | None:
+    def get(self, key: str) -> Record | None:
         return self.store.get(self.prefix + key)
 
-    def set(self, key: str, value: dict[str, Any]) -> None:
+    def set(self, key: str, value: Record) -> None:
         self.store.set(self.prefix + key, value)
 
     def delete(self, key: str) -> None:
@@ -58,13 +61,13 @@ class DictStore:
         self.data: dict[str, Any] = {}
         self.writes: list[tuple[str, bytes | None]] = []
 
-    def get(self, key: str) -> dict[str, Any] | None:
+    def get(self, key: str) -> Record | None:
         value = self.data.get(key)
         if value is None or not self.snapshot:
             return value
         return orjson.loads(value)
 
-    def set(self, key: str, value: dict[str, Any]) -> None:
+    def set(self, key: str, value: Record) -> None:
         if self.snapshot:
             encoded = orjson.dumps(value)
             self.data[key] = encoded
@@ -105,11 +108,11 @@ class EncodedStore:
     def __init__(self, mapping: Any) -> None:
         self.mapping = mapping
 
-    def get(self, key: str) -> dict[str, Any] | None:
+    def get(self, key: str) -> Record | None:
         value = self.mapping.get(key.encode())
         return None if value is None else orjson.loads(value)
 
-    def set(self, key: str, value: dict[str, Any]) -> None:
+    def set(self, key: str, value: Record) -> None:
         self.mapping[key.encode()] = orjson.dumps(value)
 
     def delete(self, key: str) -> None:

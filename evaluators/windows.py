@@ -13,13 +13,8 @@ partition state, which the join writes every batch: each (model, window) is a re
 touch it. The partition state keeps, per version, its running total, and per model the range of
 its open windows: its size does not grow with the label timeout.
 
-Shapes (JSON):
-
-- partition state (``to_state``): ``{"v": {version key: {"total": state}},
-  "models": {model: {"requests": all requests, "first": open window start or None, "last": ...}},
-  "closed": [closed window, ...], "late": facts after their window closed, "wm": stream time}``;
-- a window record, key ``<model>\x1f<start>``: ``{"requests": requests in the window,
-  "versions": {version key: window state (with feature summaries, for drift)}}``.
+Shapes (JSON): the partition state is a :class:`WindowsState` (``to_state``), a window record a
+:class:`WindowRecord` under the key ``<model>\x1f<start>``, a closed window a :class:`ClosedWindow`.
 
 **When a window closes.** A window is final once every response in it has either joined its label or
 expired: when the partition's stream time passes the window's end + the model's ``label_timeout``
@@ -42,23 +37,68 @@ after its window was final) counts in the running total only, and in ``late``.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypedDict, cast
 
-from evaluators.facts import AgreementFact, Fact, RequestFact, ServedFeatures
+from evaluators.facts import AgreementFact, Fact, RequestFact, ServedFeatures, TimedFact, VersionFact
 from evaluators.metrics import version as version_metrics
-from evaluators.metrics.version import MetricsConfig
+from evaluators.metrics.version import MetricsConfig, VersionState
 from evaluators.store import DictStore, KeyValueStore
+from schemas.inference import Role
 
 SEP = "\x1f"
+
+
+class VersionEntry(TypedDict):
+    """A version's entry in the partition state (key: :func:`version_key`)."""
+
+    total: VersionState  #: its running total since first seen (no feature summaries)
+
+
+class ModelWindows(TypedDict):
+    """A model's entry in the partition state."""
+
+    requests: int  #: its requests since first seen
+    first: int | None  #: start of its earliest open window (``None``: none open)
+    last: int | None  #: start of its latest open window
+
+
+class WindowsState(TypedDict):
+    """The accumulator's part of the partition state (what :meth:`MetricsAccumulator.to_state` gives)."""
+
+    v: dict[str, VersionEntry]  #: version key -> entry
+    models: dict[str, ModelWindows]  #: model -> its requests and open windows
+    closed: list[ClosedWindow]  #: the windows the last batch closed (published after it is stored)
+    late: int  #: facts that came after their window closed (in running totals only)
+    wm: int  #: stream time, ms
+
+
+class WindowRecord(TypedDict):
+    """One model's open window, a store record of its own (key ``<model>\x1f<start>``)."""
+
+    requests: int  #: the model's requests in the window
+    versions: dict[str, VersionState]  #: version key -> the window's state (with feature summaries)
+
+
+class ClosedWindow(TypedDict):
+    """A version's final window, as the partition publishes it (a window partial adds ``partition``)."""
+
+    model: str
+    version: str
+    role: Role
+    start: int  #: window start, ms
+    end: int  #: window end (exclusive), ms
+    requests: int  #: the model's requests in the window (every version of it)
+    state: VersionState  #: the version's state over the window
 
 
 def version_key(model: str, version: str, role: str) -> str:
     return f"{model}{SEP}{version}{SEP}{role}"
 
 
-def split_key(key: str) -> tuple[str, str, str]:
+def split_key(key: str) -> tuple[str, str, Role]:
+    """(model, version, role) of a :func:`version_key` (its role came from a decoded event, so is a ``Role``)."""
     model, version, role = key.split(SEP)
-    return model, version, role
+    return model, version, cast(Role, role)
 
 
 class MetricsAccumulator:
@@ -66,21 +106,21 @@ class MetricsAccumulator:
     dict of its own, for tests and one-off use)."""
 
     def __init__(self, config: MetricsConfig, settle_ms: Callable[[str], int],
-                 state: dict[str, Any] | None = None, records: KeyValueStore | None = None) -> None:
+                 state: WindowsState | None = None, records: KeyValueStore | None = None) -> None:
         self.config = config
         self.settle_ms = settle_ms
         self.records: KeyValueStore = records if records is not None else DictStore()
         state = state or {"v": {}, "models": {}, "closed": [], "late": 0, "wm": 0}
-        self.versions: dict[str, dict] = state["v"]
-        self.closed: list[dict] = state["closed"]
+        self.versions: dict[str, VersionEntry] = state["v"]
+        self.closed: list[ClosedWindow] = state["closed"]
         self.late: int = state["late"]
         self.watermark: int = state["wm"]
         #: Window records this batch read or made (None: deleted), and those to write.
-        self._windows: dict[str, dict | None] = {}
+        self._windows: dict[str, WindowRecord | None] = {}
         self._changed: set[str] = set()
         if "q" in state:  # the layout before window records: its windows move out now
-            self.models: dict[str, dict] = {}
-            self._move_inline_windows(state["q"])
+            self.models: dict[str, ModelWindows] = {}
+            self._move_inline_windows(state["q"])  # type: ignore[typeddict-item]
         else:
             self.models = state["models"]
 
@@ -88,7 +128,7 @@ class MetricsAccumulator:
         return start + self.config.window_ms + self.settle_ms(model) <= self.watermark
 
     # -- window records ----------------------------------------------------------------------------
-    def _window(self, model: str, start: int) -> dict:
+    def _window(self, model: str, start: int) -> WindowRecord:
         """The record of one open window (made when new), to change."""
         key = f"{model}{SEP}{start}"
         record = self._windows.get(key)
@@ -105,27 +145,30 @@ class MetricsAccumulator:
         self._changed.add(key)
         return record
 
-    def _model(self, model: str) -> dict:
+    def _model(self, model: str) -> ModelWindows:
         bounds = self.models.get(model)
         if bounds is None:
             bounds = self.models[model] = {"requests": 0, "first": None, "last": None}
         return bounds
 
-    def _version(self, key: str) -> dict:
+    def _version(self, key: str) -> VersionEntry:
         entry = self.versions.get(key)
         if entry is None:
             entry = self.versions[key] = {"total": version_metrics.new_state(features=False)}
         return entry
 
-    def _move_inline_windows(self, requests: dict[str, dict]) -> None:
+    def _move_inline_windows(self, requests: dict[str, dict[str, Any]]) -> None:
+        """The layout before window records (``q``: per model ``{"cum": requests, "w": {start:
+        requests}}``; per version ``base`` and open windows ``w``): windows move to records."""
         for model, per_model in requests.items():
             self._model(model)["requests"] = per_model["cum"]
             for start, n in per_model["w"].items():
                 self._window(model, int(start))["requests"] += n
         for key, entry in self.versions.items():
             model = split_key(key)[0]
-            total = version_metrics.merge(version_metrics.new_state(features=False), entry.pop("base"))
-            for start, window in entry.pop("w", {}).items():
+            legacy: dict[str, Any] = entry  # type: ignore[assignment]
+            total = version_metrics.merge(version_metrics.new_state(features=False), legacy.pop("base"))
+            for start, window in legacy.pop("w", {}).items():
                 self._window(model, int(start))["versions"][key] = window
                 version_metrics.merge(total, window)
             entry["total"] = total
@@ -152,7 +195,8 @@ class MetricsAccumulator:
                 role = getattr(fact, "role", None)
                 if role is None:
                     continue  # model-level facts (labels, late and unmatched labels, ...): counted elsewhere
-            start = fact.ts_ms - fact.ts_ms % window_ms
+            timed = cast(TimedFact, fact)
+            start = timed.ts_ms - timed.ts_ms % window_ms
             is_closed = closed.get((fact.model, start))
             if is_closed is None:
                 is_closed = closed[(fact.model, start)] = self._is_closed(fact.model, start)
@@ -161,7 +205,7 @@ class MetricsAccumulator:
                 if not is_closed:
                     self._window(fact.model, start)["requests"] += 1
                 continue
-            key = version_key(fact.model, fact.version, role)
+            key = version_key(fact.model, cast(VersionFact, fact).version, role)
             run = totals.get(key)
             if run is None:
                 run = totals[key] = []  # every version seen has a running total, if only of features
@@ -191,11 +235,13 @@ class MetricsAccumulator:
         self.watermark = max(self.watermark, watermark)
         window_ms = self.config.window_ms
         for model, bounds in self.models.items():
-            start = bounds["first"]
-            while start is not None and start <= bounds["last"] and self._is_closed(model, start):
+            start, last = bounds["first"], bounds["last"]
+            if start is None or last is None:
+                continue
+            while start <= last and self._is_closed(model, start):
                 self._close(model, start)
                 start += window_ms
-            if start is not None and start > bounds["last"]:
+            if start > last:
                 bounds["first"] = bounds["last"] = None
             else:
                 bounds["first"] = start
@@ -221,7 +267,7 @@ class MetricsAccumulator:
         self._windows[key] = None
         self._changed.add(key)
 
-    def running_totals(self) -> dict[str, dict]:
+    def running_totals(self) -> dict[str, VersionState]:
         return running_totals(self.versions)
 
     def requests_of(self, model: str) -> int:
@@ -229,12 +275,12 @@ class MetricsAccumulator:
         bounds = self.models.get(model)
         return bounds["requests"] if bounds else 0
 
-    def to_state(self) -> dict[str, Any]:
+    def to_state(self) -> WindowsState:
         return {"v": self.versions, "models": self.models, "closed": self.closed, "late": self.late,
                 "wm": self.watermark}
 
 
-def running_totals(versions: dict[str, Any]) -> dict[str, dict]:
+def running_totals(versions: dict[str, Any]) -> dict[str, VersionState]:
     """Each version's state since it was first seen (``versions``: the accumulator state's ``v``,
     or a heartbeat's). New dicts: the partition state is not changed. (A state written before the
     running total was kept has no ``total``: its base merged with its open windows.)"""
@@ -247,10 +293,11 @@ def running_totals(versions: dict[str, Any]) -> dict[str, dict]:
     return totals
 
 
-def total_parts(entry: dict[str, Any]) -> list[dict]:
+def total_parts(entry: VersionEntry | dict[str, Any]) -> list[VersionState]:
     """The states whose sum is a version's running total, in an accumulator state's or a heartbeat's
     ``v`` entry: its ``total``, or (the layout before running totals were kept) its base and its
     open windows."""
     if "total" in entry:
         return [entry["total"]]
-    return [entry["base"], *entry["w"].values()]
+    legacy: dict[str, Any] = dict(entry)
+    return [legacy["base"], *legacy["w"].values()]

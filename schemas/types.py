@@ -54,8 +54,7 @@ def _parse_timestamp(value: Any) -> Any:
     if isinstance(value, (int, float)):
         if not math.isfinite(value) or not 0 <= value <= _MAX_EPOCH_MS:
             raise ValueError("epoch milliseconds out of range (1970 to 9999)")
-        # Exact for integers (a float division would round 0.6% of them to the millisecond before).
-        return _EPOCH + timedelta(milliseconds=value)
+        return from_epoch_ms(value)
     if isinstance(value, str):
         if not _RFC3339.match(value):
             raise ValueError(f"expected an RFC 3339 timestamp with a time zone, got {value[:40]!r}")
@@ -64,6 +63,17 @@ def _parse_timestamp(value: Any) -> Any:
         except ValueError as exc:
             raise ValueError(f"invalid timestamp {value[:40]!r}: {exc}") from None
     raise ValueError(f"expected an RFC 3339 string or epoch milliseconds, got {type(value).__name__}")
+
+
+def from_epoch_ms(ms: float) -> datetime:
+    """Epoch milliseconds as a UTC datetime, what a model's :data:`Timestamp` holds for them (exact
+    for integers: a float division, ``fromtimestamp(ms / 1000)``, rounds 0.6% of them to the
+    millisecond before).
+
+    >>> from_epoch_ms(1700000000123).isoformat()
+    '2023-11-14T22:13:20.123000+00:00'
+    """
+    return _EPOCH + timedelta(milliseconds=ms)
 
 
 def epoch_ms(value: datetime) -> int:

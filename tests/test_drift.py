@@ -13,10 +13,10 @@ from scipy import stats as scipy_stats
 from evaluators.drift import statistics as st
 from evaluators.drift.config import DriftConfig
 from evaluators.drift.monitor import CONCEPT, RECENT_WINDOWS, DriftMonitor
-from evaluators.drift.summary import MAX_CATEGORIES, OTHER, PREDICTION, add_features, add_value, new_summary
 from evaluators.facts import ServedFeatures
 from evaluators.metrics import MetricsConfig
 from evaluators.metrics import version as vm
+from evaluators.metrics.features import MAX_CATEGORIES, OTHER, PREDICTION, add_features, add_value, new_summary
 from evaluators.windows import MetricsAccumulator
 
 MINUTE = 60_000

@@ -1,4 +1,4 @@
-"""Integration mistakes caught by replay (evaluators/shapes.py): one alert per mistake, naming the
+"""Integration mistakes caught by replay (evaluators/integration_checks.py): one alert per mistake, naming the
 model, the version and both shapes; none on the demo's own traffic."""
 
 from __future__ import annotations

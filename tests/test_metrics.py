@@ -186,8 +186,8 @@ def test_clock_skew_is_judged_only_once_every_partition_has_a_time():
 # --- a batch's facts folded at once ---------------------------------------------------------
 
 def _fact_stream(seed: int, n: int = 400) -> list:
-    from evaluators.drift.summary import MAX_CATEGORIES, MAX_FEATURES
     from evaluators.facts import AgreementFact, Expired, ServedFeatures
+    from evaluators.metrics.features import MAX_CATEGORIES, MAX_FEATURES
 
     rng = random.Random(seed)
     predictions = [0, 1, "cat", True, 0.25, None, [1, 2], {"a": 1}]

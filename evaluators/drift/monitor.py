@@ -22,13 +22,14 @@ so the expected run between false alerts of one condition is about ``1 / alpha**
 windows), is resolved after ``clear_windows`` clean windows in a row, and does not fire again
 within ``cooldown_ms`` of its last firing: one alert per condition, not one per window.
 
->>> from evaluators.drift.summary import add_features
+>>> from evaluators.metrics.features import add_features
+>>> from evaluators.metrics.version import new_state
 >>> import random
 >>> rng, monitor = random.Random(1), DriftMonitor(DriftConfig(reference_windows=2, min_samples=50))
 >>> def window(shift):
 ...     ft = {}
 ...     for _ in range(500): add_features(ft, {"amount": rng.gauss(100 + shift, 10)})
-...     return {"v1": ("primary", {"ft": ft, "n": 500})}
+...     return {"v1": ("primary", {**new_state(), "ft": ft, "n": 500})}
 >>> alerts = []
 >>> for i in range(8): alerts += monitor.observe("m", i * 60_000, window(0 if i < 4 else 30))[1]
 >>> [(a.version, a.status, "amount" in a.message) for a in alerts]
@@ -39,14 +40,16 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, TypedDict
 
 from evaluators.drift import statistics as st
 from evaluators.drift.concept import ErrorDriftDetector
 from evaluators.drift.config import DriftConfig
-from evaluators.drift.summary import PREDICTION, merge_all
 from evaluators.metrics import classification
+from evaluators.metrics.features import PREDICTION, FeatureSummary, merge_all
+from evaluators.metrics.version import VersionState
 from schemas.monitoring import Alert
+from schemas.types import from_epoch_ms
 
 CONCEPT = "@errors"
 #: Windows per model whose scores are kept, so that a window published again after a crash gets
@@ -93,7 +96,7 @@ class Comparison:
     p_values: list[tuple[str, float, bool]]  # (test, p, effect over the floor)
 
 
-def compare(reference: dict, current: dict, config: DriftConfig) -> Comparison:
+def compare(reference: FeatureSummary, current: FeatureSummary, config: DriftConfig) -> Comparison:
     """Compare one feature's ``current`` summary with ``reference``."""
     if reference["n"] < config.min_samples or current["n"] < config.min_samples:
         return Comparison({}, [])
@@ -121,14 +124,21 @@ def compare(reference: dict, current: dict, config: DriftConfig) -> Comparison:
     return Comparison(scores, tests)
 
 
+class Reference(TypedDict):
+    """A version's reference distributions: its first windows with data, merged."""
+
+    windows: int  #: windows merged so far; pinned once it reaches ``reference_windows``
+    ft: dict[str, FeatureSummary]  #: feature (and :data:`PREDICTION`) -> its summary
+
+
 class DriftMonitor:
     """Every model version's references, alert conditions and concept detectors."""
 
     def __init__(self, config: DriftConfig | None = None, state: dict | None = None) -> None:
         self.config = config or DriftConfig()
         state = state or {}
-        #: "model\x1fversion" -> {"windows": n, "ft": summaries}; pinned once n reaches reference_windows
-        self.references: dict[str, dict] = state.get("references", {})
+        #: "model\x1fversion" -> its reference
+        self.references: dict[str, Reference] = state.get("references", {})
         #: "model\x1fversion\x1ffeature" -> {"streak", "clean", "firing", "fired_at"}
         self.conditions: dict[str, dict] = state.get("conditions", {})
         #: model -> last window start observed (a window is observed once)
@@ -147,10 +157,15 @@ class DriftMonitor:
 
     def firing(self) -> set[tuple[str, str, str]]:
         """(model, version, feature) of every firing condition."""
-        return {tuple(key.split("\x1f")) for key, c in self.conditions.items() if c["firing"]}
+        firing: set[tuple[str, str, str]] = set()
+        for key, condition in self.conditions.items():
+            if condition["firing"]:
+                model, version, feature = key.split("\x1f")
+                firing.add((model, version, feature))
+        return firing
 
     # -- one window --------------------------------------------------------------------------------
-    def observe(self, model: str, start: int, versions: dict[str, tuple[str, dict]]
+    def observe(self, model: str, start: int, versions: dict[str, tuple[str, VersionState]]
                 ) -> tuple[dict[str, dict[str, float]], list[Alert]]:
         """One closed window of ``model``: ``versions`` maps version to (role, metric state).
         Returns each version's drift scores (``MetricsSnapshot.drift``) and the alerts to publish.
@@ -160,7 +175,7 @@ class DriftMonitor:
             return {v: gave.get(v, {}) for v in versions}, []
         self.observed[model] = start
         baseline = self._baseline(versions)
-        features = {v: state.get("ft") or {} for v, (_, state) in versions.items()}
+        features = {v: state.get("ft", {}) for v, (_, state) in versions.items()}
         scores: dict[str, dict[str, float]] = {}
         alerts: list[Alert] = []
         for version, (_role, state) in sorted(versions.items()):
@@ -169,7 +184,7 @@ class DriftMonitor:
             pinned = reference is not None and self._pinned(reference)
             for name, current in sorted(features[version].items()):
                 comparisons = []
-                if pinned and name in reference["ft"]:
+                if reference is not None and pinned and name in reference["ft"]:
                     comparisons.append(("reference", compare(reference["ft"][name], current, self.config)))
                 other = features.get(baseline, {}).get(name) if baseline and version != baseline else None
                 if other is not None and name != PREDICTION:
@@ -191,8 +206,8 @@ class DriftMonitor:
         return scores, alerts
 
     @staticmethod
-    def _baseline(versions: dict[str, tuple[str, dict]]) -> str | None:
-        primaries = [(state.get("n", 0), v) for v, (role, state) in versions.items() if role == "primary"]
+    def _baseline(versions: dict[str, tuple[str, VersionState]]) -> str | None:
+        primaries = [(state["n"], v) for v, (role, state) in versions.items() if role == "primary"]
         return max(primaries)[1] if primaries else None
 
     def _judge(self, comparisons: list[tuple[str, Comparison]]) -> Verdict:
@@ -237,8 +252,8 @@ class DriftMonitor:
             del self.conditions[key]  # nothing to remember
         return []
 
-    def _concept(self, model: str, version: str, state: dict, out: dict[str, float], ts: int) -> list[Alert]:
-        bad, n = classification.wrong(state.get("cls"))
+    def _concept(self, model: str, version: str, state: VersionState, out: dict[str, float], ts: int) -> list[Alert]:
+        bad, n = classification.wrong(state["cls"])
         if not n:
             return []
         key = f"{model}\x1f{version}"
@@ -252,7 +267,7 @@ class DriftMonitor:
         return self._condition(model, version, CONCEPT, Verdict(
             detected, True, f"ADWIN cut its window at error rate {bad / n:.3f}", bad / n, None), ts, confirm=1)
 
-    def _grow_reference(self, model: str, version: str, features: dict[str, dict]) -> None:
+    def _grow_reference(self, model: str, version: str, features: dict[str, FeatureSummary]) -> None:
         if not features:
             return
         key = f"{model}\x1f{version}"
@@ -263,7 +278,7 @@ class DriftMonitor:
             merge_all(reference["ft"], features)
             reference["windows"] += 1
 
-    def _pinned(self, reference: dict) -> bool:
+    def _pinned(self, reference: Reference) -> bool:
         return reference["windows"] >= self.config.reference_windows
 
 
@@ -275,10 +290,10 @@ def _what(feature: str) -> str:
     return f"feature {feature!r}"
 
 
-def _alert(model: str, version: str, feature: str, status: str, ts: int, message: str,
+def _alert(model: str, version: str, feature: str, status: Literal["firing", "resolved"], ts: int, message: str,
            value: float | None, threshold: float | None) -> Alert:
     # A deterministic id: the same condition's same transition is one alert, even if re-published.
     alert_id = uuid.uuid5(_ALERT_NAMESPACE, f"{model}\x1f{version}\x1f{feature}\x1f{status}\x1f{ts}")
     return Alert(alert_id=alert_id, model=model, version=version,
                  severity="warning" if status == "firing" else "info", kind="drift", message=message,
-                 ts=ts, status=status, value=value, threshold=threshold, feature=feature)
+                 ts=from_epoch_ms(ts), status=status, value=value, threshold=threshold, feature=feature)

@@ -13,7 +13,7 @@ Categorical features: the chi-square test of homogeneity (categories expected fe
 pooled into one), the Jensen-Shannon distance (base 2, 0 to 1) and the share of current values in
 categories the reference never had. Missing values: a two-proportion z-test of the missing rates.
 
->>> from evaluators.drift.summary import new_summary, add_value
+>>> from evaluators.metrics.features import new_summary, add_value
 >>> a, b = new_summary(), new_summary()
 >>> for i in range(1000): add_value(a, float(i)); add_value(b, float(i) + 300.0)
 >>> round(ks(a["num"], b["num"]).statistic, 1), ks(a["num"], b["num"]).p_value < 1e-6
@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from scipy import stats as scipy_stats
 from scipy.spatial.distance import jensenshannon
 
-from evaluators.metrics.sketch import bin_value
+from evaluators.metrics.sketch import Sketch, bin_value
 
 PSI_BINS = 10
 _EPS = 1e-4
@@ -41,7 +41,7 @@ class TestResult:
     p_value: float
 
 
-def _points(sketch: dict) -> list[tuple[float, int]]:
+def _points(sketch: Sketch) -> list[tuple[float, int]]:
     """(bin value, count) in increasing value order."""
     points = [(-bin_value(k), c) for k, c in sketch["neg"].items()]
     if sketch["zero"]:
@@ -51,7 +51,7 @@ def _points(sketch: dict) -> list[tuple[float, int]]:
     return points
 
 
-def _cdf_pairs(a: dict, b: dict) -> list[tuple[float, float, float]]:
+def _cdf_pairs(a: Sketch, b: Sketch) -> list[tuple[float, float, float]]:
     """(value, F_a, F_b) at every bin either sketch has, in increasing order."""
     counts: dict[float, list[int]] = {}
     for value, count in _points(a):
@@ -67,7 +67,7 @@ def _cdf_pairs(a: dict, b: dict) -> list[tuple[float, float, float]]:
     return out
 
 
-def ks(a: dict, b: dict) -> TestResult:
+def ks(a: Sketch, b: Sketch) -> TestResult:
     """Two-sample Kolmogorov-Smirnov test of two sketches."""
     n, m = a["n"], b["n"]
     if not n or not m:
@@ -77,7 +77,7 @@ def ks(a: dict, b: dict) -> TestResult:
     return TestResult(d, float(scipy_stats.kstwo.sf(d, effective)))
 
 
-def wasserstein(a: dict, b: dict) -> float:
+def wasserstein(a: Sketch, b: Sketch) -> float:
     """Earth mover's distance between two sketches (the area between their CDFs)."""
     if not a["n"] or not b["n"]:
         return 0.0
@@ -85,7 +85,7 @@ def wasserstein(a: dict, b: dict) -> float:
     return sum(abs(fa - fb) * (pairs[i + 1][0] - x) for i, (x, fa, fb) in enumerate(pairs[:-1]))
 
 
-def psi(reference: dict, current: dict, bins: int = PSI_BINS) -> float:
+def psi(reference: Sketch, current: Sketch, bins: int = PSI_BINS) -> float:
     """Population stability index over ``bins`` bins cut at the reference's quantiles."""
     if not reference["n"] or not current["n"]:
         return 0.0
@@ -100,7 +100,7 @@ def psi(reference: dict, current: dict, bins: int = PSI_BINS) -> float:
     return _psi_of(ref_mass, cur_mass)
 
 
-def _binned(sketch: dict, edges: list[float]) -> list[float]:
+def _binned(sketch: Sketch, edges: list[float]) -> list[float]:
     mass = [0.0] * (len(edges) + 1)
     for value, count in _points(sketch):
         mass[bisect_left(edges, value)] += count  # an edge is its bin's inclusive upper end

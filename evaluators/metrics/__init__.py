@@ -5,6 +5,6 @@ turned into numbers by river's metrics (confusion-matrix metrics, running means 
 river has them. :mod:`evaluators.metrics.version` says what one version's state holds.
 """
 
-from evaluators.metrics.version import MetricsConfig
+from evaluators.metrics.version import MetricsConfig, SlimState, VersionState
 
-__all__ = ["MetricsConfig"]
+__all__ = ["MetricsConfig", "SlimState", "VersionState"]

@@ -18,14 +18,14 @@ cell, reported as ``roc_auc_max_error`` (0 while exact).
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, TypeAlias, TypedDict
 
 import numpy as np
 import orjson
 from river import metrics
 
+from evaluators.metrics.sums import RunningSum, mean_of, merge_counts, merge_sum, new_sum
 from evaluators.metrics.sums import add as add_to_sum
-from evaluators.metrics.sums import mean_of, merge_counts, merge_sum, new_sum
 
 ECE_BINS = 10
 MAX_DISTINCT_SCORES = 20_000
@@ -33,12 +33,27 @@ COARSE_GRID = 1e-4
 _EPS = float.fromhex("0x1p-52")  # numpy's float64 eps: sklearn clips probabilities with it
 
 
-def new_state() -> dict:
+#: A score's AUC counts: ``[positives, negatives]`` with that score.
+ScoreCounts: TypeAlias = list[int]
+
+
+class ClassificationState(TypedDict):
+    """A classification state. Classes are keys of :func:`class_key` (JSON texts)."""
+
+    cm: dict[str, int]  #: confusion counts: ``"<label>\x1f<prediction>"`` -> records
+    ll: RunningSum  #: log loss of each scored record
+    br: RunningSum  #: Brier score of each scored record
+    ece: list[list[float]]  #: :data:`ECE_BINS` calibration bins by confidence (see ``_new_bin``)
+    auc: dict[str, dict[str, ScoreCounts]]  #: class -> score (``repr``, or on the grid when coarse) -> counts
+    coarse: bool  #: whether ``auc``'s scores are on the :data:`COARSE_GRID`
+
+
+def new_state() -> ClassificationState:
     return {"cm": {}, "ll": new_sum(), "br": new_sum(), "ece": [_new_bin() for _ in range(ECE_BINS)],
             "auc": {}, "coarse": False}
 
 
-def _new_bin() -> list:
+def _new_bin() -> list[float]:
     """A calibration bin: ``[records, sum of confidences, correct ones, sum of squared confidences,
     sum of the confidences of correct ones]``; bins written before the last two were kept have 3."""
     return [0, 0.0, 0, 0.0, 0.0]
@@ -93,7 +108,7 @@ def _observe(y: str, p: str, score: dict) -> tuple | None:
             tuple((cls, q, cls == y) for cls, q in probabilities.items()))
 
 
-def add(state: dict, label: Any, prediction: Any, score: Any) -> None:
+def add(state: ClassificationState, label: Any, prediction: Any, score: Any) -> None:
     """Add one labelled prediction."""
     y, p = class_key(label), class_key(prediction)
     cell = f"{y}\x1f{p}"
@@ -115,7 +130,8 @@ def add(state: dict, label: Any, prediction: Any, score: Any) -> None:
         _count_score(state, cls, q, is_true)
 
 
-def _add_probabilities(state: dict, y: str, p: str, loss: float, brier: float, confidence: float | None) -> None:
+def _add_probabilities(state: ClassificationState, y: str, p: str, loss: float, brier: float,
+                       confidence: float | None) -> None:
     """Log loss, Brier score and the calibration bin of one scored record."""
     add_to_sum(state["ll"], loss)
     add_to_sum(state["br"], brier)
@@ -133,7 +149,7 @@ def _add_probabilities(state: dict, y: str, p: str, loss: float, brier: float, c
             pass
 
 
-def _count_score(state: dict, cls: str, q: float, is_true: bool) -> None:
+def _count_score(state: ClassificationState, cls: str, q: float, is_true: bool) -> None:
     """One score of ``cls`` for its AUC; past MAX_DISTINCT_SCORES distinct scores, on a grid."""
     auc = state["auc"]
     scores = auc.get(cls)
@@ -154,10 +170,10 @@ def _grid(score: float) -> str:
     return repr(round(round(score / COARSE_GRID) * COARSE_GRID, 6))
 
 
-def _coarsen(state: dict) -> None:
+def _coarsen(state: ClassificationState) -> None:
     state["coarse"] = True
     for cls, scores in state["auc"].items():
-        coarse: dict[str, list] = {}
+        coarse: dict[str, ScoreCounts] = {}
         for key, (pos, neg) in scores.items():
             counts = coarse.setdefault(_grid(float(key)), [0, 0])
             counts[0] += pos
@@ -165,7 +181,7 @@ def _coarsen(state: dict) -> None:
         state["auc"][cls] = coarse
 
 
-def merge(a: dict, b: dict) -> dict:
+def merge(a: ClassificationState, b: ClassificationState) -> ClassificationState:
     merge_counts(a["cm"], b["cm"])
     merge_sum(a["ll"], b["ll"])
     merge_sum(a["br"], b["br"])
@@ -191,7 +207,7 @@ def merge(a: dict, b: dict) -> dict:
     return a
 
 
-def confusion_matrix(state: dict) -> metrics.ConfusionMatrix:
+def confusion_matrix(state: ClassificationState) -> metrics.ConfusionMatrix:
     cm = metrics.ConfusionMatrix()
     for cell, count in state["cm"].items():
         y, p = cell.split("\x1f")
@@ -199,7 +215,7 @@ def confusion_matrix(state: dict) -> metrics.ConfusionMatrix:
     return cm
 
 
-def _auc(scores: dict[str, list]) -> tuple[float | None, float]:
+def _auc(scores: dict[str, ScoreCounts]) -> tuple[float | None, float]:
     """Exact AUC of one class (ties count one half) and the coarsening error bound."""
     positives = sum(c[0] for c in scores.values())
     negatives = sum(c[1] for c in scores.values())
@@ -220,7 +236,7 @@ def _auc(scores: dict[str, list]) -> tuple[float | None, float]:
 AUC_BINS = 200
 
 
-def score_bins(state: dict) -> dict[str, list[int]]:
+def score_bins(state: ClassificationState) -> dict[str, list[int]]:
     """Each class's scores in :data:`AUC_BINS` equal bins over [0, 1] (scores outside are clipped):
     ``[positives per bin..., negatives per bin...]``. Small and mergeable by addition, for the AUC
     guardrail, where the exact map can hold thousands of distinct scores.
@@ -244,7 +260,7 @@ def score_bins(state: dict) -> dict[str, list[int]]:
     return binned
 
 
-def wrong(state: dict | None) -> tuple[int, int]:
+def wrong(state: ClassificationState | None) -> tuple[int, int]:
     """(wrong predictions, labelled predictions) of a classification state (``None``: none)."""
     if not state:
         return 0, 0
@@ -256,12 +272,12 @@ def wrong(state: dict | None) -> tuple[int, int]:
     return n - correct, n
 
 
-def is_binary(state: dict) -> bool:
+def is_binary(state: ClassificationState) -> bool:
     classes = {part for cell in state["cm"] for part in cell.split("\x1f")}
     return classes <= {"0", "1", "true", "false"}
 
 
-def compute(state: dict, task: str) -> dict[str, float]:
+def compute(state: ClassificationState, task: str) -> dict[str, float]:
     """Metric name -> value (metrics that are undefined for the data so far are left out)."""
     values: dict[str, float] = {}
     if not state["cm"]:

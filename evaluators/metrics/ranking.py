@@ -14,28 +14,48 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypedDict
 
+from evaluators.metrics.sums import RunningSum, mean, mean_of, merge_sum, new_sum
 from evaluators.metrics.sums import add as add_to_sum
-from evaluators.metrics.sums import mean, mean_of, merge_counts, merge_sum, new_sum
 
 DEFAULT_KS = (5, 10)
 _DISCOUNT = [1.0 / math.log2(i + 2) for i in range(10_000)]
 
 
-def new_state() -> dict:
+class AtK(TypedDict):
+    """The running sums of one ``k`` (each record's value at that cut-off)."""
+
+    p: RunningSum  #: precision@k
+    r: RunningSum  #: recall@k (records with relevant items)
+    ndcg: RunningSum  #: NDCG@k (records with relevant items)
+
+
+class RankingState(TypedDict):
+    """A ranking state."""
+
+    at: dict[str, AtK]  #: ``str(k)`` -> its sums
+    mrr: RunningSum  #: reciprocal rank of the first relevant item (records with relevant items)
+
+
+def new_state() -> RankingState:
     return {"at": {}, "mrr": new_sum()}
 
 
-def _new_at_k() -> dict:
+def _new_at_k() -> AtK:
     return {"p": new_sum(), "r": new_sum(), "ndcg": new_sum()}
+
+
+def by_metric(at_k: AtK) -> dict[str, RunningSum]:
+    """One ``k``'s running sums by the metric's name (``precision``, ``recall``, ``ndcg``)."""
+    return {"precision": at_k["p"], "recall": at_k["r"], "ndcg": at_k["ndcg"]}
 
 
 def _hashable(item: Any) -> Any:
     return item if isinstance(item, (str, int, float, bool)) or item is None else repr(item)
 
 
-def add(state: dict, relevant: Any, ranked: Any, ks: Sequence[int] = DEFAULT_KS) -> None:
+def add(state: RankingState, relevant: Any, ranked: Any, ks: Sequence[int] = DEFAULT_KS) -> None:
     """Add one ranked prediction and its relevant items."""
     ranked = list(ranked) if isinstance(ranked, list) else []
     wanted = {_hashable(i) for i in relevant} if isinstance(relevant, list) else set()
@@ -58,18 +78,21 @@ def add(state: dict, relevant: Any, ranked: Any, ks: Sequence[int] = DEFAULT_KS)
         add_to_sum(state["mrr"], 0.0 if first is None else 1.0 / (first + 1))
 
 
-def merge(a: dict, b: dict) -> dict:
-    for k, sums in b["at"].items():
-        merge_counts(a["at"].setdefault(k, _new_at_k()), sums)
+def merge(a: RankingState, b: RankingState) -> RankingState:
+    for k, theirs in b["at"].items():
+        mine = a["at"].setdefault(k, _new_at_k())
+        merge_sum(mine["p"], theirs["p"])
+        merge_sum(mine["r"], theirs["r"])
+        merge_sum(mine["ndcg"], theirs["ndcg"])
     merge_sum(a["mrr"], b["mrr"])
     return a
 
 
-def compute(state: dict) -> dict[str, float]:
+def compute(state: RankingState) -> dict[str, float]:
     values: dict[str, float] = {}
     for k, sums in state["at"].items():
-        for name, metric in (("p", "precision"), ("r", "recall"), ("ndcg", "ndcg")):
-            value = mean(sums[name])
+        for metric, running in by_metric(sums).items():
+            value = mean(running)
             if value is not None:
                 values[f"{metric}@{k}"] = value
     if state["mrr"][0]:

@@ -13,16 +13,27 @@ with the same guard against zero labels.
 from __future__ import annotations
 
 import math
+from typing import NotRequired, TypedDict
 
 from river import metrics, stats
 
+from evaluators.metrics.sums import RunningSum, mean_of, merge_sum, new_sum
 from evaluators.metrics.sums import add as add_to_sum
-from evaluators.metrics.sums import mean_of, merge_sum, new_sum
 
 _EPS = float.fromhex("0x1p-52")
 
 
-def new_state() -> dict:
+class RegressionState(TypedDict):
+    """A regression state (every running sum over the labelled predictions)."""
+
+    ae: RunningSum  #: absolute errors
+    se: RunningSum  #: squared errors
+    ape: RunningSum  #: absolute percentage errors (fractions)
+    y: list[float]  #: the labels' ``[n, mean, sum of squared deviations]`` (Welford; river's ``stats.Var``)
+    mom: NotRequired[list[float]]  #: raw sums in :data:`MOMENTS`' order (states written before have none)
+
+
+def new_state() -> RegressionState:
     return {"ae": new_sum(), "se": new_sum(), "ape": new_sum(), "y": [0, 0.0, 0.0], "mom": [0.0] * len(MOMENTS)}
 
 
@@ -31,7 +42,7 @@ def new_state() -> dict:
 MOMENTS = ("y", "y2", "y3", "y4", "se*y", "se*y2")
 
 
-def add(state: dict, label: float, prediction: float) -> None:
+def add(state: RegressionState, label: float, prediction: float) -> None:
     """Add one labelled prediction."""
     error = label - prediction
     absolute = abs(error)
@@ -57,12 +68,12 @@ def add(state: dict, label: float, prediction: float) -> None:
     y[2] += delta * (label - y[1])
 
 
-def _variance(y: list) -> stats.Var:
+def _variance(y: list[float]) -> stats.Var:
     n, m, s = y
     return stats.Var._from_state(n, m, s / (n - 1) if n > 1 else 0.0)
 
 
-def merge(a: dict, b: dict) -> dict:
+def merge(a: RegressionState, b: RegressionState) -> RegressionState:
     for name in ("ae", "se", "ape"):
         merge_sum(a[name], b[name])
     if "mom" in a and "mom" in b:
@@ -79,7 +90,7 @@ def merge(a: dict, b: dict) -> dict:
     return a
 
 
-def compute(state: dict) -> dict[str, float]:
+def compute(state: RegressionState) -> dict[str, float]:
     if not state["ae"][0]:
         return {}
     values = {"mae": mean_of(state["ae"]), "rmse": math.sqrt(mean_of(state["se"])), "mape": mean_of(state["ape"])}

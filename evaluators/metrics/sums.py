@@ -17,18 +17,23 @@ the same way, without a call per value.
 
 from __future__ import annotations
 
+from typing import TypeAlias
+
 from river import stats
+
+#: ``[count, total, total of squares]`` (a sum written before squares were kept has the first two).
+RunningSum: TypeAlias = list[float]
 
 #: Where each part of a running sum sits.
 COUNT, TOTAL, SQUARES = 0, 1, 2
 
 
-def new_sum() -> list:
+def new_sum() -> RunningSum:
     """``[count, total, total of squares]``."""
     return [0, 0.0, 0.0]
 
 
-def add(running: list, value: float) -> None:
+def add(running: RunningSum, value: float) -> None:
     """One value. A sum written before squares were kept gains them from here on (the squares of
     its earlier values count 0, as when merging it)."""
     running[0] += 1
@@ -39,7 +44,7 @@ def add(running: list, value: float) -> None:
         running.append(value * value)
 
 
-def merge_sum(a: list, b: list) -> list:
+def merge_sum(a: RunningSum, b: RunningSum) -> RunningSum:
     """Add ``b`` into ``a`` part by part (a shorter, older sum gains the missing parts as 0)."""
     a[0] += b[0]
     a[1] += b[1]
@@ -51,12 +56,12 @@ def merge_sum(a: list, b: list) -> list:
     return a
 
 
-def squares(running: list) -> float:
+def squares(running: RunningSum) -> float:
     """The total of squares (0 for a sum written before it was kept)."""
     return running[2] if len(running) > 2 else 0.0
 
 
-def mean(running: list) -> float | None:
+def mean(running: RunningSum) -> float | None:
     """The mean, through river's ``stats.Mean``; ``None`` when empty."""
     n, total = running[0], running[1]
     if n == 0:
@@ -64,7 +69,7 @@ def mean(running: list) -> float | None:
     return stats.Mean._from_state(n, total / n).get()
 
 
-def mean_of(running: list) -> float:
+def mean_of(running: RunningSum) -> float:
     """The mean of a running sum that has values (:func:`mean` for one that may be empty)."""
     value = mean(running)
     if value is None:

@@ -15,18 +15,21 @@ with business outcomes (count, sum and mean per labelled request of each KPI) an
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, NotRequired, TypedDict, final
 
 import orjson
 
-from evaluators.drift import summary as drift_summary
-from evaluators.drift.config import DriftConfig
 from evaluators.facts import AgreementFact, Expired, Fact, JoinedRecord, ResponseFact, ServedFeatures
 from evaluators.metrics import classification, ranking, regression, sketch
+from evaluators.metrics import features as feature_summaries
+from evaluators.metrics.classification import ClassificationState
+from evaluators.metrics.features import FeatureSummary
+from evaluators.metrics.ranking import RankingState
+from evaluators.metrics.regression import RegressionState
+from evaluators.metrics.sketch import Sketch
+from evaluators.metrics.sums import RunningSum, counts_below, mean_of, merge_counts, merge_sum, new_sum, squares
 from evaluators.metrics.sums import add as add_to_sum
-from evaluators.metrics.sums import counts_below, mean_of, merge_counts, merge_sum, new_sum, squares
 from schemas.metric_names import Task
 
 RANK_OVERLAP_K = 10
@@ -62,7 +65,8 @@ def parse_label_map(text: str) -> dict[str, Any] | str:
 class MetricsConfig:
     """How facts become metrics: each model's task (else inferred per record from the prediction's
     JSON type: a list is ranking, a float regression, anything else classification), the ``k`` of
-    ranking metrics, the window size, and each model's label map.
+    ranking metrics, the window size, and each model's label map. (How drift is judged is the
+    drift monitor's :class:`~evaluators.drift.config.DriftConfig`.)
 
     A **label map** turns labels into what the predictions are compared with, for teams whose label
     pipeline cannot change: a table (``{"fraud": 1, "legit": 0}``; a label found in it, as itself
@@ -77,7 +81,6 @@ class MetricsConfig:
     tasks: dict[str, Task] = field(default_factory=dict)
     ks: tuple[int, ...] = ranking.DEFAULT_KS
     window_ms: int = 60_000
-    drift: DriftConfig = field(default_factory=DriftConfig)
     label_maps: dict[str, dict[str, Any] | str] = field(default_factory=dict)
 
     def map_label(self, model: str, label: Any) -> Any:
@@ -110,30 +113,85 @@ class MetricsConfig:
         return "classification"
 
 
-def new_state(features: bool = True) -> dict:
+class Agreement(TypedDict):
+    """A shadow version's agreement with the primary, over requests both answered with a prediction."""
+
+    n: int  #: such requests
+    eq: int  #: of them, those with the same prediction
+    mad: RunningSum  #: absolute difference of the scores (else of numeric predictions)
+    ro: RunningSum  #: shared share of the top :data:`RANK_OVERLAP_K` items of ranked predictions
+
+
+@final
+class VersionState(TypedDict):
+    """One version's metric state: a window's, or a running total's since it was first seen. Plain
+    JSON (the wire form of partials and the changelog), so the keys are short; each is named here."""
+
+    n: int  #: responses
+    err: int  #: failed responses (``error`` set)
+    lab: int  #: labelled requests (joined records)
+    exp: int  #: requests whose label timed out
+    lat: Sketch  #: latency of the responses that carry one, ms
+    delay: Sketch  #: label delay (label time minus request time), s
+    pc: dict[str, int]  #: class predictions: class key (:func:`classification.class_key`) -> responses
+    pm: RunningSum  #: float predictions
+    ag: Agreement  #: agreement with the primary (shadow versions)
+    oc: dict[str, RunningSum]  #: business outcome (KPI) -> its values over labelled requests
+    cls: ClassificationState | None  #: classification metrics, once a labelled class prediction came
+    reg: RegressionState | None  #: regression metrics, once a labelled float prediction came
+    rk: RankingState | None  #: ranking metrics, once a labelled ranked prediction came
+    ft: NotRequired[dict[str, FeatureSummary]]  #: feature and prediction distributions (windows only)
+
+
+class SlimClassification(TypedDict):
+    """The part of a classification state a slim state keeps."""
+
+    cm: dict[str, int]  #: the confusion counts (see :class:`~evaluators.metrics.classification.ClassificationState`)
+
+
+@final
+class SlimState(TypedDict):
+    """The part of a version's state the guardrails read (:func:`slim`), mergeable by :func:`add_slim`;
+    the keys are :class:`VersionState`'s. Slim states saved by older versions may lack the
+    not-required parts."""
+
+    n: int
+    err: int
+    lab: int
+    lat: Sketch
+    delay: NotRequired[Sketch]
+    cls: SlimClassification | None
+    pc: NotRequired[dict[str, int]]
+    pm: NotRequired[RunningSum]
+    #: metric name -> the sums its guardrail's test reads (:func:`guardrail_sums`)
+    sums: NotRequired[dict[str, Any]]
+
+
+def new_state(features: bool = True) -> VersionState:
     """An empty state. ``features``: whether it keeps feature and prediction distributions (``ft``,
     for drift): windows do; running totals since a version was first seen do not need them."""
-    state = {"n": 0, "err": 0, "lab": 0, "exp": 0, "lat": sketch.new_sketch(), "delay": sketch.new_sketch(),
-             "pc": {}, "pm": new_sum(), "ag": {"n": 0, "eq": 0, "mad": new_sum(), "ro": new_sum()},
-             "oc": {}, "cls": None, "reg": None, "rk": None}
+    state: VersionState = {"n": 0, "err": 0, "lab": 0, "exp": 0, "lat": sketch.new_sketch(),
+                           "delay": sketch.new_sketch(), "pc": {}, "pm": new_sum(),
+                           "ag": {"n": 0, "eq": 0, "mad": new_sum(), "ro": new_sum()},
+                           "oc": {}, "cls": None, "reg": None, "rk": None}
     if features:
         state["ft"] = {}
     return state
 
 
-def add_fact(state: dict, fact: Fact, config: MetricsConfig) -> None:
+def add_fact(state: VersionState, fact: Fact, config: MetricsConfig) -> None:
     """Add one fact to ``state``."""
     add_facts(state, (fact,), config)
 
 
-def add_facts(state: dict, facts: list[Fact] | tuple[Fact, ...], config: MetricsConfig) -> None:
+def add_facts(state: VersionState, facts: list[Fact] | tuple[Fact, ...], config: MetricsConfig) -> None:
     """Add a run of facts to ``state``: the same state as :func:`add_fact` on each, in order. Each
     sketch and feature summary takes its run's values at once (in their order)."""
     latencies: list[float] = []
     delays: list[float] = []
     features = state.get("ft")
     pending_features: dict[str, list[Any]] = {}
-    predictions: list[Any] = pending_features.setdefault(drift_summary.PREDICTION, [])
+    predictions: list[Any] = pending_features.setdefault(feature_summaries.PREDICTION, [])
     class_counts, prediction_sum = state["pc"], state["pm"]
     responses = errors = 0
     for fact in facts:
@@ -146,8 +204,8 @@ def add_facts(state: dict, facts: list[Fact] | tuple[Fact, ...], config: Metrics
                 latencies.append(fact.latency_ms)
             prediction = fact.prediction
             if features is not None and prediction is not None:
-                if drift_summary.PREDICTION not in features:
-                    features[drift_summary.PREDICTION] = drift_summary.new_summary()
+                if feature_summaries.PREDICTION not in features:
+                    features[feature_summaries.PREDICTION] = feature_summaries.new_summary()
                 predictions.append(prediction)
             if isinstance(prediction, float):
                 add_to_sum(prediction_sum, prediction)
@@ -160,7 +218,7 @@ def add_facts(state: dict, facts: list[Fact] | tuple[Fact, ...], config: Metrics
             _add_joined(state, fact, config)
         elif type(fact) is ServedFeatures:
             if features is not None:
-                drift_summary.collect_features(features, fact.features, pending_features)
+                feature_summaries.collect_features(features, fact.features, pending_features)
         elif type(fact) is Expired:
             state["exp"] += 1
         elif type(fact) is AgreementFact:
@@ -172,12 +230,12 @@ def add_facts(state: dict, facts: list[Fact] | tuple[Fact, ...], config: Metrics
     if delays:
         sketch.add_many(state["delay"], delays)
     if not predictions:
-        del pending_features[drift_summary.PREDICTION]
+        del pending_features[feature_summaries.PREDICTION]
     if pending_features and features is not None:  # only collected when the state keeps features
-        drift_summary.add_collected(features, pending_features)
+        feature_summaries.add_collected(features, pending_features)
 
 
-def _add_joined(state: dict, fact: JoinedRecord, config: MetricsConfig) -> None:
+def _add_joined(state: VersionState, fact: JoinedRecord, config: MetricsConfig) -> None:
     """A joined record's counts, outcomes and task metrics (its label delay: ``add_facts``)."""
     state["lab"] += 1
     for kpi, value in fact.outcomes.items():
@@ -187,30 +245,31 @@ def _add_joined(state: dict, fact: JoinedRecord, config: MetricsConfig) -> None:
         return  # a failed response has no prediction to judge; it counts in error_rate
     task = config.task_of(fact.model, prediction)
     if task == "classification":
-        classification.add(_part(state, "cls", classification.new_state), config.map_label(fact.model, fact.label),
-                           prediction, fact.score)
+        cls = state["cls"]
+        if cls is None:
+            cls = state["cls"] = classification.new_state()
+        classification.add(cls, config.map_label(fact.model, fact.label), prediction, fact.score)
     elif task == "regression":
         if isinstance(fact.label, (int, float)) and isinstance(prediction, (int, float)):
-            regression.add(_part(state, "reg", regression.new_state), float(fact.label), float(prediction))
+            reg = state["reg"]
+            if reg is None:
+                reg = state["reg"] = regression.new_state()
+            regression.add(reg, float(fact.label), float(prediction))
     else:
-        ranking.add(_part(state, "rk", ranking.new_state), fact.label, prediction, config.ks)
+        rk = state["rk"]
+        if rk is None:
+            rk = state["rk"] = ranking.new_state()
+        ranking.add(rk, fact.label, prediction, config.ks)
 
 
-def _outcome_sum(outcomes: dict, kpi: str) -> list:
+def _outcome_sum(outcomes: dict[str, RunningSum], kpi: str) -> RunningSum:
     running = outcomes.get(kpi)
     if running is None:
         running = outcomes[kpi] = new_sum()
     return running
 
 
-def _part(state: dict, name: str, new: Callable[[], dict]) -> dict:
-    part = state[name]
-    if part is None:
-        part = state[name] = new()
-    return part
-
-
-def _add_agreement(state: dict, fact: AgreementFact) -> None:
+def _add_agreement(state: VersionState, fact: AgreementFact) -> None:
     mine, theirs = fact.prediction, fact.primary_prediction
     if mine is None or theirs is None:
         return
@@ -240,7 +299,7 @@ class VersionCounts(NamedTuple):
     expired: int
 
 
-def counts(state: dict) -> VersionCounts:
+def counts(state: VersionState) -> VersionCounts:
     """The exact counts of a version's metric state.
 
     >>> counts(new_state())
@@ -249,21 +308,23 @@ def counts(state: dict) -> VersionCounts:
     return VersionCounts(state["n"], state["err"], state["lab"], state["exp"])
 
 
-def latency_sketch(state: dict) -> dict:
+def latency_sketch(state: VersionState | SlimState) -> Sketch:
     """The state's latency sketch (ms; :mod:`evaluators.metrics.sketch`)."""
     return state["lat"]
 
 
-def label_delay_sketch(state: dict) -> dict:
+def label_delay_sketch(state: VersionState) -> Sketch:
     """The state's label-delay sketch (s)."""
     return state["delay"]
 
 
-def merge(a: dict, b: dict) -> dict:
+def merge(a: VersionState, b: VersionState) -> VersionState:
     """Add state ``b`` into ``a`` (partitions of one version, or windows). Feature distributions
     are added only when ``a`` keeps them."""
-    for name in ("n", "err", "lab", "exp"):
-        a[name] += b[name]
+    a["n"] += b["n"]
+    a["err"] += b["err"]
+    a["lab"] += b["lab"]
+    a["exp"] += b["exp"]
     sketch.merge(a["lat"], b["lat"])
     sketch.merge(a["delay"], b["delay"])
     merge_counts(a["pc"], b["pc"])
@@ -273,24 +334,25 @@ def merge(a: dict, b: dict) -> dict:
     merge_sum(a["ag"]["mad"], b["ag"]["mad"])
     merge_sum(a["ag"]["ro"], b["ag"]["ro"])
     merge_counts(a["oc"], b["oc"])
-    if "ft" in a and b.get("ft"):
-        drift_summary.merge_all(a["ft"], b["ft"])
-    for name, module in (("cls", classification), ("reg", regression), ("rk", ranking)):
-        if b[name] is not None:
-            if a[name] is None:
-                a[name] = module.new_state()
-            module.merge(a[name], b[name])
+    if "ft" in a and "ft" in b and b["ft"]:
+        feature_summaries.merge_all(a["ft"], b["ft"])
+    if b["cls"] is not None:
+        a["cls"] = classification.merge(a["cls"] or classification.new_state(), b["cls"])
+    if b["reg"] is not None:
+        a["reg"] = regression.merge(a["reg"] or regression.new_state(), b["reg"])
+    if b["rk"] is not None:
+        a["rk"] = ranking.merge(a["rk"] or ranking.new_state(), b["rk"])
     return a
 
 
-def slim(state: dict | None) -> dict:
+def slim(state: VersionState | SlimState | None) -> SlimState:
     """The part of a version's metric state the guardrails read (the rest can be large), copied."""
-    empty = {"n": 0, "err": 0, "lab": 0, "lat": sketch.new_sketch(), "delay": sketch.new_sketch(), "cls": None,
-             "pc": {}, "pm": new_sum(), "sums": {}}
+    empty: SlimState = {"n": 0, "err": 0, "lab": 0, "lat": sketch.new_sketch(), "delay": sketch.new_sketch(),
+                        "cls": None, "pc": {}, "pm": new_sum(), "sums": {}}
     return add_slim(empty, state) if state else empty
 
 
-def guardrail_sums(state: dict) -> dict[str, Any]:
+def guardrail_sums(state: VersionState | SlimState) -> dict[str, Any]:
     """The sums the guardrails' tests of means, ratios and scores read, by metric name (see
     :mod:`evaluators.policy.estimands` for what each holds): a flat list of numbers, or for
     ``roc_auc`` a flat list per class; each mergeable by adding part by part. A slim state has them
@@ -303,11 +365,13 @@ def guardrail_sums(state: dict) -> dict[str, Any]:
     >>> guardrail_sums(state)["outcome.converted"]
     [1, 1.0, 1.0]
     """
-    if "sums" in state:
-        return state["sums"]
+    if "oc" not in state:  # a slim state (one saved before slim states kept the sums has none)
+        return state.get("sums", {})
+    return _full_guardrail_sums(state)
+
+
+def _full_guardrail_sums(state: VersionState) -> dict[str, Any]:
     sums: dict[str, Any] = {}
-    if "oc" not in state:
-        return sums  # a slim state saved before slim states kept these sums
     lab = state["lab"]
     if state["n"]:
         sums["label_coverage"] = [state["n"], float(lab), float(lab)]
@@ -340,12 +404,12 @@ def guardrail_sums(state: dict) -> dict[str, Any]:
     if rk is not None:
         sums["mrr"] = list(rk["mrr"])
         for k, at_k in rk["at"].items():
-            for part, metric in (("p", "precision"), ("r", "recall"), ("ndcg", "ndcg")):
-                sums[f"{metric}@{k}"] = list(at_k[part])
+            for metric, running in ranking.by_metric(at_k).items():
+                sums[f"{metric}@{k}"] = list(running)
     return sums
 
 
-def _add_flat(total: list, values: list) -> None:
+def _add_flat(total: list[float], values: list[float]) -> None:
     """Add part by part (a shorter, older list gains the missing parts as 0)."""
     if len(total) < len(values):
         total.extend([0] * (len(values) - len(total)))
@@ -353,7 +417,7 @@ def _add_flat(total: list, values: list) -> None:
         total[i] += value
 
 
-def _add_guardrail_sums(total: dict, sums: dict) -> None:
+def _add_guardrail_sums(total: dict[str, Any], sums: dict[str, Any]) -> None:
     for name, values in sums.items():
         if isinstance(values, dict):
             per_class = total.setdefault(name, {})
@@ -363,7 +427,7 @@ def _add_guardrail_sums(total: dict, sums: dict) -> None:
             _add_flat(total.setdefault(name, []), values)
 
 
-def add_slim(total: dict, state: dict) -> dict:
+def add_slim(total: SlimState, state: VersionState | SlimState) -> SlimState:
     """Add the guardrails' part of ``state`` (a full or slim metric state) into the slim ``total``:
     far cheaper than merging whole states, whose score maps can be large."""
     total["n"] += state["n"]
@@ -374,9 +438,10 @@ def add_slim(total: dict, state: dict) -> dict:
         sketch.merge(total.setdefault("delay", sketch.new_sketch()), state["delay"])
     cls = state.get("cls")
     if cls:
-        if total["cls"] is None:
-            total["cls"] = {"cm": {}}
-        merge_counts(total["cls"]["cm"], cls["cm"])
+        slim_cls = total["cls"]
+        if slim_cls is None:
+            slim_cls = total["cls"] = {"cm": {}}
+        merge_counts(slim_cls["cm"], cls["cm"])
     if "pc" in state:  # the predictions' classes and float count: their shape (schema_compatible)
         merge_counts(total.setdefault("pc", {}), state["pc"])
         merge_sum(total.setdefault("pm", new_sum()), state["pm"])
@@ -384,7 +449,7 @@ def add_slim(total: dict, state: dict) -> dict:
     return total
 
 
-def is_behind(now: dict, then: dict) -> bool:
+def is_behind(now: SlimState, then: SlimState) -> bool:
     """Whether some count of the slim state ``now`` is below ``then``'s: ``now`` is an older view
     of the stream than ``then`` (say, a new merging owner still reading partials), so differences
     between the two are not samples.
@@ -394,11 +459,13 @@ def is_behind(now: dict, then: dict) -> bool:
     >>> is_behind(earlier, later), is_behind(later, earlier)
     (True, False)
     """
-    return (any(now[k] < then[k] for k in ("n", "err", "lab")) or sketch.is_behind(now["lat"], then["lat"])
-            or counts_below((now["cls"] or {}).get("cm", {}), (then["cls"] or {}).get("cm", {})))
+    now_cm = now["cls"]["cm"] if now["cls"] else {}
+    then_cm = then["cls"]["cm"] if then["cls"] else {}
+    return (now["n"] < then["n"] or now["err"] < then["err"] or now["lab"] < then["lab"]
+            or sketch.is_behind(now["lat"], then["lat"]) or counts_below(now_cm, then_cm))
 
 
-def compute(state: dict, model: str, config: MetricsConfig) -> dict[str, float]:
+def compute(state: VersionState, model: str, config: MetricsConfig) -> dict[str, float]:
     """Every metric the state can give, by the names of :mod:`schemas.metric_names`."""
     values: dict[str, float] = {}
     if state["n"]:
@@ -424,11 +491,11 @@ def compute(state: dict, model: str, config: MetricsConfig) -> dict[str, float]:
         values["agreement_mad"] = mean_of(ag["mad"])
     if ag["ro"][0]:
         values[f"rank_overlap@{RANK_OVERLAP_K}"] = mean_of(ag["ro"])
-    for kpi, (count, total, *_) in state["oc"].items():
-        values[f"outcome.{kpi}.count"] = float(count)
-        values[f"outcome.{kpi}.sum"] = total
+    for kpi, running in state["oc"].items():
+        values[f"outcome.{kpi}.count"] = float(running[0])
+        values[f"outcome.{kpi}.sum"] = running[1]
         if state["lab"]:
-            values[f"outcome.{kpi}"] = total / state["lab"]
+            values[f"outcome.{kpi}"] = running[1] / state["lab"]
     if state["cls"] is not None:
         task = config.tasks.get(model)
         if task not in ("binary", "multiclass"):

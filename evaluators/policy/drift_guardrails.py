@@ -35,7 +35,7 @@ class DriftView:
     """What the merging owner's monitors know now: each version's last judged drift scores
     ("model\\x1fversion" keys, as :attr:`DriftMonitor.latest`), the (model, version, feature) drift
     conditions firing, and per (model, candidate) the shape monitor has judged, what differs in its
-    output and inputs from the baseline's (:meth:`evaluators.shapes.ShapeMonitor.differences`)."""
+    output and inputs from the baseline's (:meth:`evaluators.integration_checks.ShapeMonitor.differences`)."""
 
     scores: dict[str, dict[str, float]] = field(default_factory=dict)
     firing: set[tuple[str, str, str]] = field(default_factory=set)

@@ -36,14 +36,15 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from evaluators.metrics.version import add_slim, is_behind, slim
+from evaluators.metrics.version import SlimState, add_slim, is_behind, slim
 from evaluators.policy import guardrails as judging
 from evaluators.policy.drift_guardrails import DriftView, drift_evidence, is_drift
 from evaluators.policy.schema_guardrail import is_schema, schema_evidence
-from schemas.control import Decision, GuardrailEvidence, RoutingCommand
-from schemas.monitoring import Alert
+from schemas.control import CommandAction, Decision, DecisionAction, GuardrailEvidence, RoutingCommand
+from schemas.monitoring import Alert, AlertKind, Severity
 from schemas.rollout import RolloutSpec
 from schemas.signing import Signer, sign_command, verifier_for, verify_command
+from schemas.types import from_epoch_ms
 
 ISSUER = "evaluator"
 #: The evidence (log e-value against "acceptable") with which an undecided guardrail leaning to fail
@@ -210,6 +211,7 @@ class RolloutEngine:
                     rollout["stage"], rollout["stage_started"] = i, command.issued_at
                     rollout["stage_c"] = rollout["last"]["c"]
                     rollout["no_data_alerted"] = -1
+        return None
 
     # -- the clock ---------------------------------------------------------------------------------
     def tick(self, now_ms: int, totals: dict, drift: DriftView | None = None) -> list[Output]:
@@ -233,6 +235,8 @@ class RolloutEngine:
         spec = self._spec(rollout)
         plan = stages(spec)
         routes, shadow = rollout["routes"], rollout["shadow"]
+        command: CommandAction
+        decision: DecisionAction
         if action in ("rollback", "abort"):
             command, decision, routes, shadow = "rollback", "rollback", {spec.baseline: 100.0}, []
         elif action == "promote" and rollout["stage"] + 1 < len(plan):
@@ -252,7 +256,7 @@ class RolloutEngine:
 
     # -- inside ------------------------------------------------------------------------------------
     @staticmethod
-    def _versions(totals: dict, spec: RolloutSpec) -> tuple[dict, dict]:
+    def _versions(totals: dict[tuple[str, str, str], SlimState], spec: RolloutSpec) -> tuple[SlimState, SlimState]:
         """The baseline's and the candidate's slim states, each summed over every role it answered
         in: a candidate that takes 100% is the one everybody gets, and routers then call it
         ``primary``, not ``canary``."""
@@ -354,7 +358,7 @@ class RolloutEngine:
                                    f"{spec.model}/{spec.candidate} rolled back: {reason}"))
         return out
 
-    def _command(self, rollout: dict, action: str, routes: dict[str, float], shadow: list[str], now_ms: int,
+    def _command(self, rollout: dict, action: CommandAction, routes: dict[str, float], shadow: list[str], now_ms: int,
                  reason: str, issuer: str = ISSUER) -> Output:
         model = rollout["spec"]["model"]
         epoch = self.epochs.get(model, -1) + 1
@@ -362,7 +366,7 @@ class RolloutEngine:
         rollout["routes"], rollout["shadow"] = routes, shadow
         command = RoutingCommand(
             command_id=uuid.uuid5(_NAMESPACE, f"{rollout['id']}\x1f{epoch}"), model=model, epoch=epoch,
-            issued_at=now_ms, issuer=issuer, action=action, routes=routes, shadow=shadow, reason=reason,
+            issued_at=from_epoch_ms(now_ms), issuer=issuer, action=action, routes=routes, shadow=shadow, reason=reason,
             rollout_id=rollout["id"],
             # Once promoted, the candidate is who everyone outside any cohort gets.
             baseline=rollout["spec"]["candidate"] if action == "promote" else rollout["spec"]["baseline"])
@@ -378,20 +382,21 @@ class RolloutEngine:
             rollout["versions"] = versions
 
     @staticmethod
-    def _decision(rollout: dict, action: str, now_ms: int, reason: str,
+    def _decision(rollout: dict, action: DecisionAction, now_ms: int, reason: str,
                   evidence: list[GuardrailEvidence]) -> Output:
         model = rollout["spec"]["model"]
         # What alert notifications quote (the exporter's shadowcanary_rollout_last_decision_info).
         rollout["last_decision"] = {"action": action, "reason": reason, "ts": now_ms}
         return Output("decisions", model, Decision(rollout_id=rollout["id"], model=model, step=rollout["stage"],
-                                                   action=action, ts=now_ms, reason=reason, evidence=evidence,
-                                                   versions=rollout.get("versions")))
+                                                   action=action, ts=from_epoch_ms(now_ms), reason=reason,
+                                                   evidence=evidence, versions=rollout.get("versions")))
 
     @staticmethod
-    def _alert(rollout: dict, severity: str, kind: str, now_ms: int, message: str) -> Output:
+    def _alert(rollout: dict, severity: Severity, kind: AlertKind, now_ms: int, message: str) -> Output:
         spec = rollout["spec"]
         return Output("alerts", spec["model"], Alert(model=spec["model"], version=spec["candidate"],
-                                                     severity=severity, kind=kind, message=message, ts=now_ms))
+                                                     severity=severity, kind=kind, message=message,
+                                                     ts=from_epoch_ms(now_ms)))
 
 
 def describe_routes(routes: dict[str, float], shadow: list[str]) -> str:

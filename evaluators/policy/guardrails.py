@@ -32,7 +32,7 @@ from collections.abc import Callable
 from typing import Any
 
 from evaluators.metrics import classification, sketch
-from evaluators.metrics.version import new_state
+from evaluators.metrics.version import SlimState, new_state
 from evaluators.policy import asymptotic, sequential
 from evaluators.policy.estimands import estimand_for
 from schemas.control import Bounds, GuardrailEvidence
@@ -185,8 +185,8 @@ def new_test_for(guardrail: Guardrail) -> dict[str, Any]:
     return dict(asymptotic.new_test())
 
 
-def judge(guardrail: Guardrail, test: dict[str, Any], base: tuple[dict, dict, dict],
-          cand: tuple[dict, dict, dict], task: str = "binary") -> GuardrailEvidence:
+def judge(guardrail: Guardrail, test: dict[str, Any], base: tuple[SlimState, SlimState, SlimState],
+          cand: tuple[SlimState, SlimState, SlimState], task: str = "binary") -> GuardrailEvidence:
     """Judge ``guardrail`` at a look (see :func:`judge_proportion` and :func:`judge_estimand`)."""
     if guardrail.metric in _PROPORTIONS:
         return judge_proportion(guardrail, test, base, cand)
@@ -196,8 +196,8 @@ def judge(guardrail: Guardrail, test: dict[str, Any], base: tuple[dict, dict, di
     return judge_estimand(guardrail, test, base, cand, task)
 
 
-def judge_proportion(guardrail: Guardrail, test: dict[str, Any], base: tuple[dict, dict, dict],
-                     cand: tuple[dict, dict, dict]) -> GuardrailEvidence:
+def judge_proportion(guardrail: Guardrail, test: dict[str, Any], base: tuple[SlimState, SlimState, SlimState],
+                     cand: tuple[SlimState, SlimState, SlimState]) -> GuardrailEvidence:
     """Update the guardrail's sequential ``test`` with the candidate's samples since the last look
     and judge it. ``base`` and ``cand``: each version's metric state at rollout start, at the last
     look, and now. The null rate scoring new samples uses the baseline up to the last look
@@ -325,13 +325,13 @@ def auc_of(bins: dict | None, then: dict | None, task: str) -> tuple[float, floa
     return (sum(e[0] for e in found) / k, sum(e[1] for e in found) / (k * k), min(e[2] for e in found))
 
 
-def _judge_auc(guardrail: Guardrail, test: dict[str, Any], base: tuple[dict, dict, dict],
-               cand: tuple[dict, dict, dict], task: str) -> GuardrailEvidence:
+def _judge_auc(guardrail: Guardrail, test: dict[str, Any], base: tuple[SlimState, SlimState, SlimState],
+               cand: tuple[SlimState, SlimState, SlimState], task: str) -> GuardrailEvidence:
     """ROC AUC on the rollout's cumulative estimates (see :mod:`evaluators.policy.asymptotic`)."""
     lam, bound = comparison_of(guardrail)
     alpha = guardrail.alpha
 
-    def since_start(versions: tuple[dict, dict, dict]) -> tuple[float, float, float] | None:
+    def since_start(versions: tuple[SlimState, SlimState, SlimState]) -> tuple[float, float, float] | None:
         return auc_of(versions[2].get("sums", {}).get("roc_auc"), versions[0].get("sums", {}).get("roc_auc"), task)
 
     c, b = since_start(cand), since_start(base) if guardrail.comparison == "baseline" else None
@@ -358,8 +358,8 @@ def _judge_auc(guardrail: Guardrail, test: dict[str, Any], base: tuple[dict, dic
         leaning=leaning)
 
 
-def judge_estimand(guardrail: Guardrail, test: dict[str, Any], base: tuple[dict, dict, dict],
-                   cand: tuple[dict, dict, dict], task: str) -> GuardrailEvidence:
+def judge_estimand(guardrail: Guardrail, test: dict[str, Any], base: tuple[SlimState, SlimState, SlimState],
+                   cand: tuple[SlimState, SlimState, SlimState], task: str) -> GuardrailEvidence:
     """Update the guardrail's asymptotic ``test`` with both versions' samples since its last scored
     look and judge ``M_c - lam * M_b`` against its bound (:mod:`evaluators.policy.asymptotic`);
     each version's bounds are its own confidence sequence since the rollout's start."""

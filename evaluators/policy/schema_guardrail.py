@@ -3,7 +3,7 @@ baseline's is rolled back for that, not for the metrics the difference spoils.
 
 It fails while the candidate's output or inputs differ from the baseline's, passes once they have
 been compared and nothing differs, and is undecided before (no data, which never passes). Two
-comparisons, by :mod:`evaluators.shapes`:
+comparisons, by :mod:`evaluators.integration_checks`:
 
 - **live**, on the running totals the engine reads: the predictions' JSON types and classes, once
   both versions have ``MIN_RESPONSES`` answers (responses come before labels, so a candidate that
@@ -30,8 +30,9 @@ It takes no bound: ``{"metric": "schema_compatible", "critical": true}``.
 
 from __future__ import annotations
 
+from evaluators.integration_checks import compare_predictions, prediction_shape
+from evaluators.metrics.version import SlimState
 from evaluators.policy.drift_guardrails import DriftView
-from evaluators.shapes import compare_predictions, prediction_shape
 from schemas.control import Bounds, GuardrailEvidence, Verdict
 from schemas.rollout import Guardrail
 
@@ -47,8 +48,8 @@ def is_schema(guardrail: Guardrail) -> bool:
     return guardrail.metric == METRIC
 
 
-def differences(model: str, candidate: str, view: DriftView, baseline_total: dict,
-                candidate_total: dict) -> list[str] | None:
+def differences(model: str, candidate: str, view: DriftView, baseline_total: SlimState,
+                candidate_total: SlimState) -> list[str] | None:
     """What differs (None: nothing compared yet). ``*_total``: the versions' running totals, slim."""
     live: list[str] | None = None
     if min(total["n"] - total["err"] for total in (baseline_total, candidate_total)) >= MIN_RESPONSES:
@@ -65,8 +66,8 @@ def differences(model: str, candidate: str, view: DriftView, baseline_total: dic
     return found
 
 
-def schema_evidence(guardrail: Guardrail, model: str, candidate: str, view: DriftView, baseline_total: dict,
-                    candidate_total: dict) -> GuardrailEvidence:
+def schema_evidence(guardrail: Guardrail, model: str, candidate: str, view: DriftView, baseline_total: SlimState,
+                    candidate_total: SlimState) -> GuardrailEvidence:
     found = differences(model, candidate, view, baseline_total, candidate_total)
     verdict: Verdict
     if found is None:

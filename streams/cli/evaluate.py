@@ -136,7 +136,7 @@ def evaluate(ctx: Context, app_id: str, store: str, state_dir: Path | None, labe
     drift = DriftConfig(alpha=drift_alpha, confirm_windows=drift_confirm_windows,
                         reference_windows=drift_reference_windows, min_samples=drift_min_samples,
                         cooldown_ms=int(drift_cooldown * 1000))
-    metrics = MetricsConfig(tasks=tasks, ks=tuple(sorted(set(ks))), window_ms=int(window * 1000), drift=drift,
+    metrics = MetricsConfig(tasks=tasks, ks=tuple(sorted(set(ks))), window_ms=int(window * 1000),
                             label_maps=label_maps)
     if mlflow_uri:
         try:
@@ -144,7 +144,8 @@ def evaluate(ctx: Context, app_id: str, store: str, state_dir: Path | None, labe
         except ImportError:
             raise click.UsageError("--mlflow-uri needs the mlflow package (pip install mlflow-skinny)") from None
     evaluator = build_evaluator(ctx.settings, options, config, state_dir, metrics, ctx.signer,
-                                in_memory=store == "memory", registry_uri=mlflow_uri, time_state=time_state)
+                                in_memory=store == "memory", registry_uri=mlflow_uri, time_state=time_state,
+                                drift_config=drift)
     if metrics_port:
         evaluator.serve_metrics(metrics_port, metrics_host)
         click.echo(f"Prometheus metrics on http://{metrics_host}:{metrics_port}/metrics", err=True)

@@ -14,12 +14,12 @@ from pathlib import Path
 import click
 import orjson
 
+from evaluators.integration_checks import ShapeMonitor
+from evaluators.integration_checks import describe as describe_shape
 from evaluators.policy.control_records import spec_rollout_id
 from evaluators.policy.engine import RolloutEngine, describe_routes, stages
 from evaluators.policy.guardrails import unplannable_reason, unsupported_reason
 from evaluators.policy.watch import EXIT_CODES, EXIT_TIMEOUT, RolloutWatch
-from evaluators.shapes import ShapeMonitor
-from evaluators.shapes import describe as describe_shape
 from schemas.codec import DecodeError, decode
 from schemas.control import Decision, RoutingCommand
 from schemas.internal_topics import SHAPES_KEY, partials_topic_name

@@ -24,7 +24,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from evaluators.shapes import VersionShape  # noqa: E402
+from evaluators.integration_checks import VersionShape  # noqa: E402
 from schemas.control import Decision, RoutingCommand  # noqa: E402
 from schemas.monitoring import Alert, MetricsSnapshot  # noqa: E402
 
@@ -168,7 +168,7 @@ def write_report(path: Path, title: str, commands: list[RoutingCommand], decisio
                  snapshots: list[MetricsSnapshot], alerts: list[Alert] = (),
                  shapes: Callable[[str], dict[str, VersionShape]] | None = None) -> Path:
     """Write the HTML report for every model in the messages; returns ``path``. ``shapes``: what
-    flowed per version of a model (:mod:`evaluators.shapes`), shown side by side."""
+    flowed per version of a model (:mod:`evaluators.integration_checks`), shown side by side."""
     document = render_report(title, commands, decisions, snapshots, alerts, shapes)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(document, encoding="utf-8")

@@ -27,3 +27,6 @@ Around the loop, the rest of an evaluator worker:
 #: events/s at 2,000, 32,000 to 34,800 at 10,000 (each commit's round trips shared by more records).
 #: Here, not in ``loop``, so the CLI shows it without importing the client.
 DEFAULT_BATCH_SIZE = 10_000
+
+#: The modules above are imported by name: importing this package alone loads no Kafka client.
+__all__ = ["DEFAULT_BATCH_SIZE"]

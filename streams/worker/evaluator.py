@@ -24,6 +24,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from evaluators.drift.config import DriftConfig
 from evaluators.join import JoinConfig
 from evaluators.metrics import MetricsConfig
 from schemas.internal_topics import changelog_topic_name, partials_topic_name, rollouts_topic_name
@@ -119,7 +120,7 @@ def build_evaluator(settings: KafkaSettings, options: LoopOptions, join_config: 
                     state_dir: Path, metrics_config: MetricsConfig | None = None,
                     signer: Signer | None = None, in_memory: bool = False,
                     heartbeat_interval_s: float = 0.5, registry_uri: str | None = None,
-                    time_state: bool = False) -> Evaluator:
+                    time_state: bool = False, drift_config: DriftConfig | None = None) -> Evaluator:
     metrics_config = metrics_config or MetricsConfig()
     pace_cycle_collector()
     partitions = inference_partitions(settings)
@@ -137,7 +138,7 @@ def build_evaluator(settings: KafkaSettings, options: LoopOptions, join_config: 
                      None if in_memory else tables, run_id, heartbeat_interval_s, time_state)
     loop = BatchLoop(settings, topics, join, options)
     merger = MergerService(settings, topics, partials_topic_name(topics), options.app_id, metrics_config,
-                           join_config.settle_ms, partitions, join_config.max_future_skew_ms)
+                           join_config.settle_ms, partitions, join_config.max_future_skew_ms, drift_config)
     collector = EvaluatorCollector(merger.totals, join.lag, lambda: merger.owner, metrics_config, merger.drift,
                                    merger.model_counts)
     registry = None

@@ -19,11 +19,12 @@ import orjson
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
 from evaluators.clock import ClockSkewAlerts
+from evaluators.drift.config import DriftConfig
 from evaluators.drift.monitor import DriftMonitor
+from evaluators.integration_checks import ShapeMonitor
 from evaluators.merging import PartialsMerger
 from evaluators.metrics import MetricsConfig
 from evaluators.policy.drift_guardrails import DriftView
-from evaluators.shapes import ShapeMonitor
 from schemas.codec import encode
 from schemas.internal_topics import CLOCK_KEY, DRIFT_KEY, SHAPES_KEY, partial_kind, window_key
 from schemas.topics import Topics
@@ -50,13 +51,14 @@ class MergerService(BackgroundService):
 
     def __init__(self, settings: KafkaSettings, topics: Topics, partials_topic: str, app_id: str,
                  config: MetricsConfig, settle_ms: Callable[[str], int], partitions: int,
-                 skew_tolerance_ms: int = 5 * 60_000) -> None:
+                 skew_tolerance_ms: int = 5 * 60_000, drift_config: DriftConfig | None = None) -> None:
         super().__init__()
         self.settings = settings
         self.topics = topics
         self.partials_topic = partials_topic
         self.group = f"{app_id}.merger"
-        self.make_merger = lambda: PartialsMerger(config, settle_ms, partitions, skew_tolerance_ms=skew_tolerance_ms)
+        self.make_merger = lambda: PartialsMerger(config, settle_ms, partitions, skew_tolerance_ms=skew_tolerance_ms,
+                                                    drift_config=drift_config)
         self.merger = self.make_merger()
         self.owner = False
         self._lock = threading.Lock()
@@ -199,7 +201,7 @@ class MergerService(BackgroundService):
         elif kind == "window":
             self.merger.final(partial["partition"], partial)
         elif kind == "drift":
-            self.merger.drift = DriftMonitor(self.merger.config.drift, partial)
+            self.merger.drift = DriftMonitor(self.merger.drift_config, partial)
         elif kind == "clock":
             self.merger.clock = ClockSkewAlerts(self.merger.clock.tolerance_ms, self.merger.clock.cooldown_ms, partial)
         elif kind == "shapes":
