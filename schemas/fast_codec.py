@@ -41,7 +41,23 @@ RequestId = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_ID_LENGTH)]
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_NAME_LENGTH)]
 #: The wire's ``ts``: an RFC 3339 string or epoch milliseconds, turned into ``ts_ms`` after decoding.
 WireTimestamp = str | int | float
-FeatureValue = bool | int | float | str | None
+#: Integers the fast path decodes itself. orjson (the models' parser) reads integers from -2**63 to
+#: 2**64 - 1 as integers and any other as a float, where msgspec keeps them whole: a record with an
+#: integer outside (msgspec's bounds stop at 2**63 - 1) is left to the models, whose values count.
+Int64 = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
+FeatureValue = bool | Int64 | float | str | None
+
+
+def _fits(value: Any) -> bool:
+    """Whether every integer in a decoded JSON value is one the models read as an integer."""
+    kind = type(value)
+    if kind is int:
+        return -(2**63) <= value <= 2**63 - 1
+    if kind is list:
+        return all(map(_fits, value))
+    if kind is dict:
+        return all(map(_fits, value.values()))
+    return True
 
 
 class RequestEvent(msgspec.Struct, gc=False):
@@ -76,6 +92,8 @@ class ResponseEvent(msgspec.Struct, gc=False):
     def __post_init__(self) -> None:
         if self.error is None and self.prediction is None:
             raise ValueError("prediction is required unless error is set")
+        if not _fits(self.prediction):
+            raise ValueError("an integer beyond 64 bits: the models decide")
         self.ts_ms = timestamp_ms(self.ts_ms)
 
 
@@ -92,6 +110,8 @@ class LabelEvent(msgspec.Struct, gc=False):
     def __post_init__(self) -> None:
         if self.label is None and not self.outcomes:
             raise ValueError("label or outcomes is required")
+        if not _fits(self.label):
+            raise ValueError("an integer beyond 64 bits: the models decide")
         self.ts_ms = timestamp_ms(self.ts_ms)
 
 

@@ -281,3 +281,18 @@ def test_timestamp_fast_paths_parse_as_the_models_do(text):
     for zone in ("Z", "+01:00"):
         outcome(timestamp_ms, text[:19] + zone)  # its second, now cached
     assert outcome(timestamp_ms, text) == expected
+
+
+@pytest.mark.parametrize(("model", "data"), [
+    (GroundTruth, b'{"request_id": "r-1", "model": "0", "ts": 0, "label": -9223372036854775809}'),
+    (GroundTruth, b'{"request_id": "r-1", "model": "0", "ts": 0, "label": {"x": [18446744073709551616]}}'),
+    (InferenceResponse, b'{"request_id": "r", "model": "m", "version": "v", "role": "primary", "ts": 0, '
+                        b'"prediction": [1, 18446744073709551616]}'),
+    (InferenceRequest, b'{"request_id": "r", "model": "m", "ts": 0, "features": {"a": -9223372036854775809}}'),
+    (InferenceRequest, b'{"request_id": "r", "model": "m", "ts": 0, "features": {"a": 18446744073709551615}}'),
+    (InferenceRequest, b'{"request_id": "r", "model": "m", "ts": 0, "features": {"a": -9223372036854775808}}'),
+])
+def test_integers_beyond_64_bits_decode_as_the_models_read_them(model, data):
+    """orjson reads an integer outside -2**63..2**64-1 as a float; msgspec would keep it whole (found
+    by Hypothesis: a label of -2**63 - 1)."""
+    check_agreement(model, data)

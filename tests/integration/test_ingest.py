@@ -249,7 +249,9 @@ def test_counts_stay_exact_when_a_bridge_is_killed_twice_mid_stream(kafka_settin
     sender.start()
     second = None
     try:
-        for pause in (5, 5):
+        for started, pause in enumerate((5, 5), start=1):
+            # Killed mid stream: once it runs (on a loaded machine its start can take longer than the pause).
+            assert wait_for(lambda n=started: log.read_text().count("ingest kserve (") == n, 60), log.read_text()
             time.sleep(pause)
             bridge.send_signal(signal.SIGKILL)
             bridge.wait(30)
