@@ -47,7 +47,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy.special import gammaln, logsumexp
+from scipy.special import gammaln
 
 #: Log-odds shifts of the alternatives: a doubling grid from "a little worse" (odds ratio 1.28:
 #: 10% -> 12.5% bad) to "much worse" (7.4: 10% -> 45%). Larger regressions are caught by the top
@@ -164,7 +164,11 @@ def _conditional_llr(cand_bad: int, cand_n: int, base_bad: int, base_n: int, the
     log_weight = (gammaln(cand_n + 1) - gammaln(x + 1) - gammaln(cand_n - x + 1)
                   + gammaln(base_n + 1) - gammaln(bad - x + 1) - gammaln(base_n - bad + x + 1))
     thetas = theta0 + np.concatenate(([0.0], np.asarray(shifts)))
-    log_norm = logsumexp(log_weight[None, :] + thetas[:, None] * x[None, :], axis=1)
+    exponents = log_weight[None, :] + thetas[:, None] * x[None, :]
+    # log-sum-exp per row, shifted by the row's largest term (scipy's logsumexp does the same, with
+    # about 0.2 ms of dispatch per call: most of a look's time when every segment is judged)
+    top = exponents.max(axis=1)
+    log_norm = top + np.log(np.exp(exponents - top[:, None]).sum(axis=1))
     return [float(shift * cand_bad - (log_norm[i + 1] - log_norm[0])) for i, shift in enumerate(shifts)]
 
 
