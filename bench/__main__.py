@@ -7,8 +7,8 @@ import sys
 
 from bench.report import write
 
-BENCHMARKS = ["codec", "join", "merger", "join_memory", "metrics", "policy", "policy_metrics", "labels_load", "ingest",
-              "sidecar", "routing", "drift", "replay", "decision_latency"]
+BENCHMARKS = ["codec", "join", "merger", "join_memory", "metrics", "policy", "policy_metrics", "segments",
+              "labels_load", "ingest", "sidecar", "routing", "drift", "replay", "decision_latency"]
 
 
 def main(argv: list[str]) -> int:

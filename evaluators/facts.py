@@ -82,6 +82,15 @@ class JoinedRecord(_Fact, frozen=True, gc=False):
     latency_ms: float | None
     error: str | None
     features: dict[str, Any] | None
+    #: The request's attributes (``None``: the request was not seen), what segments slice by.
+    attributes: dict[str, str] | None = None
+
+
+class AttributedRecord(JoinedRecord, frozen=True, gc=False):
+    """A joined record whose request was not seen when it joined, counted in its segments now: when
+    its request (with the attributes segments slice by) arrives, or, if none ever does, when the
+    request expires (``attributes`` None). Only segments count it; the version counted the record
+    when it joined."""
 
 
 class LabelFact(_Fact, frozen=True, gc=False):
@@ -133,9 +142,9 @@ class ClockSkew(_Fact, frozen=True, gc=False):
     skew_ms: int  # how far ahead of the worker's clock, or behind the partition's time
 
 
-Fact = (RequestFact | ResponseFact | ServedFeatures | AgreementFact | JoinedRecord | LabelFact | LateLabel | Expired
-        | UnmatchedLabel | Duplicate | ClockSkew)
+Fact = (RequestFact | ResponseFact | ServedFeatures | AgreementFact | JoinedRecord | AttributedRecord | LabelFact
+        | LateLabel | Expired | UnmatchedLabel | Duplicate | ClockSkew)
 #: The facts of one version, each at its response's event time: what its windows and running total take.
-VersionFact = ResponseFact | ServedFeatures | AgreementFact | JoinedRecord | Expired
+VersionFact = ResponseFact | ServedFeatures | AgreementFact | JoinedRecord | AttributedRecord | Expired
 #: The facts with an event time that a partition's windows count: a version's, and requests.
 TimedFact = RequestFact | VersionFact

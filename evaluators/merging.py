@@ -39,7 +39,7 @@ from evaluators.integration_checks import ShapeMonitor
 from evaluators.metrics import version as version_metrics
 from evaluators.metrics.version import MetricsConfig, SlimState, VersionState, add_slim, slim
 from evaluators.policy.drift_guardrails import DriftView
-from evaluators.windows import ClosedWindow, VersionEntry, running_totals, split_key, total_parts
+from evaluators.windows import ClosedWindow, VersionEntry, running_totals, segment_totals, split_key, total_parts
 from schemas.inference import Role
 from schemas.monitoring import Alert, LatencyQuantiles, MetricsSnapshot, Window
 from schemas.types import from_epoch_ms
@@ -78,10 +78,12 @@ class PendingWindow(TypedDict):
     start: int
     end: int
     parts: dict[int, tuple[int, VersionState]]  #: partition -> (its requests, its state)
+    segs: dict[int, dict[str, VersionState]]  #: partition -> segment -> its state (a sliced model's)
 
 
-def snapshot_id(model: str, version: str, role: str, start: int) -> str:
-    return str(uuid.uuid5(SNAPSHOT_NAMESPACE, f"{model}/{version}/{role}/{start}"))
+def snapshot_id(model: str, version: str, role: str, start: int, segment: str | None = None) -> str:
+    name = f"{model}/{version}/{role}/{start}"
+    return str(uuid.uuid5(SNAPSHOT_NAMESPACE, name if segment is None else f"{name}/{segment}"))
 
 
 def heartbeat_partial(partition: int, state: dict[str, Any], run_id: str) -> HeartbeatPartial:
@@ -89,22 +91,25 @@ def heartbeat_partial(partition: int, state: dict[str, Any], run_id: str) -> Hea
     acc = state["acc"]
     # Running totals only (open windows, with their feature summaries, stay home: drift reads
     # closed windows): the heartbeat's size does not grow with the label timeout.
-    versions: dict[str, VersionEntry] = {key: {"total": entry["total"]} for key, entry in acc["metrics"]["v"].items()}
+    versions: dict[str, VersionEntry] = {}
+    for key, entry in acc["metrics"]["v"].items():
+        versions[key] = {"total": entry["total"], "seg": entry["seg"]} if "seg" in entry else {"total": entry["total"]}
     return {"partition": partition, "seq": state["seq"], "wm": state["wm"], "src": state["src"],
             "fence": state["fence"], "run": run_id, "counts": acc["counts"], "v": versions,
             "q": {model: entry["requests"] for model, entry in acc["metrics"]["models"].items()}}
 
 
 def build_snapshot(model: str, version: str, role: Role, start: int, end: int, requests: int, state: VersionState,
-                   config: MetricsConfig, drift: dict[str, float] | None = None) -> MetricsSnapshot:
+                   config: MetricsConfig, drift: dict[str, float] | None = None,
+                   segment: str | None = None) -> MetricsSnapshot:
     values = version_metrics.compute(state, model, config)
     latency = LatencyQuantiles(p50=values.get("latency_p50_ms"), p95=values.get("latency_p95_ms"),
                                p99=values.get("latency_p99_ms"))
     return MetricsSnapshot(
         model=model, version=version, role=role, window=Window(start=from_epoch_ms(start), end=from_epoch_ms(end)),
         requests=requests, responses=state["n"], errors=state["err"], labelled=state["lab"],
-        expired=state["exp"], metrics=values, latency_ms=latency, drift=drift or {},
-        snapshot_id=snapshot_id(model, version, role, start))
+        expired=state["exp"], metrics=values, latency_ms=latency, drift=drift or {}, segment=segment,
+        snapshot_id=snapshot_id(model, version, role, start, segment))
 
 
 def by_version(windows: list[tuple[str, PendingWindow, int, VersionState]]) -> dict[str, tuple[str, VersionState]]:
@@ -121,6 +126,17 @@ def by_version(windows: list[tuple[str, PendingWindow, int, VersionState]]) -> d
         both = version_metrics.merge(version_metrics.merge(version_metrics.new_state(), seen[1]), merged)
         out[version] = ("primary" if "primary" in (role, seen[0]) else seen[0], both)
     return out
+
+
+def _merged_segments(window: PendingWindow) -> dict[str, VersionState]:
+    """A pending window's segment states, merged over its partitions (new states)."""
+    merged: dict[str, VersionState] = {}
+    for segments in window.get("segs", {}).values():
+        for segment, state in segments.items():
+            if segment not in merged:
+                merged[segment] = version_metrics.new_state(features=False)
+            version_metrics.merge(merged[segment], state)
+    return merged
 
 
 class PartialsMerger:
@@ -159,8 +175,10 @@ class PartialsMerger:
         entry = self.finals.get(sid)
         if entry is None:
             entry = self.finals[sid] = {"model": window["model"], "version": window["version"], "role": window["role"],
-                                        "start": window["start"], "end": window["end"], "parts": {}}
+                                        "start": window["start"], "end": window["end"], "parts": {}, "segs": {}}
         entry["parts"][partition] = (window["requests"], window["state"])
+        if "seg" in window:
+            entry.setdefault("segs", {})[partition] = window["seg"]
 
     def mark_published(self, sid: str, close_ms: int = 2**62) -> None:
         self.published[sid] = close_ms
@@ -204,6 +222,9 @@ class PartialsMerger:
             for _sid, entry, requests, merged in windows:
                 out.append(build_snapshot(model, entry["version"], entry["role"], start, entry["end"],
                                           requests, merged, self.config, scores.get(entry["version"])))
+                for segment, state in sorted(_merged_segments(entry).items()):
+                    out.append(build_snapshot(model, entry["version"], entry["role"], start, entry["end"],
+                                              requests, state, self.config, segment=segment))
         for sid in [s for s, close in self.published.items() if close + PUBLISHED_MEMORY_MS < now]:
             del self.published[sid]
         return out
@@ -225,6 +246,18 @@ class PartialsMerger:
                 version_metrics.merge(merged[key], state)
         return {split_key(key): state for key, state in merged.items()}
 
+    def segment_totals(self) -> dict[tuple[str, str, str], dict[str, VersionState]]:
+        """Each sliced version's running total per segment, merged over partitions."""
+        merged: dict[str, dict[str, VersionState]] = {}
+        for heartbeat in self.heartbeats.values():
+            for key, segments in segment_totals(heartbeat.get("v", {})).items():
+                mine = merged.setdefault(key, {})
+                for segment, state in segments.items():
+                    if segment not in mine:
+                        mine[segment] = version_metrics.new_state(features=False)
+                    version_metrics.merge(mine[segment], state)
+        return {split_key(key): segments for key, segments in merged.items()}
+
     def guardrail_totals(self) -> dict[tuple[str, str, str], SlimState]:
         """The running totals the rollout engine reads (counts, latency, confusion matrix): what
         :meth:`totals` gives, reduced as the engine's ``slim`` reduces it, without the full merge."""
@@ -237,6 +270,8 @@ class PartialsMerger:
                     reduced[key] = slim(None)
                     for part in total_parts(entry):
                         add_slim(reduced[key], part)
+                    if "seg" in entry:
+                        reduced[key]["seg"] = {segment: slim(state) for segment, state in entry["seg"].items()}
                 cached = self._slim_totals[partition] = (heartbeat, reduced)
             for key, state in cached[1].items():
                 total = merged.get(key)

@@ -74,7 +74,7 @@ class Replay:
                                    evaluator_accumulator(self.metrics_config, settle))
         self._merger = PartialsMerger(self.metrics_config, settle, partitions=1,
                                       skew_tolerance_ms=self.join_config.max_future_skew_ms)
-        self._engine = RolloutEngine(signer=self.signer)
+        self._engine = RolloutEngine(signer=self.signer, tracked_segments=self.metrics_config.segments_of)
         self._offsets = {name: -1 for name in SOURCES.values()}
         self._started = False
         #: The simulated worker clock (see the module docstring); None before the first event.

@@ -4,7 +4,8 @@ A join :class:`~evaluators.join.Accumulator`: it takes the join's facts, keeps o
 :mod:`~evaluators.metrics.version` state per (model, version, role) and window of ``window_ms`` by
 the response's event time, and counts each model's requests per window. Each version also keeps its
 **running total** since it was first seen (every fact, whatever its window; no feature summaries),
-what live metrics and the guardrails read.
+what live metrics and the guardrails read. For a model sliced by request attributes
+(:mod:`evaluators.segments`), each version also keeps a window state and a running total per segment.
 
 **Where the state lives.** Windows stay open as long as labels may still join (the model's label
 timeout: a week by default), so a partition holds thousands of them. They are not kept in the
@@ -37,11 +38,21 @@ after its window was final) counts in the running total only, and in ``late``.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TypedDict, cast
+from typing import Any, NotRequired, TypedDict, cast
 
-from evaluators.facts import AgreementFact, Fact, RequestFact, ServedFeatures, TimedFact, VersionFact
+from evaluators.facts import (
+    AgreementFact,
+    AttributedRecord,
+    Fact,
+    JoinedRecord,
+    RequestFact,
+    ServedFeatures,
+    TimedFact,
+    VersionFact,
+)
 from evaluators.metrics import version as version_metrics
 from evaluators.metrics.version import MetricsConfig, VersionState
+from evaluators.segments import assign, segment_id
 from evaluators.store import DictStore, KeyValueStore
 from schemas.inference import Role
 
@@ -52,6 +63,7 @@ class VersionEntry(TypedDict):
     """A version's entry in the partition state (key: :func:`version_key`)."""
 
     total: VersionState  #: its running total since first seen (no feature summaries)
+    seg: NotRequired[dict[str, VersionState]]  #: segment -> its running total (a sliced model's versions)
 
 
 class ModelWindows(TypedDict):
@@ -60,6 +72,8 @@ class ModelWindows(TypedDict):
     requests: int  #: its requests since first seen
     first: int | None  #: start of its earliest open window (``None``: none open)
     last: int | None  #: start of its latest open window
+    #: attribute -> the values kept as segments of their own, in the order first seen (at most its cap)
+    seg: NotRequired[dict[str, list[str]]]
 
 
 class WindowsState(TypedDict):
@@ -77,6 +91,7 @@ class WindowRecord(TypedDict):
 
     requests: int  #: the model's requests in the window
     versions: dict[str, VersionState]  #: version key -> the window's state (with feature summaries)
+    seg: NotRequired[dict[str, dict[str, VersionState]]]  #: version key -> segment -> the window's state
 
 
 class ClosedWindow(TypedDict):
@@ -89,6 +104,7 @@ class ClosedWindow(TypedDict):
     end: int  #: window end (exclusive), ms
     requests: int  #: the model's requests in the window (every version of it)
     state: VersionState  #: the version's state over the window
+    seg: NotRequired[dict[str, VersionState]]  #: segment -> the version's state in it over the window
 
 
 def version_key(model: str, version: str, role: str) -> str:
@@ -183,6 +199,9 @@ class MetricsAccumulator:
         each: results do not depend on how the stream was cut into batches)."""
         windows: dict[tuple, list[Fact]] = {}
         totals: dict[str, list[Fact]] = {}
+        #: (version key, segment) -> its facts; (version key, model, start, segment) -> its window's
+        segment_totals: dict[tuple[str, str], list[Fact]] = {}
+        segment_windows: dict[tuple[str, str, int, str], list[Fact]] = {}
         closed: dict[tuple[str, int], bool] = {}
         window_ms = self.config.window_ms
         for fact in facts:
@@ -206,11 +225,27 @@ class MetricsAccumulator:
                     self._window(fact.model, start)["requests"] += 1
                 continue
             key = version_key(fact.model, cast(VersionFact, fact).version, role)
-            run = totals.get(key)
-            if run is None:
-                run = totals[key] = []  # every version seen has a running total, if only of features
-            if kind is not ServedFeatures:  # drift is judged per window only
-                run.append(fact)
+            attributed = kind is AttributedRecord  # its version counted it when it joined: segments only
+            if not attributed:
+                run = totals.get(key)
+                if run is None:
+                    run = totals[key] = []  # every version seen has a running total, if only of features
+                if kind is not ServedFeatures:  # drift is judged per window only
+                    run.append(fact)
+            segments = self._segments_of(cast(JoinedRecord, fact)) if kind is JoinedRecord or attributed else None
+            if segments:
+                for segment in segments:
+                    segment_run = segment_totals.get((key, segment))
+                    if segment_run is None:
+                        segment_run = segment_totals[(key, segment)] = []
+                    segment_run.append(fact)
+                    if not is_closed:
+                        segment_window = segment_windows.get((key, fact.model, start, segment))
+                        if segment_window is None:
+                            segment_window = segment_windows[(key, fact.model, start, segment)] = []
+                        segment_window.append(fact)
+            if attributed:
+                continue
             if is_closed:  # a fact of a closed window: in the running total only
                 self.late += 1
                 continue
@@ -227,6 +262,29 @@ class MetricsAccumulator:
             if window is None:
                 window = versions[key] = version_metrics.new_state()
             version_metrics.add_facts(window, run, self.config)
+        for (key, segment), run in segment_totals.items():
+            by_segment = self._version(key).setdefault("seg", {})
+            state = by_segment.get(segment)
+            if state is None:
+                state = by_segment[segment] = version_metrics.new_state(features=False)
+            version_metrics.add_facts(state, run, self.config)
+        for (key, model, start, segment), run in segment_windows.items():
+            by_segment = self._window(model, start).setdefault("seg", {}).setdefault(key, {})
+            state = by_segment.get(segment)
+            if state is None:
+                state = by_segment[segment] = version_metrics.new_state(features=False)
+            version_metrics.add_facts(state, run, self.config)
+
+    def _segments_of(self, record: JoinedRecord) -> list[str] | None:
+        """The segments a joined record counts in (None: its model is not sliced, or its request was not
+        seen yet: an :class:`~evaluators.facts.AttributedRecord` counts it once it is, or never is)."""
+        caps = self.config.segments_of(record.model)
+        if not caps or (record.attributes is None and type(record) is JoinedRecord):
+            return None
+        kept = self._model(record.model).setdefault("seg", {})
+        attributes = record.attributes or {}
+        return [segment_id(attribute, assign(kept.setdefault(attribute, []), attributes.get(attribute), cap))
+                for attribute, cap in caps.items()]
 
     def advance(self, watermark: int) -> None:
         """Stream time is now ``watermark``: the last batch's closed windows go, newly final ones
@@ -259,11 +317,15 @@ class MetricsAccumulator:
         record = self._windows[key] if key in self._windows else self.records.get(key)
         if record is None:
             return  # nothing came in this window
+        segments = record.get("seg", {})
         for version, window in record["versions"].items():
             _, version_name, role = split_key(version)
-            self.closed.append({"model": model, "version": version_name, "role": role, "start": start,
-                                "end": start + self.config.window_ms, "requests": record["requests"],
-                                "state": window})
+            closed: ClosedWindow = {"model": model, "version": version_name, "role": role, "start": start,
+                                    "end": start + self.config.window_ms, "requests": record["requests"],
+                                    "state": window}
+            if version in segments:
+                closed["seg"] = segments[version]
+            self.closed.append(closed)
         self._windows[key] = None
         self._changed.add(key)
 
@@ -278,6 +340,12 @@ class MetricsAccumulator:
     def to_state(self) -> WindowsState:
         return {"v": self.versions, "models": self.models, "closed": self.closed, "late": self.late,
                 "wm": self.watermark}
+
+
+def segment_totals(versions: dict[str, Any]) -> dict[str, dict[str, VersionState]]:
+    """Each sliced version's running total per segment (``versions``: as for :func:`running_totals`);
+    the partition state's own dicts (read them, do not change them)."""
+    return {key: entry["seg"] for key, entry in versions.items() if entry.get("seg")}
 
 
 def running_totals(versions: dict[str, Any]) -> dict[str, VersionState]:

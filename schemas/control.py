@@ -117,6 +117,10 @@ class GuardrailEvidence(WireModel):
     leaning: Literal["pass", "fail"] | None = Field(
         None, description="Added in v1: the side of its bound the estimate is on while the verdict is undecided "
                           "(or the verdict's side); a baked stage waits while a guardrail leans to fail.")
+    segment: str | None = Field(
+        None, description="Added in v1: the segment judged (attribute=value, e.g. region=eu) by a per_segment "
+                          "guardrail; none: all traffic. A segment with too little data stays undecided and does "
+                          "not hold the rollout.")
 
 
 class RegistryVersion(WireModel):

@@ -47,6 +47,9 @@ class MetricsSnapshot(WireModel):
     metrics: dict[str, FiniteFloat] = Field(default_factory=dict)
     latency_ms: LatencyQuantiles = Field(default_factory=LatencyQuantiles)
     drift: dict[str, FiniteFloat] = Field(default_factory=dict)
+    segment: str | None = Field(
+        None, description="Added in v1: the segment these numbers are for (attribute=value, e.g. region=eu; "
+                          "over the version's labelled requests in it); none: all of the version's traffic.")
 
     @property
     def key(self) -> str:

@@ -72,6 +72,32 @@ class Step(_Part):
                            "description": "percent of served traffic"}, as_object]}
 
 
+class Segment(_Part):
+    """A request attribute the rollout is judged by, segment by segment (``region``: one segment per
+    region). Written as the attribute's name, or as ``{attribute: region, max_values: 4}``.
+
+    The first ``max_values`` values the rollout sees (in the order they appear in the evaluator's
+    running totals) are judged one by one; later values are judged together as ``other``, as are
+    requests the evaluator itself pooled (``other``: past its cap; ``none``: no such attribute).
+    """
+
+    attribute: str = Field(min_length=1, max_length=100, pattern=r"^[^=\x1f]+$",
+                           description="A key of the requests' attributes.")
+    max_values: int = Field(8, ge=1, le=50, description="Values judged one by one; the rest are judged together.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_name(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return {"attribute": value}
+        return value
+
+    @property
+    def judged_segments(self) -> int:
+        """The most segments judged for this attribute (its values and ``other``)."""
+        return self.max_values + 1
+
+
 class Guardrail(_Part):
     """A check on one metric of the candidate.
 
@@ -93,6 +119,11 @@ class Guardrail(_Part):
     higher_is_better: bool | None = Field(
         None, description="Direction of an outcome.* metric; other metrics know their own.")
     name: str | None = Field(None, description="How the guardrail is shown; defaults to the metric.")
+    per_segment: bool = Field(
+        False, description="Added in v1: judge the candidate in every segment of the spec's segments too, not "
+                           "only over all traffic: it fails when it fails in any. Its alpha is split over all traffic "
+                           "and every segment that may be judged, so the rollout's false rollback rate stays at most "
+                           "alpha.")
     min_detectable_effect: FiniteFloat | None = Field(
         None, gt=0,
         description="The degradation beyond the bound this guardrail should catch fastest, as a power analysis "
@@ -168,6 +199,10 @@ class RolloutSpec(WireModel):
     on_failure: OnFailure = "rollback"
     registry: RegistryRef | None = Field(
         None, description="Added in v1: the versions in a model registry (MLflow), for metadata and outcomes.")
+    segments: list[Segment] = Field(
+        default_factory=list, max_length=8,
+        description="Added in v1: request attributes to judge by segment (the guardrails with per_segment); the "
+                    "evaluator must keep them (shadowcanary evaluate --segments).")
 
     @model_validator(mode="after")
     def _consistent(self) -> RolloutSpec:
@@ -181,12 +216,29 @@ class RolloutSpec(WireModel):
             if not info.defined_for(self.task):
                 raise ValueError(f"guardrails[{i}].metric: {guardrail.metric!r} is not defined for "
                                  f"task {self.task!r}")
+        attributes = [s.attribute for s in self.segments]
+        if len(set(attributes)) < len(attributes):
+            raise ValueError(f"segments: each attribute once, got {attributes}")
+        for i, guardrail in enumerate(self.guardrails):
+            if not guardrail.per_segment:
+                continue
+            if not self.segments:
+                raise ValueError(f"guardrails[{i}].per_segment: the spec names no segments")
+            info = lookup_metric(guardrail.metric)
+            if not info.needs_labels or guardrail.comparison != "baseline":
+                raise ValueError(f"guardrails[{i}].per_segment: only a comparison with the baseline on a labelled "
+                                 f"metric is judged per segment ({guardrail.metric!r} is not one)")
         labels = [g.label for g in self.guardrails]
         duplicates = sorted({x for x in labels if labels.count(x) > 1})
         if duplicates:
             raise ValueError(f"guardrails: names must be unique; repeated: {', '.join(duplicates)} "
                              "(set 'name' to tell them apart)")
         return self
+
+    def segment_tests(self) -> int:
+        """How many tests a ``per_segment`` guardrail makes: all traffic and every segment that may
+        be judged (its alpha is split evenly over them)."""
+        return 1 + sum(s.judged_segments for s in self.segments)
 
     def bake_at(self, step_index: int) -> Bake:
         """The bake of step ``step_index``: its own, or the spec's default."""

@@ -8,6 +8,7 @@ from typing import Any, NamedTuple
 
 from evaluators.facts import (
     AgreementFact,
+    AttributedRecord,
     ClockSkew,
     Duplicate,
     Expired,
@@ -345,9 +346,16 @@ class _Batch:
             self._duplicate(state, state["q"], "request", origin)
             return
         features = message.features
-        state["q"] = {"t": ts_ms, "f": features, "o": origin}
+        request: RequestEntry = {"t": ts_ms, "f": features, "o": origin}
+        if message.attributes:
+            request["a"] = message.attributes
+        state["q"] = request
         model = state["m"]
         self.facts.append(RequestFact(model, ts_ms, features))
+        if not state.get("z"):  # responses that joined before their request: now their segments are known
+            for version, response in state["v"].items():
+                if response["k"] == "joined":
+                    self._attributed(message.request_id, state, version, response, request.get("a", {}))
         if features:
             for version, response in state["v"].items():
                 self.facts.append(ServedFeatures(model, version, response["r"], response["t"], features))
@@ -402,7 +410,18 @@ class _Batch:
         label, request = state["y"], state["q"]
         self.facts.append(JoinedRecord(state["m"], version, response["r"], request_id, response["t"],
                                        label["t"], response["p"], response["c"], label["y"], label["oc"],
-                                       response["l"], response["x"], request["f"] if request is not None else None))
+                                       response["l"], response["x"], request["f"] if request is not None else None,
+                                       request.get("a", {}) if request is not None else None))
+
+    def _attributed(self, request_id: str, state: RequestState, version: str, response: ResponseEntry,
+                    attributes: dict[str, str] | None) -> None:
+        """A record that joined without its request, for its segments (see :class:`AttributedRecord`)."""
+        label = state["y"]
+        if label is None:
+            return
+        self.facts.append(AttributedRecord(state["m"], version, response["r"], request_id, response["t"], label["t"],
+                                           response["p"], response["c"], label["y"], label["oc"], response["l"],
+                                           response["x"], None, attributes))
 
     def _agreement(self, state: RequestState, shadow_version: str, shadow: ResponseEntry,
                    primary_version: str) -> None:
@@ -472,6 +491,10 @@ class _Batch:
                 return
             self._expire_unjoined(state)
             self._classify_unjoined_label(state)
+            if state["q"] is None:  # records that joined without their request: no segment will be known
+                for version, response in state["v"].items():
+                    if response["k"] == "joined":
+                        self._attributed(request_id_of(key), state, version, response, None)
             state["z"] = 1
             state["zd"] = self.watermark + self.config.tombstone_for(state["m"])
             self._schedule(key, state, state["zd"])

@@ -27,6 +27,7 @@ class RequestEntry(TypedDict):
     t: int  # its event time (epoch ms)
     f: dict[str, Any]  # its features
     o: Origin
+    a: NotRequired[dict[str, str]]  # its attributes (kept when it has any: segments slice by them)
 
 
 class ResponseEntry(TypedDict):

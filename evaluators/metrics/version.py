@@ -20,7 +20,7 @@ from typing import Any, NamedTuple, NotRequired, TypedDict, final
 
 import orjson
 
-from evaluators.facts import AgreementFact, Expired, Fact, JoinedRecord, ResponseFact, ServedFeatures
+from evaluators.facts import AgreementFact, AttributedRecord, Expired, Fact, JoinedRecord, ResponseFact, ServedFeatures
 from evaluators.metrics import classification, ranking, regression, sketch
 from evaluators.metrics import features as feature_summaries
 from evaluators.metrics.classification import ClassificationState
@@ -82,6 +82,14 @@ class MetricsConfig:
     ks: tuple[int, ...] = ranking.DEFAULT_KS
     window_ms: int = 60_000
     label_maps: dict[str, dict[str, Any] | str] = field(default_factory=dict)
+    #: Segments (:mod:`evaluators.segments`): model (``"*"``: any model not named) -> request
+    #: attribute -> the most distinct values each partition keeps of it.
+    segments: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    def segments_of(self, model: str) -> dict[str, int]:
+        """The attributes ``model``'s metrics are sliced by, with their caps."""
+        found = self.segments.get(model)
+        return found if found is not None else self.segments.get("*", {})
 
     def map_label(self, model: str, label: Any) -> Any:
         mapping = self.label_maps.get(model)
@@ -165,6 +173,8 @@ class SlimState(TypedDict):
     pm: NotRequired[RunningSum]
     #: metric name -> the sums its guardrail's test reads (:func:`guardrail_sums`)
     sums: NotRequired[dict[str, Any]]
+    #: segment (:func:`evaluators.segments.segment_id`) -> its slim state, when the version has segments
+    seg: NotRequired[dict[str, SlimState]]
 
 
 def new_state(features: bool = True) -> VersionState:
@@ -212,7 +222,7 @@ def add_facts(state: VersionState, facts: list[Fact] | tuple[Fact, ...], config:
             elif prediction is not None and not isinstance(prediction, (list, dict)):
                 key = classification.class_key(prediction)
                 class_counts[key] = class_counts.get(key, 0) + 1
-        elif type(fact) is JoinedRecord:
+        elif type(fact) is JoinedRecord or type(fact) is AttributedRecord:  # the latter: segment states only
             delay = fact.label_ts_ms - fact.ts_ms
             delays.append(delay / 1000.0 if delay > 0 else 0.0)
             _add_joined(state, fact, config)
@@ -446,6 +456,11 @@ def add_slim(total: SlimState, state: VersionState | SlimState) -> SlimState:
         merge_counts(total.setdefault("pc", {}), state["pc"])
         merge_sum(total.setdefault("pm", new_sum()), state["pm"])
     _add_guardrail_sums(total.setdefault("sums", {}), guardrail_sums(state))
+    if "seg" in state:
+        segments = total.setdefault("seg", {})
+        for segment, part in state["seg"].items():
+            mine = segments.get(segment)
+            add_slim(mine if mine is not None else segments.setdefault(segment, slim(None)), part)
     return total
 
 

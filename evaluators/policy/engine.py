@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import math
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,9 +41,10 @@ from evaluators.metrics.version import SlimState, add_slim, is_behind, slim
 from evaluators.policy import guardrails as judging
 from evaluators.policy.drift_guardrails import DriftView, drift_evidence, is_drift
 from evaluators.policy.schema_guardrail import is_schema, schema_evidence
+from evaluators.segments import group, pooled
 from schemas.control import CommandAction, Decision, DecisionAction, GuardrailEvidence, RoutingCommand
 from schemas.monitoring import Alert, AlertKind, Severity
-from schemas.rollout import RolloutSpec
+from schemas.rollout import Guardrail, RolloutSpec
 from schemas.signing import Signer, sign_command, verifier_for, verify_command
 from schemas.types import from_epoch_ms
 
@@ -90,8 +92,12 @@ class RolloutEngine:
     """
 
     def __init__(self, state: dict | None = None, signer: Signer | None = None,
-                 lean_evidence: float | None = LEAN_EVIDENCE) -> None:
+                 lean_evidence: float | None = LEAN_EVIDENCE,
+                 tracked_segments: Callable[[str], dict[str, int]] | None = None) -> None:
         state = state or {}
+        #: The attributes the evaluator slices each model by (``MetricsConfig.segments_of``): a rollout
+        #: whose spec judges by another is told at its start (None: not known, nothing told).
+        self.tracked_segments = tracked_segments
         #: A baked stage waits (up to one more bake) while an undecided guardrail leans to fail with
         #: at least this log e-value against "acceptable" (None: never waits; -inf: any lean).
         self.lean_evidence = lean_evidence
@@ -172,6 +178,14 @@ class RolloutEngine:
         routes, shadow = stages(spec)[0]
         out.append(self._command(rollout, "set_routes", routes, shadow, now_ms,
                                  f"rollout started ({spec.mode}): stage 1 of {len(stages(spec))}"))
+        if self.tracked_segments is not None and spec.segments:
+            tracked = self.tracked_segments(spec.model)
+            untracked = [s.attribute for s in spec.segments if s.attribute not in tracked]
+            if untracked:
+                out.append(self._alert(rollout, "warning", "schema", now_ms, (
+                    f"{spec.model}/{spec.candidate}: the evaluator does not slice {spec.model} by "
+                    f"{', '.join(untracked)}, so per-segment guardrails judge nothing there (start it with "
+                    f"--segments {spec.model}={','.join(sorted({*tracked, *untracked}))})")))
         return out
 
     def stop(self, model: str, now_ms: int, reason: str = "rollout spec deleted") -> list[Output]:
@@ -273,12 +287,13 @@ class RolloutEngine:
         last = rollout["last"]
         if is_behind(b, last["b"]) or is_behind(c, last["c"]):
             return []  # a view behind the last look (a new owner still reading partials): wait
-        evidence = [drift_evidence(g, spec.model, spec.candidate, drift) if is_drift(g) else
-                    schema_evidence(g, spec.model, spec.candidate, drift, b, c) if is_schema(g) else
-                    judging.judge(g, rollout["tests"][g.label],
-                                  (rollout["start"]["b"], rollout["last"]["b"], b),
-                                  (rollout["start"]["c"], rollout["last"]["c"], c), spec.task)
-                    for g in spec.guardrails]
+        overall = [drift_evidence(g, spec.model, spec.candidate, drift) if is_drift(g) else
+                   schema_evidence(g, spec.model, spec.candidate, drift, b, c) if is_schema(g) else
+                   judging.judge(_spent(g, spec), rollout["tests"][g.label],
+                                 (rollout["start"]["b"], rollout["last"]["b"], b),
+                                 (rollout["start"]["c"], rollout["last"]["c"], c), spec.task)
+                   for g in spec.guardrails]
+        evidence = overall + self._segment_evidence(rollout, spec, b, c)
         rollout["last"] = {"b": b, "c": c}
         self.evidence[spec.model] = evidence
         failed = [e for e in evidence if e.verdict == "fail"]
@@ -286,9 +301,10 @@ class RolloutEngine:
             critical = [e for e in failed if e.critical]
             blamed = critical or failed
             # A check that says what it found (a candidate speaking another schema) is the reason, not
-            # the metrics that finding spoils; otherwise the failing guardrails are named.
-            reason = "; ".join(e.detail for e in blamed if e.detail) or (
-                f"guardrail failed: {', '.join(e.guardrail for e in blamed)}")
+            # the metrics that finding spoils; otherwise the failing guardrails are named (with the
+            # segment they fail in).
+            reason = "; ".join(e.detail for e in blamed if e.detail and e.segment is None) or (
+                f"guardrail failed: {', '.join(_blame(e) for e in blamed)}")
             if critical or spec.on_failure == "rollback":
                 return self._finish(rollout, now_ms, "rolled_back", reason, evidence)
             if rollout["status"] != "held":
@@ -303,7 +319,8 @@ class RolloutEngine:
         labelled = c["lab"] - rollout["stage_c"]["lab"]
         if now_ms - rollout["stage_started"] < bake.min_duration * 1000 or labelled < bake.min_samples:
             return []
-        missing = [e.guardrail for e in evidence
+        # Segments judge only to fail: one with too little data says so and holds nothing.
+        missing = [e.guardrail for e in overall
                    if e.candidate.samples == 0 or (e.baseline is not None and e.baseline.samples == 0)]
         if missing:
             if rollout["no_data_alerted"] == rollout["stage"]:
@@ -312,7 +329,7 @@ class RolloutEngine:
             reason = f"no data for {', '.join(missing)}: holding (no data never passes)"
             return [self._decision(rollout, "hold", now_ms, reason, evidence),
                     self._alert(rollout, "warning", "labels", now_ms, f"{spec.model}/{spec.candidate}: {reason}")]
-        if spec.mode == "ab" and any(e.verdict != "pass" for e in evidence):
+        if spec.mode == "ab" and any(e.verdict != "pass" for e in overall):
             return []
         leaning = [e.guardrail for e in evidence if e.verdict == "undecided" and e.leaning == "fail"
                    and (e.statistic or 0.0) >= (self.lean_evidence if self.lean_evidence is not None else math.inf)]
@@ -326,6 +343,37 @@ class RolloutEngine:
             if now_ms - baked["at"] < bake.min_duration * 1000 or c["lab"] - baked["lab"] < bake.min_samples:
                 return []
         return self._advance(rollout, spec, now_ms, evidence)
+
+    def _segment_evidence(self, rollout: dict, spec: RolloutSpec, b: SlimState,
+                          c: SlimState) -> list[GuardrailEvidence]:
+        """Every ``per_segment`` guardrail judged in every segment with data (see :mod:`evaluators.segments`):
+        each segment's own sequential test, on the segment's part of the looks (the rollout's first
+        look, its last, this one), at the guardrail's alpha split over all its tests."""
+        per_segment = [g for g in spec.guardrails if g.per_segment]
+        if not per_segment:
+            return []
+        members: dict[str, list[str]] = rollout.setdefault("segments", {})
+        looks = (rollout["start"]["b"], rollout["last"]["b"], b, rollout["start"]["c"], rollout["last"]["c"], c)
+        present = set(b.get("seg", {})) | set(c.get("seg", {}))
+        out: list[GuardrailEvidence] = []
+        for by in spec.segments:
+            kept = members.setdefault(by.attribute, [])
+            for segment in group(by.attribute, kept, by.max_values, present):
+                views = [pooled(look.get("seg", {}), segment, kept, _empty_slim, add_slim) for look in looks]
+                if not views[2]["lab"] and not views[5]["lab"]:
+                    continue  # nothing in this segment yet
+                for g in per_segment:
+                    test = rollout["tests"].setdefault(f"{g.label}\x1f{segment}", judging.new_test_for(g))
+                    e = judging.judge(_spent(g, spec), test, (views[0], views[1], views[2]),
+                                      (views[3], views[4], views[5]), spec.task)
+                    detail = None
+                    if e.verdict == "fail":
+                        detail = f"{g.label} fails in segment {segment}"
+                    elif e.verdict == "undecided":
+                        detail = (f"not enough data yet in segment {segment} ({e.candidate.samples} candidate, "
+                                  f"{e.baseline.samples if e.baseline else 0} baseline samples)")
+                    out.append(e.model_copy(update={"segment": segment, "detail": detail}))
+        return out
 
     def _advance(self, rollout: dict, spec: RolloutSpec, now_ms: int,
                  evidence: list[GuardrailEvidence]) -> list[Output]:
@@ -397,6 +445,23 @@ class RolloutEngine:
         return Output("alerts", spec["model"], Alert(model=spec["model"], version=spec["candidate"],
                                                      severity=severity, kind=kind, message=message,
                                                      ts=from_epoch_ms(now_ms)))
+
+
+def _spent(guardrail: Guardrail, spec: RolloutSpec) -> Guardrail:
+    """The guardrail as one of its tests judges it: a ``per_segment`` guardrail's alpha is split evenly
+    over all traffic and every segment the spec may judge (Bonferroni), so that the chance it fails
+    anywhere in an A/A rollout stays at most its alpha."""
+    if not guardrail.per_segment:
+        return guardrail
+    return guardrail.model_copy(update={"alpha": guardrail.alpha / spec.segment_tests()})
+
+
+def _empty_slim() -> SlimState:
+    return slim(None)
+
+
+def _blame(evidence: GuardrailEvidence) -> str:
+    return evidence.guardrail if evidence.segment is None else f"{evidence.guardrail} in segment {evidence.segment}"
 
 
 def describe_routes(routes: dict[str, float], shadow: list[str]) -> str:

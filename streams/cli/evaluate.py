@@ -55,6 +55,24 @@ def _label_maps(ctx: click.Context, param: click.Parameter, values: tuple[str, .
     return out
 
 
+def _segments(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> dict[str, dict[str, int]]:
+    """``MODEL=ATTRIBUTE[:CAP][,ATTRIBUTE[:CAP]...]``, repeatable."""
+    from evaluators.segments import parse_segments
+
+    out: dict[str, dict[str, int]] = {}
+    for value in values:
+        try:
+            model, caps = parse_segments(value)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc)) from None
+        out[model] = caps
+    return out
+
+
+SEGMENTS_HELP = ("Slice a model's metrics by request attributes, for rollout specs' per_segment guardrails and the "
+                 "segment metrics: MODEL=ATTRIBUTE[:CAP][,...] (MODEL * for every model not named; CAP: the most "
+                 "distinct values each partition keeps apart, default 20, the rest counted as 'other'); repeatable.")
+
 LABEL_MAP_HELP = ("Map a model's labels before they are compared with its predictions: MODEL=string, "
                   "MODEL=number, or MODEL={\"fraud\": 1, \"legit\": 0}; repeatable.")
 
@@ -82,6 +100,8 @@ LABEL_MAP_HELP = ("Map a model's labels before they are compared with its predic
                    "the task is inferred from each prediction's JSON type.")
 @click.option("--label-map", "label_maps", multiple=True, callback=_label_maps, metavar="MODEL=MAP",
               help=LABEL_MAP_HELP)
+@click.option("--segments", multiple=True, callback=_segments, metavar="MODEL=ATTRIBUTE[:CAP],...",
+              help=SEGMENTS_HELP)
 @click.option("--ranking-k", "ks", multiple=True, type=click.IntRange(1, 1000), default=(5, 10),
               show_default=True, help="k of precision@k, recall@k and NDCG@k; repeatable.")
 @click.option("--metrics-port", type=click.IntRange(0, 65535), default=9464, show_default=True,
@@ -114,7 +134,7 @@ LABEL_MAP_HELP = ("Map a model's labels before they are compared with its predic
 @pass_context
 def evaluate(ctx: Context, app_id: str, store: str, state_dir: Path | None, label_timeout: float,
              expiry_grace: float, idle_after: float, max_clock_skew: float, window: float, tasks: dict[str, str],
-             label_maps: dict[str, Any], ks: tuple[int, ...],
+             label_maps: dict[str, Any], segments: dict[str, dict[str, int]], ks: tuple[int, ...],
              metrics_port: int, metrics_host: str, drift_alpha: float, drift_confirm_windows: int,
              drift_reference_windows: int, drift_min_samples: int, drift_cooldown: float, batch_size: int,
              mlflow_uri: str | None, time_state: bool, loglevel: str) -> None:
@@ -137,7 +157,7 @@ def evaluate(ctx: Context, app_id: str, store: str, state_dir: Path | None, labe
                         reference_windows=drift_reference_windows, min_samples=drift_min_samples,
                         cooldown_ms=int(drift_cooldown * 1000))
     metrics = MetricsConfig(tasks=tasks, ks=tuple(sorted(set(ks))), window_ms=int(window * 1000),
-                            label_maps=label_maps)
+                            label_maps=label_maps, segments=segments)
     if mlflow_uri:
         try:
             import mlflow  # noqa: F401

@@ -10,7 +10,7 @@ import click
 
 from schemas.types import epoch_ms
 from streams.cli.context import Context, duration, pass_context
-from streams.cli.evaluate import LABEL_MAP_HELP, _label_maps, _tasks, _window
+from streams.cli.evaluate import LABEL_MAP_HELP, SEGMENTS_HELP, _label_maps, _segments, _tasks, _window
 from streams.kafka.local_broker import local_root
 
 INPUTS = ("requests", "responses", "labels")
@@ -69,6 +69,8 @@ def record(ctx: Context, out_dir: Path, since: int | None, until: int | None) ->
 @click.option("--task", "tasks", multiple=True, callback=_tasks, metavar="MODEL=TASK")
 @click.option("--label-map", "label_maps", multiple=True, callback=_label_maps, metavar="MODEL=MAP",
               help=LABEL_MAP_HELP)
+@click.option("--segments", multiple=True, callback=_segments, metavar="MODEL=ATTRIBUTE[:CAP],...",
+              help=SEGMENTS_HELP + " The specs' segments are kept without it.")
 @click.option("--sweep", "sweep", multiple=True, metavar="NAME=V1,V2",
               help="Replay once per combination (alpha, bake.min_samples, guardrails.0.max_degradation, ...) "
                    "and print when each would have rolled back or promoted.")
@@ -76,13 +78,14 @@ def record(ctx: Context, out_dir: Path, since: int | None, until: int | None) ->
 @pass_context
 def replay(ctx: Context, files: tuple[Path, ...], spec_files: tuple[Path, ...], out_dir: Path | None,
            window: float, label_timeout: float, expiry_grace: float, max_clock_skew: float, tasks: dict[str, str],
-           label_maps: dict, sweep: tuple[str, ...], report: bool) -> None:
+           label_maps: dict, segments: dict[str, dict[str, int]], sweep: tuple[str, ...], report: bool) -> None:
     """Run the evaluator (join, metrics, drift, policy) over recorded events, without a broker."""
     from pydantic import ValidationError
     from rich.console import Console
 
     from evaluators.join import JoinConfig
     from evaluators.metrics import MetricsConfig
+    from evaluators.segments import DEFAULT_CAP
     from evaluators.sweep import apply_setting, parse_sweep
     from schemas.spec_yaml import load_spec_file
 
@@ -90,7 +93,11 @@ def replay(ctx: Context, files: tuple[Path, ...], spec_files: tuple[Path, ...], 
     specs = [load_spec_file(path) for path in spec_files]
     join_config = JoinConfig(label_timeout_ms=int(label_timeout * 1000), expiry_grace_ms=int(expiry_grace * 1000),
                              max_future_skew_ms=int(max_clock_skew * 1000))
-    metrics = MetricsConfig(tasks=tasks, window_ms=int(window * 1000), label_maps=label_maps)
+    for spec in specs:  # what the specs judge by is kept, at least as many values as they judge
+        kept = segments.setdefault(spec.model, dict(segments.get("*", {})))
+        for by in spec.segments:
+            kept[by.attribute] = max(kept.get(by.attribute, DEFAULT_CAP), by.max_values)
+    metrics = MetricsConfig(tasks=tasks, window_ms=int(window * 1000), label_maps=label_maps, segments=segments)
     if sweep:
         if not specs:
             raise click.UsageError("--sweep needs at least one --spec")

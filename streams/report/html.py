@@ -25,6 +25,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from evaluators.integration_checks import VersionShape  # noqa: E402
+from evaluators.segments import gaps  # noqa: E402
 from schemas.control import Decision, RoutingCommand  # noqa: E402
 from schemas.monitoring import Alert, MetricsSnapshot  # noqa: E402
 
@@ -142,12 +143,59 @@ def guardrail_svg(metric: str, snapshots: list[MetricsSnapshot], decisions: list
 def _decision_rows(decisions: Iterable[Decision], t0: float) -> str:
     rows = []
     for d in decisions:
-        evidence = "; ".join(f"{e.guardrail}: {e.verdict} (candidate {e.candidate.describe()}, n={e.candidate.samples})"
-                             for e in d.evidence)
+        evidence = "; ".join(f"{e.guardrail}{f' in {e.segment}' if e.segment else ''}: {e.verdict} "
+                             f"(candidate {e.candidate.describe()}, n={e.candidate.samples})"
+                             for e in d.evidence if e.segment is None or e.verdict == "fail")
         rows.append(f"<tr><td>{(_ms(d.ts) - t0) / 1000:.1f}s</td><td>{html.escape(d.model)}</td><td>{d.step}</td>"
                     f"<td style='color:{COLORS.get(d.action, 'black')}'><b>{d.action}</b></td>"
                     f"<td>{html.escape(d.reason)}</td><td>{html.escape(evidence)}</td></tr>")
     return "\n".join(rows)
+
+
+def _segment_rows(decisions: list[Decision]) -> str:
+    """The last look at each segment: per judged segment, each per-segment guardrail's verdict and
+    both versions' bounds since the rollout started."""
+    last = next((d for d in reversed(decisions) if any(e.segment for e in d.evidence)), None)
+    if last is None:
+        return ""
+    rows = []
+    for e in sorted((e for e in last.evidence if e.segment), key=lambda e: (e.segment or "", e.guardrail)):
+        cells = [e.segment or "", e.guardrail, e.verdict, e.candidate.describe(), f"{e.candidate.samples:,}",
+                 e.baseline.describe() if e.baseline else "", f"{e.baseline.samples:,}" if e.baseline else "",
+                 e.detail or ""]
+        rows.append("<tr>" + "".join(f"<td>{html.escape(cell)}</td>" for cell in cells) + "</tr>")
+    return ("<h3>Segments (per_segment guardrails at the last decision)</h3><table><tr><th>segment</th>"
+            "<th>guardrail</th><th>verdict</th><th>candidate</th><th>n</th><th>baseline</th><th>n</th><th></th></tr>"
+            + "\n".join(rows) + "</table>")
+
+
+def _fairness_rows(snapshots: list[MetricsSnapshot]) -> str:
+    """Per version, each metric's spread over its segments (their windows' values weighted by labels):
+    the best and worst segment and the gap (see :func:`evaluators.segments.gaps`)."""
+    totals: dict[str, dict[str, dict[str, list[float]]]] = {}  # version -> segment -> metric -> [sum, weight]
+    labelled: dict[str, dict[str, int]] = {}
+    for s in snapshots:
+        if s.segment is None or not s.labelled:
+            continue
+        labelled.setdefault(s.version, {})[s.segment] = labelled.get(s.version, {}).get(s.segment, 0) + s.labelled
+        by_metric = totals.setdefault(s.version, {}).setdefault(s.segment, {})
+        for name, value in s.metrics.items():
+            running = by_metric.setdefault(name, [0.0, 0.0])
+            running[0] += value * s.labelled
+            running[1] += s.labelled
+    rows = []
+    for version, segments in sorted(totals.items()):
+        values = {segment: {name: total / weight for name, (total, weight) in metrics.items() if weight}
+                  for segment, metrics in segments.items()}
+        for (attribute, name), gap in gaps(values, labelled[version]).items():
+            cells = [version, attribute, name, f"{values[gap.best][name]:.4g} ({gap.best})",
+                     f"{values[gap.worst][name]:.4g} ({gap.worst})", f"{gap.gap:.4g}"]
+            rows.append("<tr>" + "".join(f"<td>{html.escape(cell)}</td>" for cell in cells) + "</tr>")
+    if not rows:
+        return ""
+    return ("<h3>Fairness: best and worst segment per version (windows weighted by labels)</h3><table><tr>"
+            "<th>version</th><th>attribute</th><th>metric</th><th>best</th><th>worst</th><th>gap</th></tr>"
+            + "\n".join(rows) + "</table>")
 
 
 def _shape_rows(shapes: dict[str, VersionShape]) -> str:
@@ -183,7 +231,8 @@ def render_report(title: str, commands: list[RoutingCommand], decisions: list[De
     for model in sorted({c.model for c in commands}):
         cmds = sorted((c for c in commands if c.model == model), key=lambda c: c.epoch)
         decs = sorted((d for d in decisions if d.model == model), key=lambda d: d.ts)
-        snaps = [s for s in snapshots if s.model == model]
+        snaps = [s for s in snapshots if s.model == model and s.segment is None]
+        segment_snaps = [s for s in snapshots if s.model == model and s.segment is not None]
         times = [_ms(c.issued_at) for c in cmds] + [_ms(d.ts) for d in decs] + [_ms(s.window.end) for s in snaps]
         t0, t1 = min(times), max(times)
         metrics = sorted({e.metric for d in decs for e in d.evidence if e.metric != "schema_compatible"}
@@ -196,6 +245,7 @@ def render_report(title: str, commands: list[RoutingCommand], decisions: list[De
             f"<h2>{html.escape(model)}</h2>" + "".join(f"<div class='plot'>{p}</div>" for p in plots)
             + "<h3>Decisions (rollout.decisions)</h3><table><tr><th>t</th><th>model</th><th>step</th><th>action</th>"
             + f"<th>reason</th><th>evidence</th></tr>{_decision_rows(decs, t0)}</table>"
+            + _segment_rows(decs) + _fairness_rows(segment_snaps)
             + (f"<h3>Alerts</h3><ul>{model_alerts}</ul>" if model_alerts else "")
             + (f"<h3>What flows (learned shapes)</h3><table><tr><th>version</th><th>role</th><th>answers</th>"
                f"<th>prediction types</th><th>classes</th><th>scores</th><th>labels</th>"

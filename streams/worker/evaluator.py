@@ -140,7 +140,7 @@ def build_evaluator(settings: KafkaSettings, options: LoopOptions, join_config: 
     merger = MergerService(settings, topics, partials_topic_name(topics), options.app_id, metrics_config,
                            join_config.settle_ms, partitions, join_config.max_future_skew_ms, drift_config)
     collector = EvaluatorCollector(merger.totals, join.lag, lambda: merger.owner, metrics_config, merger.drift,
-                                   merger.model_counts)
+                                   merger.model_counts, merger.segment_totals)
     registry = None
     if registry_uri:
         from streams.worker.registry import ModelRegistry

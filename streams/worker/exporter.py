@@ -19,8 +19,9 @@ from prometheus_client.samples import Sample
 from evaluators.drift.monitor import split_score_name
 from evaluators.metrics import sketch
 from evaluators.metrics import version as version_metrics
-from evaluators.metrics.version import MetricsConfig
+from evaluators.metrics.version import MetricsConfig, VersionState
 from evaluators.policy.engine import RolloutEngine
+from evaluators.segments import MIN_GAP_LABELS, gaps
 
 VERSION_LABELS = ["model", "version", "role"]
 #: Values of compute() exported as their own gauges (name, help, scale to base units).
@@ -39,8 +40,10 @@ class EvaluatorCollector(Collector):
                  lag: Callable[[], dict[tuple[str, int], int]], is_owner: Callable[[], bool],
                  config: MetricsConfig,
                  drift: Callable[[], tuple[dict[str, dict[str, float]], set]] = lambda: ({}, set()),
-                 model_counts: Callable[[], dict[str, dict[str, int]]] = dict) -> None:
+                 model_counts: Callable[[], dict[str, dict[str, int]]] = dict,
+                 segments: Callable[[], dict[tuple[str, str, str], dict[str, VersionState]]] = dict) -> None:
         self.totals = totals
+        self.segments = segments
         self.model_counts = model_counts
         self.lag = lag
         self.is_owner = is_owner
@@ -104,8 +107,38 @@ class EvaluatorCollector(Collector):
                     quality.add_metric(labels + [name], value)
         yield from families.values()
         yield from (error_rate, coverage, latency, delay, quality)
+        yield from self._segments()
         yield from self._clock_skew()
         yield from self._drift()
+
+    def _segments(self) -> Iterable[Metric]:
+        """Each sliced version's metrics per segment since it was first seen, and the fairness gap: per
+        attribute and metric, the best segment's value minus the worst's (see :func:`evaluators.segments.gaps`)."""
+        labels = VERSION_LABELS + ["segment"]
+        labelled = CounterMetricFamily("shadowcanary_segment_labelled_responses",
+                                       "Responses joined with their label, per segment of a version (segment: "
+                                       "attribute=value).", labels=labels)
+        metric = GaugeMetricFamily("shadowcanary_segment_metric",
+                                   "A metric of a version's labelled requests in one segment since it was first "
+                                   "seen (name in 'metric').", labels=labels + ["metric"])
+        gap = GaugeMetricFamily("shadowcanary_segment_gap",
+                                "Best minus worst segment of an attribute for a metric of a version (segments "
+                                f"with at least {MIN_GAP_LABELS} labels; 'best' and 'worst' name them).",
+                                labels=VERSION_LABELS + ["attribute", "metric", "best", "worst"])
+        for (model, version, role), segments in sorted(self.segments().items()):
+            values = {segment: version_metrics.compute(state, model, self.config)
+                      for segment, state in segments.items()}
+            for segment, state in sorted(segments.items()):
+                names = [model, version, role, segment]
+                labelled.add_metric(names, float(version_metrics.counts(state).labelled))
+                for name, value in sorted(values[segment].items()):
+                    if name not in _NOT_QUALITY:
+                        metric.add_metric(names + [name], value)
+            counts = {segment: version_metrics.counts(state).labelled for segment, state in segments.items()}
+            for (attribute, name), found in gaps(values, counts).items():
+                if name not in _NOT_QUALITY:
+                    gap.add_metric([model, version, role, attribute, name, found.best, found.worst], found.gap)
+        yield from (labelled, metric, gap)
 
     def _clock_skew(self) -> Iterable[Metric]:
         """Events stamped far from their partition's time, per input topic and model (exact, merged)."""
@@ -194,11 +227,12 @@ class PolicyCollector(Collector):
         bound = GaugeMetricFamily(
             "shadowcanary_guardrail_value",
             "A guardrail's metric at the last look since the rollout started, per side, with its anytime-valid "
-            "confidence bounds ('estimate': value, lower, upper).", labels=["model", "guardrail", "side", "estimate"])
+            "confidence bounds ('estimate': value, lower, upper); 'segment' names the segment a per_segment "
+            "guardrail judged (empty: all traffic).", labels=["model", "guardrail", "segment", "side", "estimate"])
         samples = GaugeMetricFamily("shadowcanary_guardrail_samples", "Samples behind a guardrail's value.",
-                                    labels=["model", "guardrail", "side"])
+                                    labels=["model", "guardrail", "segment", "side"])
         failing = GaugeMetricFamily("shadowcanary_guardrail_failing", "1 while a guardrail's verdict is fail.",
-                                    labels=["model", "guardrail", "critical"])
+                                    labels=["model", "guardrail", "segment", "critical"])
         last = GaugeMetricFamily(
             "shadowcanary_rollout_last_decision_info",
             "1, labelled with a rollout's versions and its last decision (action, reason: at most "
@@ -222,13 +256,14 @@ class PolicyCollector(Collector):
                 status.add_metric([model, spec["candidate"], spec["baseline"], name],
                                   1.0 if rollout["status"] == name else 0.0)
             for e in evidence.get(model, []):
+                segment = e.segment or ""
                 for side, b in (("candidate", e.candidate), ("baseline", e.baseline)):
                     if b is None or b.value is None:
                         continue
                     for name, value in (("value", b.value), ("lower", b.lower), ("upper", b.upper)):
                         if value is not None:
-                            bound.add_metric([model, e.guardrail, side, name], float(value))
-                    samples.add_metric([model, e.guardrail, side], float(b.samples))
-                failing.add_metric([model, e.guardrail, str(e.critical).lower()],
+                            bound.add_metric([model, e.guardrail, segment, side, name], float(value))
+                    samples.add_metric([model, e.guardrail, segment, side], float(b.samples))
+                failing.add_metric([model, e.guardrail, segment, str(e.critical).lower()],
                                    1.0 if e.verdict == "fail" else 0.0)
         yield from (traffic, stage, status, bound, samples, failing, last, decided)

@@ -90,6 +90,12 @@ class MergerService(BackgroundService):
         with self._lock:
             return self.merger.guardrail_totals() if self.owner else {}
 
+    def segment_totals(self) -> dict:
+        """Each sliced version's running totals per segment (empty unless owner): see
+        :meth:`PartialsMerger.segment_totals`."""
+        with self._lock:
+            return self.merger.segment_totals() if self.owner else {}
+
     def model_counts(self) -> dict[str, dict[str, int]]:
         """The join's per-model counts merged over partitions (empty unless owner)."""
         with self._lock:
@@ -232,6 +238,8 @@ class MergerService(BackgroundService):
         WINDOWS_PUBLISHED.inc(len(ready))
         # The window is out: its finals are no longer needed on the partials topic.
         for snapshot in ready:
+            if snapshot.segment is not None:
+                continue  # a segment's numbers came in its version's window partials
             for partition in range(self.merger.partitions):
                 self._producer.send(self.partials_topic, window_key(partition, snapshot.snapshot_id), None)
         self._producer.flush(30)

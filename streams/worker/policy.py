@@ -127,7 +127,8 @@ class PolicyService(BackgroundService):
             "transactional.id": self.transactional_id, "enable.idempotence": True, "linger.ms": 0}))
         producer.init_transactions(30)
         state = load_engine_state(self.settings, self.topics) or {}
-        engine = self.engine = RolloutEngine(state, self.signer)
+        engine = self.engine = RolloutEngine(state, self.signer,
+                                             tracked_segments=self.merger.merger.config.segments_of)
         told = ToldPositions(state.get(TOLD_KEY))
         self._outbox = {write["rollout_id"]: write for write in state.get(REGISTRY_OUTBOX_KEY, [])}
         if self.registry is not None:
