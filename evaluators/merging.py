@@ -131,7 +131,7 @@ def by_version(windows: list[tuple[str, PendingWindow, int, VersionState]]) -> d
 def _merged_segments(window: PendingWindow) -> dict[str, VersionState]:
     """A pending window's segment states, merged over its partitions (new states)."""
     merged: dict[str, VersionState] = {}
-    for segments in window.get("segs", {}).values():
+    for segments in window["segs"].values():
         for segment, state in segments.items():
             if segment not in merged:
                 merged[segment] = version_metrics.new_state(features=False)
@@ -178,7 +178,7 @@ class PartialsMerger:
                                         "start": window["start"], "end": window["end"], "parts": {}, "segs": {}}
         entry["parts"][partition] = (window["requests"], window["state"])
         if "seg" in window:
-            entry.setdefault("segs", {})[partition] = window["seg"]
+            entry["segs"][partition] = window["seg"]
 
     def mark_published(self, sid: str, close_ms: int = 2**62) -> None:
         self.published[sid] = close_ms

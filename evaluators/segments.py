@@ -36,6 +36,9 @@ OTHER = "other"
 NONE = "none"
 #: Distinct values an evaluator keeps per attribute and partition, by default.
 DEFAULT_CAP = 20
+#: The grid of a segment state's ROC AUC scores: at most 1,001 per class, where an exact map can hold
+#: 20,000 (every segment's state rides in each heartbeat); the AUC's error bound is reported.
+AUC_GRID = 0.001
 #: Labelled requests a segment needs before it counts in a fairness gap (fewer: its value is noise).
 MIN_GAP_LABELS = 100
 
@@ -170,5 +173,5 @@ def pooled(segments: Mapping[str, State], judged: str, members: list[str], empty
     return total
 
 
-__all__ = ["DEFAULT_CAP", "MIN_GAP_LABELS", "NONE", "OTHER", "Gap", "assign", "gaps", "group", "parse_segments",
-           "pooled", "segment_id", "split_segment"]
+__all__ = ["AUC_GRID", "DEFAULT_CAP", "MIN_GAP_LABELS", "NONE", "OTHER", "Gap", "assign", "gaps", "group",
+           "parse_segments", "pooled", "segment_id", "split_segment"]

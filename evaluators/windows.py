@@ -38,6 +38,7 @@ after its window was final) counts in the running total only, and in ``late``.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any, NotRequired, TypedDict, cast
 
 from evaluators.facts import (
@@ -52,7 +53,7 @@ from evaluators.facts import (
 )
 from evaluators.metrics import version as version_metrics
 from evaluators.metrics.version import MetricsConfig, VersionState
-from evaluators.segments import assign, segment_id
+from evaluators.segments import AUC_GRID, assign, segment_id
 from evaluators.store import DictStore, KeyValueStore
 from schemas.inference import Role
 
@@ -124,6 +125,8 @@ class MetricsAccumulator:
     def __init__(self, config: MetricsConfig, settle_ms: Callable[[str], int],
                  state: WindowsState | None = None, records: KeyValueStore | None = None) -> None:
         self.config = config
+        #: How segment states fold: as the versions', with a bounded ROC AUC score map.
+        self.segment_config = replace(config, auc_grid=AUC_GRID)
         self.settle_ms = settle_ms
         self.records: KeyValueStore = records if records is not None else DictStore()
         state = state or {"v": {}, "models": {}, "closed": [], "late": 0, "wm": 0}
@@ -267,13 +270,13 @@ class MetricsAccumulator:
             state = by_segment.get(segment)
             if state is None:
                 state = by_segment[segment] = version_metrics.new_state(features=False)
-            version_metrics.add_facts(state, run, self.config)
+            version_metrics.add_facts(state, run, self.segment_config)
         for (key, model, start, segment), run in segment_windows.items():
             by_segment = self._window(model, start).setdefault("seg", {}).setdefault(key, {})
             state = by_segment.get(segment)
             if state is None:
                 state = by_segment[segment] = version_metrics.new_state(features=False)
-            version_metrics.add_facts(state, run, self.config)
+            version_metrics.add_facts(state, run, self.segment_config)
 
     def _segments_of(self, record: JoinedRecord) -> list[str] | None:
         """The segments a joined record counts in (None: its model is not sliced, or its request was not

@@ -317,3 +317,22 @@ def test_a_record_that_joins_before_its_request_counts_in_its_segment_once_the_r
     totals = segment_totals(acc.to_state()["v"])["m\x1fv1\x1fprimary"]
     assert {s: t["lab"] for s, t in totals.items()} == {"region=eu": 1, f"region={NONE}": 1}
     assert acc.to_state()["v"]["m\x1fv1\x1fprimary"]["total"]["lab"] == 2  # the version counted each once
+
+
+def test_a_segments_roc_auc_map_stays_small_where_the_versions_is_exact():
+    rng = random.Random(2)
+    acc = MetricsAccumulator(SLICED, settle_ms=lambda m: 0)
+    records = []
+    for i in range(20_000):
+        label = rng.randint(0, 1)
+        records.append(JoinedRecord("m", "v1", "primary", f"r{i}", T0 + i, T0 + i + 5, 1, rng.random(), label, {},
+                                    3.0, None, None, {"region": "eu"}))
+    acc.add_all(records)
+    entry = acc.to_state()["v"]["m\x1fv1\x1fprimary"]
+    version_scores = entry["total"]["cls"]["auc"]["1"]
+    segment_scores = entry["seg"]["region=eu"]["cls"]["auc"]["1"]
+    assert len(version_scores) == 20_000 and len(segment_scores) <= 1_001
+    from evaluators.metrics.version import compute
+    exact, gridded = compute(entry["total"], "m", SLICED), compute(entry["seg"]["region=eu"], "m", SLICED)
+    assert abs(exact["roc_auc"] - gridded["roc_auc"]) <= gridded["roc_auc_max_error"]
+    assert exact["roc_auc_max_error"] == 0

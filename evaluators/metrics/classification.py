@@ -18,7 +18,7 @@ cell, reported as ``roc_auc_max_error`` (0 while exact).
 from __future__ import annotations
 
 import math
-from typing import Any, TypeAlias, TypedDict
+from typing import Any, NotRequired, TypeAlias, TypedDict
 
 import numpy as np
 import orjson
@@ -45,12 +45,18 @@ class ClassificationState(TypedDict):
     br: RunningSum  #: Brier score of each scored record
     ece: list[list[float]]  #: :data:`ECE_BINS` calibration bins by confidence (see ``_new_bin``)
     auc: dict[str, dict[str, ScoreCounts]]  #: class -> score (``repr``, or on the grid when coarse) -> counts
-    coarse: bool  #: whether ``auc``'s scores are on the :data:`COARSE_GRID`
+    coarse: bool  #: whether ``auc``'s scores are on a grid
+    grid: NotRequired[float]  #: that grid, when not :data:`COARSE_GRID` (a state made coarse from the start)
 
 
-def new_state() -> ClassificationState:
-    return {"cm": {}, "ll": new_sum(), "br": new_sum(), "ece": [_new_bin() for _ in range(ECE_BINS)],
-            "auc": {}, "coarse": False}
+def new_state(grid: float | None = None) -> ClassificationState:
+    """An empty state; with ``grid``, its AUC scores are on that grid from the start (a bounded state:
+    at most ``1 / grid + 1`` scores per class, the AUC's error reported as ``roc_auc_max_error``)."""
+    state: ClassificationState = {"cm": {}, "ll": new_sum(), "br": new_sum(),
+                                  "ece": [_new_bin() for _ in range(ECE_BINS)], "auc": {}, "coarse": False}
+    if grid is not None:
+        state["coarse"], state["grid"] = True, grid
+    return state
 
 
 def _new_bin() -> list[float]:
@@ -155,7 +161,7 @@ def _count_score(state: ClassificationState, cls: str, q: float, is_true: bool) 
     scores = auc.get(cls)
     if scores is None:
         scores = auc[cls] = {}
-    key = _grid(q) if state["coarse"] else repr(q)
+    key = _grid(q, state.get("grid", COARSE_GRID)) if state["coarse"] else repr(q)
     counts = scores.get(key)
     if counts is None:
         counts = scores[key] = [0, 0]
@@ -166,16 +172,18 @@ def _count_score(state: ClassificationState, cls: str, q: float, is_true: bool) 
     counts[0 if is_true else 1] += 1
 
 
-def _grid(score: float) -> str:
-    return repr(round(round(score / COARSE_GRID) * COARSE_GRID, 6))
+def _grid(score: float, grid: float = COARSE_GRID) -> str:
+    return repr(round(round(score / grid) * grid, 6))
 
 
-def _coarsen(state: ClassificationState) -> None:
+def _coarsen(state: ClassificationState, grid: float = COARSE_GRID) -> None:
     state["coarse"] = True
+    if grid != COARSE_GRID:
+        state["grid"] = grid
     for cls, scores in state["auc"].items():
         coarse: dict[str, ScoreCounts] = {}
         for key, (pos, neg) in scores.items():
-            counts = coarse.setdefault(_grid(float(key)), [0, 0])
+            counts = coarse.setdefault(_grid(float(key), grid), [0, 0])
             counts[0] += pos
             counts[1] += neg
         state["auc"][cls] = coarse
@@ -195,12 +203,13 @@ def merge(a: ClassificationState, b: ClassificationState) -> ClassificationState
         elif theirs[0]:
             del mine[3:]  # older records without those parts: the sums would not cover them
     if b["coarse"] and not a["coarse"]:
-        _coarsen(a)
+        _coarsen(a, b.get("grid", COARSE_GRID))
+    grid = a.get("grid", COARSE_GRID)
     for cls, scores in b["auc"].items():
         target = a["auc"].setdefault(cls, {})
         for key, (pos, neg) in scores.items():
             if a["coarse"]:
-                key = _grid(float(key))
+                key = _grid(float(key), grid)
             counts = target.setdefault(key, [0, 0])
             counts[0] += pos
             counts[1] += neg

@@ -85,6 +85,9 @@ class MetricsConfig:
     #: Segments (:mod:`evaluators.segments`): model (``"*"``: any model not named) -> request
     #: attribute -> the most distinct values each partition keeps of it.
     segments: dict[str, dict[str, int]] = field(default_factory=dict)
+    #: The grid of the exact ROC AUC's score map from the start (None: exact until it is large);
+    #: segment states use :data:`evaluators.segments.AUC_GRID`, to stay small.
+    auc_grid: float | None = None
 
     def segments_of(self, model: str) -> dict[str, int]:
         """The attributes ``model``'s metrics are sliced by, with their caps."""
@@ -257,7 +260,7 @@ def _add_joined(state: VersionState, fact: JoinedRecord, config: MetricsConfig) 
     if task == "classification":
         cls = state["cls"]
         if cls is None:
-            cls = state["cls"] = classification.new_state()
+            cls = state["cls"] = classification.new_state(config.auc_grid)
         classification.add(cls, config.map_label(fact.model, fact.label), prediction, fact.score)
     elif task == "regression":
         if isinstance(fact.label, (int, float)) and isinstance(prediction, (int, float)):

@@ -363,7 +363,10 @@ class RolloutEngine:
                 if not views[2]["lab"] and not views[5]["lab"]:
                     continue  # nothing in this segment yet
                 for g in per_segment:
-                    test = rollout["tests"].setdefault(f"{g.label}\x1f{segment}", judging.new_test_for(g))
+                    name = f"{g.label}\x1f{segment}"
+                    test = rollout["tests"].get(name)
+                    if test is None:
+                        test = rollout["tests"][name] = judging.new_test_for(g)
                     e = judging.judge(_spent(g, spec), test, (views[0], views[1], views[2]),
                                       (views[3], views[4], views[5]), spec.task)
                     detail = None
