@@ -6,6 +6,7 @@ import copy
 import math
 import random
 
+import orjson
 import pytest
 
 from evaluators.metrics import sketch
@@ -396,3 +397,20 @@ def test_decisions_carry_the_registry_versions_the_shell_annotated():
         totals[("m", version, "primary")] = state
     decisions = [o.message for o in engine.tick(1_000, totals) if o.topic == "decisions"]
     assert decisions and decisions[0].versions["v2"].run_id == "abc" and decisions[0].versions["v2"].version == "7"
+
+
+def test_a_persons_step_read_back_moves_the_stage_and_the_engine_goes_on_judging():
+    """A manual promote mid-rollout (``rollout promote``) comes back on rollout.control; its stage's
+    bake counts from the command's time, in epoch milliseconds like every time the engine keeps (it
+    kept the command's datetime, and the next look failed on it)."""
+    engine = RolloutEngine()
+    spec = RolloutSpec(model="m", baseline="v1", candidate="v2", mode="canary", task="binary", steps=[10, 50, 100],
+                       guardrails=[{"metric": "error_rate", "max": 0.05}])
+    engine.start(spec, 0, {})
+    command = next(o.message for o in engine.manual("m", "promote", "cli:alice", "looks good", 1_000)
+                   if o.topic == "control")
+    engine.observe_command(command)
+    rollout = engine.rollouts["m"]
+    assert (rollout["stage"], rollout["stage_started"]) == (1, 1_000)
+    assert engine.tick(5_000, {}) is not None
+    assert orjson.loads(orjson.dumps(engine.to_state()))["rollouts"]["m"]["stage_started"] == 1_000

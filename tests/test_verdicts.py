@@ -59,3 +59,19 @@ def test_flagger_gets_200_only_where_its_webhook_kind_may_go_on():
         "event": (200, 200, 200, 200, 200),
     }
     assert flagger_answer("confirm-everything", verdict_of("m", None, None))[0] == 404
+
+
+def test_a_segments_evidence_fails_a_verdict_but_never_holds_it():
+    """Per-segment evidence counts as the engine counts it: a failing segment fails the verdict; a
+    segment with little or no data makes it neither undecided nor no_data."""
+    def with_segments(*segments: tuple[str, int]) -> Decision:
+        last = decision("r1", ("pass", 10))
+        extra = [GuardrailEvidence(guardrail="g0", metric="accuracy", verdict=verdict, segment=f"region=r{i}",
+                                   candidate=Bounds(value=0.9 if n else None, samples=n))
+                 for i, (verdict, n) in enumerate(segments)]
+        return last.model_copy(update={"evidence": last.evidence + extra})
+
+    running = {"id": "r1", "status": "running", "stage": 0}
+    assert verdict_of("m", running, with_segments(("undecided", 0), ("undecided", 5))).verdict == "pass"
+    failed = verdict_of("m", running, with_segments(("pass", 50), ("fail", 40)))
+    assert failed.verdict == "fail" and {g["segment"] for g in failed.guardrails} == {None, "region=r0", "region=r1"}

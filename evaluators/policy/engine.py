@@ -35,7 +35,7 @@ import math
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NotRequired, TypedDict
 
 from evaluators.metrics.version import SlimState, add_slim, is_behind, slim
 from evaluators.policy import guardrails as judging
@@ -46,7 +46,7 @@ from schemas.control import CommandAction, Decision, DecisionAction, GuardrailEv
 from schemas.monitoring import Alert, AlertKind, Severity
 from schemas.rollout import Guardrail, RolloutSpec
 from schemas.signing import Signer, sign_command, verifier_for, verify_command
-from schemas.types import from_epoch_ms
+from schemas.types import epoch_ms, from_epoch_ms
 
 ISSUER = "evaluator"
 #: The evidence (log e-value against "acceptable") with which an undecided guardrail leaning to fail
@@ -55,6 +55,50 @@ ISSUER = "evaluator"
 LEAN_EVIDENCE = 0.0
 ACTIVE = ("running", "paused", "held")
 _NAMESPACE = uuid.UUID("4b1c3f0e-2a55-4d6e-9a53-5c0ab1e1d001")
+
+
+class Look(TypedDict):
+    """Both versions' slim running totals at one look (summed over the roles each answered in)."""
+
+    b: SlimState  #: the baseline's
+    c: SlimState  #: the candidate's
+
+
+class LastDecision(TypedDict):
+    action: str
+    reason: str
+    ts: int  #: epoch ms
+
+
+class Baked(TypedDict):
+    """A baked stage waiting (up to one more bake) on a guardrail leaning to fail."""
+
+    stage: int
+    at: int  #: when the wait began, epoch ms
+    lab: int  #: the candidate's labelled samples then
+
+
+class RolloutState(TypedDict):
+    """One model's rollout as the engine keeps it (its saved state, on the internal rollouts topic)."""
+
+    id: str  #: the rollout id
+    spec: dict[str, Any]  #: its :class:`~schemas.rollout.RolloutSpec`, as JSON
+    status: str  #: running, held, paused (:data:`ACTIVE`), completed, rolled_back or aborted
+    stage: int  #: index of the current stage
+    stage_started: int  #: when it started, epoch ms
+    started: int  #: when the rollout started, epoch ms
+    start: Look  #: the totals when the rollout started (tests count what came since)
+    last: Look  #: the totals at the last look
+    stage_c: SlimState  #: the candidate's totals when the stage started (its bake counts from there)
+    #: guardrail label (``label\x1fsegment`` for a segment's) -> its sequential test's state
+    tests: dict[str, dict[str, Any]]
+    no_data_alerted: int  #: the stage whose missing data was last alerted (-1: none)
+    routes: NotRequired[dict[str, float]]  #: the split of the last command: version -> percent served
+    shadow: NotRequired[list[str]]  #: the versions mirrored by the last command
+    last_decision: NotRequired[LastDecision]
+    baked: NotRequired[Baked]
+    versions: NotRequired[dict[str, Any]]  #: the versions as the model registry knows them (RegistryVersion fields)
+    segments: NotRequired[dict[str, list[str]]]  #: attribute -> the values judged one by one (fixed once placed)
 
 
 @dataclass(frozen=True)
@@ -104,7 +148,7 @@ class RolloutEngine:
         self.signer = signer  # signs every command the engine issues, when set
         #: With a key, commands read back from ``rollout.control`` count only if their signature is good.
         self.verifier = verifier_for(signer) if signer is not None else None
-        self.rollouts: dict[str, dict] = state.get("rollouts", {})
+        self.rollouts: dict[str, RolloutState] = state.get("rollouts", {})
         self.epochs: dict[str, int] = state.get("epochs", {})
         self._specs: dict[str, tuple[str, RolloutSpec]] = {}  # model -> (rollout id, spec)
         #: model -> the evidence of the last look (for the exporter; not part of the saved state)
@@ -121,7 +165,7 @@ class RolloutEngine:
         """Whether some rollout is still being judged."""
         return self.active_count() > 0
 
-    def _spec(self, rollout: dict) -> RolloutSpec:
+    def _spec(self, rollout: RolloutState) -> RolloutSpec:
         """The rollout's spec, parsed once (the state keeps it as JSON)."""
         model, rollout_id = rollout["spec"]["model"], rollout["id"]
         cached = self._specs.get(model)
@@ -170,7 +214,7 @@ class RolloutEngine:
             out += self._finish(current, now_ms, "aborted", f"replaced by a new spec (rollout {rollout_id})",
                                 alert=False)
         b, c = self._versions(totals, spec)
-        rollout = {"id": rollout_id, "spec": spec_json,
+        rollout: RolloutState = {"id": rollout_id, "spec": spec_json,
                    "status": "running", "stage": 0, "stage_started": now_ms, "started": now_ms,
                    "start": {"b": b, "c": c}, "last": {"b": b, "c": c}, "stage_c": c,
                    "tests": {g.label: judging.new_test_for(g) for g in spec.guardrails}, "no_data_alerted": -1}
@@ -222,7 +266,7 @@ class RolloutEngine:
             rollout["status"] = "running"  # resume, or a manual step
             for i, (routes, shadow) in enumerate(stages(spec)):
                 if routes == command.routes and shadow == list(command.shadow) and i != rollout["stage"]:
-                    rollout["stage"], rollout["stage_started"] = i, command.issued_at
+                    rollout["stage"], rollout["stage_started"] = i, epoch_ms(command.issued_at)
                     rollout["stage_c"] = rollout["last"]["c"]
                     rollout["no_data_alerted"] = -1
         return None
@@ -281,7 +325,7 @@ class RolloutEngine:
                 add_slim(total, state)
         return found[spec.baseline], found[spec.candidate]
 
-    def _judge(self, rollout: dict, now_ms: int, totals: dict, drift: DriftView) -> list[Output]:
+    def _judge(self, rollout: RolloutState, now_ms: int, totals: dict, drift: DriftView) -> list[Output]:
         spec = self._spec(rollout)
         b, c = self._versions(totals, spec)
         last = rollout["last"]
@@ -344,7 +388,7 @@ class RolloutEngine:
                 return []
         return self._advance(rollout, spec, now_ms, evidence)
 
-    def _segment_evidence(self, rollout: dict, spec: RolloutSpec, b: SlimState,
+    def _segment_evidence(self, rollout: RolloutState, spec: RolloutSpec, b: SlimState,
                           c: SlimState) -> list[GuardrailEvidence]:
         """Every ``per_segment`` guardrail judged in every segment with data (see :mod:`evaluators.segments`):
         each segment's own sequential test, on the segment's part of the looks (the rollout's first
@@ -378,7 +422,7 @@ class RolloutEngine:
                     out.append(e.model_copy(update={"segment": segment, "detail": detail}))
         return out
 
-    def _advance(self, rollout: dict, spec: RolloutSpec, now_ms: int,
+    def _advance(self, rollout: RolloutState, spec: RolloutSpec, now_ms: int,
                  evidence: list[GuardrailEvidence]) -> list[Output]:
         plan = stages(spec)
         nxt = rollout["stage"] + 1
@@ -398,7 +442,7 @@ class RolloutEngine:
                 self._command(rollout, "promote", {spec.candidate: 100.0}, [], now_ms,
                               f"{spec.candidate} promoted to 100%")]
 
-    def _finish(self, rollout: dict, now_ms: int, status: str, reason: str,
+    def _finish(self, rollout: RolloutState, now_ms: int, status: str, reason: str,
                 evidence: list[GuardrailEvidence] | None = None, alert: bool = True) -> list[Output]:
         spec = self._spec(rollout)
         rollout["status"] = status
@@ -409,8 +453,8 @@ class RolloutEngine:
                                    f"{spec.model}/{spec.candidate} rolled back: {reason}"))
         return out
 
-    def _command(self, rollout: dict, action: CommandAction, routes: dict[str, float], shadow: list[str], now_ms: int,
-                 reason: str, issuer: str = ISSUER) -> Output:
+    def _command(self, rollout: RolloutState, action: CommandAction, routes: dict[str, float], shadow: list[str],
+                 now_ms: int, reason: str, issuer: str = ISSUER) -> Output:
         model = rollout["spec"]["model"]
         epoch = self.epochs.get(model, -1) + 1
         self.epochs[model] = epoch
@@ -433,7 +477,7 @@ class RolloutEngine:
             rollout["versions"] = versions
 
     @staticmethod
-    def _decision(rollout: dict, action: DecisionAction, now_ms: int, reason: str,
+    def _decision(rollout: RolloutState, action: DecisionAction, now_ms: int, reason: str,
                   evidence: list[GuardrailEvidence]) -> Output:
         model = rollout["spec"]["model"]
         # What alert notifications quote (the exporter's shadowcanary_rollout_last_decision_info).
@@ -443,7 +487,7 @@ class RolloutEngine:
                                                    evidence=evidence, versions=rollout.get("versions")))
 
     @staticmethod
-    def _alert(rollout: dict, severity: Severity, kind: AlertKind, now_ms: int, message: str) -> Output:
+    def _alert(rollout: RolloutState, severity: Severity, kind: AlertKind, now_ms: int, message: str) -> Output:
         spec = rollout["spec"]
         return Output("alerts", spec["model"], Alert(model=spec["model"], version=spec["candidate"],
                                                      severity=severity, kind=kind, message=message,

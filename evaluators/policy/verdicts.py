@@ -61,7 +61,8 @@ class RolloutVerdict:
 def _guardrails(decision: Decision | None) -> list[dict[str, Any]]:
     if decision is None:
         return []
-    return [{"guardrail": e.guardrail, "metric": e.metric, "verdict": e.verdict, "critical": e.critical,
+    return [{"guardrail": e.guardrail, "metric": e.metric, "segment": e.segment, "verdict": e.verdict,
+             "critical": e.critical,
              "candidate": e.candidate.model_dump(mode="json"),
              "baseline": e.baseline.model_dump(mode="json") if e.baseline is not None else None}
             for e in decision.evidence]
@@ -84,6 +85,7 @@ def verdict_of(model: str, rollout: dict[str, Any] | None, decision: Decision | 
     evidence = decision.evidence if decision is not None else []
     if any(e.verdict == "fail" for e in evidence):
         return RolloutVerdict(model, "fail", reason, **common)
+    evidence = [e for e in evidence if e.segment is None]  # a segment's evidence only ever fails a rollout
     missing = [e.guardrail for e in evidence
                if e.candidate.samples == 0 or (e.baseline is not None and e.baseline.samples == 0)]
     if missing:

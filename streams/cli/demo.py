@@ -93,7 +93,8 @@ def _view(phases: list[Phase], router: Router, traffic: TrafficSimulator, feed: 
     if feed.decisions:
         for e in feed.decisions[-1].evidence:
             colour = {"fail": "red", "pass": "green"}.get(e.verdict, "yellow")
-            evidence.add_row(e.guardrail, f"[{colour}]{e.verdict}[/{colour}]",
+            name = e.guardrail + (f" ({e.segment})" if e.segment else "")
+            evidence.add_row(name, f"[{colour}]{e.verdict}[/{colour}]",
                              e.baseline.describe() if e.baseline else "-", e.candidate.describe(),
                              str(e.candidate.samples))
     log = Table(title="Decisions and commands, as they happen", expand=True)

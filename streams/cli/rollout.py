@@ -217,7 +217,8 @@ def status(ctx: Context, model: str | None, as_json: bool, rollout_id: str | Non
         for e in decision.evidence:
             base = f" vs baseline {e.baseline.value:.4g}" if e.baseline and e.baseline.value is not None else ""
             click.echo(
-                f"  {e.guardrail}: {e.verdict}: candidate {e.candidate.describe()} n={e.candidate.samples}{base}; "
+                f"  {e.guardrail}{f' in {e.segment}' if e.segment else ''}: {e.verdict}: candidate "
+                f"{e.candidate.describe()} n={e.candidate.samples}{base}; "
                 f"statistic {e.statistic:.3g} / {e.threshold:.3g}"
             )
 
