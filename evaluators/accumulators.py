@@ -15,12 +15,13 @@ from typing import Any
 
 from evaluators.counts import JoinCounts
 from evaluators.facts import Fact
+from evaluators.join.partition import Accumulator
 from evaluators.metrics import MetricsConfig
 from evaluators.store import KeyValueStore
-from evaluators.windows import MetricsAccumulator
+from evaluators.windows import ClosedWindow, MetricsAccumulator
 
 
-class EvaluatorAccumulator:
+class EvaluatorAccumulator(Accumulator):
     def __init__(self, counts: JoinCounts, metrics: MetricsAccumulator) -> None:
         self.counts = counts
         self.metrics = metrics
@@ -40,7 +41,7 @@ class EvaluatorAccumulator:
         return {"counts": self.counts.to_state(), "metrics": self.metrics.to_state()}
 
 
-def closed_windows(state: dict[str, Any] | None) -> list[dict[str, Any]]:
+def closed_windows(state: dict[str, Any] | None) -> list[ClosedWindow]:
     """The metric windows the last batch closed, to publish, from an evaluator accumulator's state
     (:meth:`evaluators.join.JoinPartition.accumulated`; their shape:
     :meth:`evaluators.windows.MetricsAccumulator.advance`)."""
@@ -48,7 +49,7 @@ def closed_windows(state: dict[str, Any] | None) -> list[dict[str, Any]]:
 
 
 def evaluator_accumulator(config: MetricsConfig, settle_ms: Callable[[str], int]
-                          ) -> Callable[..., EvaluatorAccumulator]:
+                          ) -> Callable[[Any, KeyValueStore | None], EvaluatorAccumulator]:
     """A ``from_state`` function for :class:`evaluators.join.JoinPartition`."""
 
     def from_state(state: dict[str, Any] | None, records: KeyValueStore | None = None) -> EvaluatorAccumulator:

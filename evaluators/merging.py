@@ -36,6 +36,7 @@ from evaluators.counts import JoinCounts
 from evaluators.drift.config import DriftConfig
 from evaluators.drift.monitor import DriftMonitor
 from evaluators.integration_checks import ShapeMonitor
+from evaluators.join.state import PartitionState
 from evaluators.metrics import version as version_metrics
 from evaluators.metrics.version import MetricsConfig, SlimState, VersionState, add_slim, slim
 from evaluators.policy.drift_guardrails import DriftView
@@ -86,7 +87,7 @@ def snapshot_id(model: str, version: str, role: str, start: int, segment: str | 
     return str(uuid.uuid5(SNAPSHOT_NAMESPACE, name if segment is None else f"{name}/{segment}"))
 
 
-def heartbeat_partial(partition: int, state: dict[str, Any], run_id: str) -> HeartbeatPartial:
+def heartbeat_partial(partition: int, state: PartitionState, run_id: str) -> HeartbeatPartial:
     """A partition's heartbeat for the merger, from the partition state its last batch wrote."""
     acc = state["acc"]
     # Running totals only (open windows, with their feature summaries, stay home: drift reads

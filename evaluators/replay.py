@@ -132,13 +132,15 @@ class Replay:
     def _publish(self) -> None:
         for window in closed_windows(self._join.accumulated()):
             self._merger.final(0, window)
-        self._merger.heartbeat(0, heartbeat_partial(0, self._join.last_state, "replay"))
+        state = self._join.last_state
+        assert state is not None  # a batch was just applied
+        self._merger.heartbeat(0, heartbeat_partial(0, state, "replay"))
         self.snapshots += self._merger.ready()
         self.alerts += self._merger.alerts
         self._merger.alerts = []
 
     def _look(self) -> None:
-        if not self._engine.active():
+        if not self._engine.active() or self.clock_ms is None:
             return
         self._emit(self._engine.tick(self.clock_ms, self._merger.guardrail_totals(), self._merger.monitor_view()))
 

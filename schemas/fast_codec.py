@@ -26,7 +26,7 @@ invalid | role: Input should be 'primary', 'canary' or 'shadow'
 
 from __future__ import annotations
 
-from typing import Annotated, Any, ClassVar, Literal, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, TypeVar
 
 import msgspec
 from pydantic import BaseModel
@@ -66,7 +66,10 @@ class RequestEvent(msgspec.Struct, gc=False):
     kind: ClassVar[str] = "request"
     request_id: RequestId
     model: Name
-    ts_ms: WireTimestamp = msgspec.field(name="ts")
+    if TYPE_CHECKING:
+        ts_ms: int  # what the core reads: epoch milliseconds, once __post_init__ has run
+    else:
+        ts_ms: WireTimestamp = msgspec.field(name="ts")
     features: dict[str, FeatureValue] = msgspec.field(default_factory=dict)
     subject: Annotated[str, msgspec.Meta(max_length=MAX_SUBJECT_LENGTH)] | None = None
     attributes: dict[str, str] = msgspec.field(default_factory=dict)
@@ -83,7 +86,10 @@ class ResponseEvent(msgspec.Struct, gc=False):
     model: Name
     version: Name
     role: Literal["primary", "canary", "shadow"]
-    ts_ms: WireTimestamp = msgspec.field(name="ts")
+    if TYPE_CHECKING:
+        ts_ms: int  # what the core reads: epoch milliseconds, once __post_init__ has run
+    else:
+        ts_ms: WireTimestamp = msgspec.field(name="ts")
     prediction: Any = None
     score: float | dict[str, float] | None = None
     latency_ms: Annotated[float, msgspec.Meta(ge=0)] | None = None
@@ -103,7 +109,10 @@ class LabelEvent(msgspec.Struct, gc=False):
     kind: ClassVar[str] = "label"
     request_id: RequestId
     model: Name
-    ts_ms: WireTimestamp = msgspec.field(name="ts")
+    if TYPE_CHECKING:
+        ts_ms: int  # what the core reads: epoch milliseconds, once __post_init__ has run
+    else:
+        ts_ms: WireTimestamp = msgspec.field(name="ts")
     label: Any = None
     outcomes: dict[str, float] = msgspec.field(default_factory=dict)
 

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 from evaluators.facts import (
     AgreementFact,
@@ -45,6 +45,9 @@ from schemas.inference import GroundTruth, InferenceRequest, InferenceResponse
 
 #: An input event: the hot path's Struct or the model (both carry ``kind`` and ``ts_ms``).
 InputMessage = Event
+RequestMessage = InferenceRequest | RequestEvent
+ResponseMessage = InferenceResponse | ResponseEvent
+LabelMessage = GroundTruth | LabelEvent
 
 
 class Incoming(NamedTuple):
@@ -120,7 +123,7 @@ class JoinPartition:
     """The join of one partition: ``process(batch)`` returns the facts that batch counted."""
 
     def __init__(self, store: KeyValueStore, config: JoinConfig, run_id: str,
-                 accumulator_from_state: Callable[[Any], Accumulator] = Accumulator.from_state,
+                 accumulator_from_state: Callable[[Any, KeyValueStore], Accumulator] = Accumulator.from_state,
                  key_space: str = "") -> None:
         """``key_space`` keeps this partition's own keys (partition state, expiry chunks) apart from
         other partitions' in a store they share; request keys are unique to a partition anyway."""
@@ -327,11 +330,11 @@ class _Batch:
         key = request_key(message.model, message.request_id)
         state = self._load_or_create(key, message.model, ts_ms)
         if kind == "response":
-            self._apply_response(state, message, ts_ms, origin)
+            self._apply_response(state, cast(ResponseMessage, message), ts_ms, origin)
         elif kind == "label":
-            self._apply_label(state, message, ts_ms, origin)
+            self._apply_label(state, cast(LabelMessage, message), ts_ms, origin)
         else:
-            self._apply_request(state, message, ts_ms, origin)
+            self._apply_request(state, cast(RequestMessage, message), ts_ms, origin)
 
     def _duplicate(self, state: RequestState, element: ResponseEntry | LabelEntry | RequestEntry, kind: str,
                    origin: list) -> None:
@@ -368,8 +371,8 @@ class _Batch:
             self._duplicate(state, versions[version], "response", origin)
             return
         model, role, prediction = state["m"], message.role, message.prediction
-        response = {"r": role, "t": ts_ms, "p": prediction, "c": message.score, "l": message.latency_ms,
-                    "x": message.error, "k": None, "o": origin}
+        response: ResponseEntry = {"r": role, "t": ts_ms, "p": prediction, "c": message.score,
+                                   "l": message.latency_ms, "x": message.error, "k": None, "o": origin}
         primary = _primary(versions) if role != "canary" else None
         versions[version] = response
         facts = self.facts
@@ -408,6 +411,7 @@ class _Batch:
         """A response and the request's label, on time: a joined record."""
         response["k"] = "joined"
         label, request = state["y"], state["q"]
+        assert label is not None  # a join is made by a label
         self.facts.append(JoinedRecord(state["m"], version, response["r"], request_id, response["t"],
                                        label["t"], response["p"], response["c"], label["y"], label["oc"],
                                        response["l"], response["x"], request["f"] if request is not None else None,
