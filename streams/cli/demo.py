@@ -173,6 +173,7 @@ def demo(ctx: Context, keep_broker: bool, rate: float, timeout: float, with_eval
     worker = start_evaluator(
         settings, f"demo-{run}", str(run_dir / "evaluator"), "--window", "10s", "--label-timeout", "15s",
         "--expiry-grace", "2s", "--idle-after", "2s", "--metrics-port", "0", "--task", f"{MODEL}=binary",
+        "--segments", f"{MODEL}=clinic",
         "--loglevel", "info", global_args=("--signing-key", str(key[0]))) if key else None
     router = Router(settings, baselines={MODEL: "v1"}, verifier=load_verifier(key[1]) if key else None)
     logger = InferenceLogger(settings)

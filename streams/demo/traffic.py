@@ -23,6 +23,9 @@ from streams.kafka.producer import ContractProducer
 from streams.serving.inference_logger import InferenceLogger
 from streams.serving.router import Router
 
+#: Each patient's clinic, a request attribute the demo's evaluator slices metrics by (segments).
+CLINICS = ("north", "south", "east", "west")
+
 
 @dataclass
 class TrafficStats:
@@ -73,12 +76,14 @@ class TrafficSimulator:
     def _one(self, n: int) -> None:
         rng, fleet = self.rng, self.fleet
         row = int(rng.integers(len(fleet.labels)))
-        subject = f"patient-{int(rng.integers(self.users))}"
+        patient = int(rng.integers(self.users))
+        subject = f"patient-{patient}"
         rid = f"req-{n}-{int(rng.integers(1 << 30))}"
         now = int(time.time() * 1000)
         assignment = self.router.route(self.model, subject)
         self.logger.log_request(InferenceRequest(request_id=rid, model=self.model, ts=now,
-                                                 features=fleet.row_features(row), subject=subject))
+                                                 features=fleet.row_features(row), subject=subject,
+                                                 attributes={"clinic": CLINICS[patient % len(CLINICS)]}))
         for version, role in [(assignment.serve, assignment.role), *[(v, "shadow") for v in assignment.mirror]]:
             latency = float(rng.lognormal(np.log(6.0), 0.35))
             failed = rng.random() < self.error_rate
