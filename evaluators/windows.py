@@ -126,7 +126,7 @@ class MetricsAccumulator:
                  state: WindowsState | None = None, records: KeyValueStore | None = None) -> None:
         self.config = config
         #: How segment states fold: as the versions', with a bounded ROC AUC score map.
-        self.segment_config = replace(config, auc_grid=AUC_GRID)
+        self.segment_config = replace(config, auc_grid=AUC_GRID) if config.segments else config
         self.settle_ms = settle_ms
         self.records: KeyValueStore = records if records is not None else DictStore()
         state = state or {"v": {}, "models": {}, "closed": [], "late": 0, "wm": 0}
@@ -207,6 +207,7 @@ class MetricsAccumulator:
         segment_windows: dict[tuple[str, str, int, str], list[Fact]] = {}
         closed: dict[tuple[str, int], bool] = {}
         window_ms = self.config.window_ms
+        sliced = bool(self.config.segments)  # no model sliced: no record asks for its segments
         for fact in facts:
             kind = type(fact)
             if kind is AgreementFact:
@@ -235,7 +236,8 @@ class MetricsAccumulator:
                     run = totals[key] = []  # every version seen has a running total, if only of features
                 if kind is not ServedFeatures:  # drift is judged per window only
                     run.append(fact)
-            segments = self._segments_of(cast(JoinedRecord, fact)) if kind is JoinedRecord or attributed else None
+            segments = (self._segments_of(cast(JoinedRecord, fact))
+                        if sliced and (kind is JoinedRecord or attributed) else None)
             if segments:
                 for segment in segments:
                     segment_run = segment_totals.get((key, segment))
