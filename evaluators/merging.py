@@ -134,10 +134,15 @@ def _merged_segments(window: PendingWindow) -> dict[str, VersionState]:
     merged: dict[str, VersionState] = {}
     for segments in window["segs"].values():
         for segment, state in segments.items():
-            if segment not in merged:
-                merged[segment] = version_metrics.new_state(features=False)
-            version_metrics.merge(merged[segment], state)
+            _merge_into(merged, segment, state)
     return merged
+
+
+def _merge_into(totals: dict[str, VersionState], key: str, state: VersionState) -> None:
+    """Add ``state`` to the total under ``key`` (a new state, without feature summaries, at first)."""
+    if key not in totals:
+        totals[key] = version_metrics.new_state(features=False)
+    version_metrics.merge(totals[key], state)
 
 
 class PartialsMerger:
@@ -242,9 +247,7 @@ class PartialsMerger:
         merged: dict[str, VersionState] = {}
         for heartbeat in self.heartbeats.values():
             for key, state in running_totals(heartbeat.get("v", {})).items():
-                if key not in merged:
-                    merged[key] = version_metrics.new_state(features=False)
-                version_metrics.merge(merged[key], state)
+                _merge_into(merged, key, state)
         return {split_key(key): state for key, state in merged.items()}
 
     def segment_totals(self) -> dict[tuple[str, str, str], dict[str, VersionState]]:
@@ -254,9 +257,7 @@ class PartialsMerger:
             for key, segments in segment_totals(heartbeat.get("v", {})).items():
                 mine = merged.setdefault(key, {})
                 for segment, state in segments.items():
-                    if segment not in mine:
-                        mine[segment] = version_metrics.new_state(features=False)
-                    version_metrics.merge(mine[segment], state)
+                    _merge_into(mine, segment, state)
         return {split_key(key): segments for key, segments in merged.items()}
 
     def guardrail_totals(self) -> dict[tuple[str, str, str], SlimState]:

@@ -262,23 +262,12 @@ class MetricsAccumulator:
         for key, run in totals.items():
             version_metrics.add_facts(self._version(key)["total"], run, self.config)
         for (key, model, start), run in windows.items():
-            versions = self._window(model, start)["versions"]
-            window = versions.get(key)
-            if window is None:
-                window = versions[key] = version_metrics.new_state()
-            version_metrics.add_facts(window, run, self.config)
+            _fold(self._window(model, start)["versions"], key, run, self.config, features=True)
         for (key, segment), run in segment_totals.items():
-            by_segment = self._version(key).setdefault("seg", {})
-            state = by_segment.get(segment)
-            if state is None:
-                state = by_segment[segment] = version_metrics.new_state(features=False)
-            version_metrics.add_facts(state, run, self.segment_config)
+            _fold(self._version(key).setdefault("seg", {}), segment, run, self.segment_config, features=False)
         for (key, model, start, segment), run in segment_windows.items():
-            by_segment = self._window(model, start).setdefault("seg", {}).setdefault(key, {})
-            state = by_segment.get(segment)
-            if state is None:
-                state = by_segment[segment] = version_metrics.new_state(features=False)
-            version_metrics.add_facts(state, run, self.segment_config)
+            in_window = self._window(model, start).setdefault("seg", {}).setdefault(key, {})
+            _fold(in_window, segment, run, self.segment_config, features=False)
 
     def _segments_of(self, record: JoinedRecord) -> list[str] | None:
         """The segments a joined record counts in (None: its model is not sliced, or its request was not
@@ -345,6 +334,16 @@ class MetricsAccumulator:
     def to_state(self) -> WindowsState:
         return {"v": self.versions, "models": self.models, "closed": self.closed, "late": self.late,
                 "wm": self.watermark}
+
+
+def _fold(states: dict[str, VersionState], key: str, facts: list[Fact], config: MetricsConfig,
+          features: bool) -> None:
+    """Add a run of facts to the state under ``key`` in ``states`` (a new one, with or without feature
+    summaries, when it has none)."""
+    state = states.get(key)
+    if state is None:
+        state = states[key] = version_metrics.new_state(features=features)
+    version_metrics.add_facts(state, facts, config)
 
 
 def segment_totals(versions: dict[str, Any]) -> dict[str, dict[str, VersionState]]:
