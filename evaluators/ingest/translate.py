@@ -49,9 +49,9 @@ from pydantic import ValidationError
 
 from evaluators.ingest.cloudevents import from_kafka
 from evaluators.ingest.errors import BadRecord, load_json, load_json_object
-from evaluators.ingest.oip import Tensor, decode_protobuf, tensors_from_json
+from evaluators.ingest.oip import Direction, Tensor, decode_protobuf, tensors_from_json
 from schemas.errors import error_locations, field_path
-from schemas.inference import InferenceRequest, InferenceResponse
+from schemas.inference import InferenceRequest, InferenceResponse, Role
 from schemas.ingest import IngestMapping
 
 Translated = InferenceRequest | InferenceResponse
@@ -124,7 +124,7 @@ class Translator:
         return {"headers": headers, "key": _text(record.key), "topic": record.topic,
                 "timestamp": record.timestamp_ms, **parts}
 
-    def _version(self, context: dict[str, Any]) -> tuple[str, str]:
+    def _version(self, context: dict[str, Any]) -> tuple[str, Role]:
         value = self._version_from.search(context)
         target = self.mapping.versions.get("" if value is None else str(value))
         if target is None:
@@ -223,7 +223,7 @@ class Translator:
             raise BadRecord("invalid", f"score: expected a number, probabilities or class to probability, "
                                        f"got {type(score).__name__}")
         if prediction is None and score is not None:
-            prediction = max(score, key=score.get) if isinstance(score, dict) else int(score >= 0.5)
+            prediction = max(score, key=lambda cls: score[cls]) if isinstance(score, dict) else int(score >= 0.5)
         elif classes is not None and isinstance(prediction, int) and not isinstance(prediction, bool) \
                 and 0 <= prediction < len(classes):
             prediction = classes[prediction]
@@ -320,7 +320,7 @@ class Translator:
         if match is None:
             raise BadRecord("invalid", f"topic {record.topic}: not a Seldon model topic "
                                        f"(<prefix>.<namespace>.model.<model>.inputs|outputs)")
-        direction = "request" if match["direction"] == "inputs" else "response"
+        direction: Direction = "request" if match["direction"] == "inputs" else "response"
         value = record.value or b""
         if value[:1] == b"{":  # the REST path writes JSON
             document = load_json_object(value, "the record")
@@ -351,8 +351,9 @@ class Translator:
             raise BadRecord("unknown_type", f"json.kind gives {kind!r}, not 'request' or 'response'")
         request_id = fields.get("request_id")
         if request_id is None or isinstance(request_id, (dict, list)):
-            raise BadRecord("invalid", f"json.request_id: {self.mapping.json_fields.request_id} gives {request_id!r}")
-        ts = fields.get("ts") if fields.get("ts") is not None else record.timestamp_ms
+            expression = self.mapping.json_fields.request_id if self.mapping.json_fields else "request_id"
+            raise BadRecord("invalid", f"json.request_id: {expression} gives {request_id!r}")
+        ts: Any = fields.get("ts") if fields.get("ts") is not None else record.timestamp_ms  # the models validate it
         model = self.mapping.model
         assert model is not None  # the mapping requires it for a json source
         if kind == "request":
