@@ -25,6 +25,8 @@ from schemas.types import FiniteFloat, Name, Timestamp, WireUUID
 CommandAction = Literal["set_routes", "rollback", "promote", "pause"]
 DecisionAction = Literal["promote", "hold", "rollback", "complete"]
 Verdict = Literal["pass", "fail", "undecided"]
+#: The side of its bound an undecided guardrail's estimate is on.
+Leaning = Literal["pass", "fail"]
 
 #: Routes must sum to 100 within this tolerance (percentages written with decimals).
 ROUTES_TOLERANCE = 1e-6

@@ -49,6 +49,12 @@ class ClassificationState(TypedDict):
     grid: NotRequired[float]  #: that grid, when not :data:`COARSE_GRID` (a state made coarse from the start)
 
 
+class SlimClassification(TypedDict):
+    """The part of a classification state a slim state keeps (:class:`evaluators.metrics.version.SlimState`)."""
+
+    cm: dict[str, int]  #: the confusion counts, as :class:`ClassificationState`'s
+
+
 def new_state(grid: float | None = None) -> ClassificationState:
     """An empty state; with ``grid``, its AUC scores are on that grid from the start (a bounded state:
     at most ``1 / grid + 1`` scores per class, the AUC's error reported as ``roc_auc_max_error``)."""
@@ -269,7 +275,7 @@ def score_bins(state: ClassificationState) -> dict[str, list[int]]:
     return binned
 
 
-def wrong(state: ClassificationState | None) -> tuple[int, int]:
+def wrong(state: ClassificationState | SlimClassification | None) -> tuple[int, int]:
     """(wrong predictions, labelled predictions) of a classification state (``None``: none)."""
     if not state:
         return 0, 0

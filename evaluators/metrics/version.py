@@ -23,7 +23,7 @@ import orjson
 from evaluators.facts import AgreementFact, AttributedRecord, Expired, Fact, JoinedRecord, ResponseFact, ServedFeatures
 from evaluators.metrics import classification, ranking, regression, sketch
 from evaluators.metrics import features as feature_summaries
-from evaluators.metrics.classification import ClassificationState
+from evaluators.metrics.classification import ClassificationState, SlimClassification
 from evaluators.metrics.features import FeatureSummary
 from evaluators.metrics.ranking import RankingState
 from evaluators.metrics.regression import RegressionState
@@ -152,12 +152,6 @@ class VersionState(TypedDict):
     reg: RegressionState | None  #: regression metrics, once a labelled float prediction came
     rk: RankingState | None  #: ranking metrics, once a labelled ranked prediction came
     ft: NotRequired[dict[str, FeatureSummary]]  #: feature and prediction distributions (windows only)
-
-
-class SlimClassification(TypedDict):
-    """The part of a classification state a slim state keeps."""
-
-    cm: dict[str, int]  #: the confusion counts (see :class:`~evaluators.metrics.classification.ClassificationState`)
 
 
 @final

@@ -59,6 +59,7 @@ import numpy as np
 from scipy.special import log_ndtr
 
 from evaluators.policy.estimands import Estimand, Moments
+from schemas.control import Leaning, Verdict
 
 #: The mixture's sizes ``rho``, in effective samples: each normal mixture's boundary is tightest
 #: near its size; the e-value averages them, so the test is near its best from a few hundred
@@ -303,7 +304,7 @@ def level(estimand: Estimand, start: Any, now: Any, alpha: float) -> tuple[float
 
 def judgement(test: MeanTestState, estimand: Estimand, cand: tuple[Any, Any], base: tuple[Any, Any] | None,
               lam: float, bound: float, higher_is_better: bool, alpha: float,
-              effect: float | None = None) -> tuple[str, str | None, float, float]:
+              effect: float | None = None) -> tuple[Verdict, Leaning | None, float, float]:
     """``(verdict, leaning, statistic, estimate)`` of ``M_c - lam * M_b`` against ``bound``:
     verdict ``fail``/``pass``/``undecided``; leaning ``"fail"`` or ``"pass"`` (the side of the
     estimate while undecided; None with no scored samples); statistic the log e-value against the
@@ -331,15 +332,15 @@ def judgement(test: MeanTestState, estimand: Estimand, cand: tuple[Any, Any], ba
 
 
 def decide(good: float, variance: float, effective: float, alpha: float,
-           mixtures: tuple[Mixture, ...] = DEFAULT_MIXTURES) -> tuple[str, str, float]:
+           mixtures: tuple[Mixture, ...] = DEFAULT_MIXTURES) -> tuple[Verdict, Leaning, float]:
     """``(verdict, leaning, statistic)`` of an estimate ``good`` above its bound (below: on the
     failing side): each side tested one-sided at ``alpha``, failing against the null "acceptable"
     and passing against "unacceptable"; the statistic is the log e-value on the failing side."""
     evidence = log_evidence(good, variance, effective, mixtures)
-    leaning = "fail" if good < 0 else "pass"
+    leaning: Leaning = "fail" if good < 0 else "pass"
     decided = evidence >= math.log(1 / alpha) and good != 0
-    return ("fail" if leaning == "fail" else "pass") if decided else "undecided", leaning, \
-        (evidence if good < 0 else 0.0)
+    verdict: Verdict = leaning if decided else "undecided"
+    return verdict, leaning, (evidence if good < 0 else 0.0)
 
 
 # -- ROC AUC ---------------------------------------------------------------------------------------

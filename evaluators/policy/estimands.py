@@ -47,6 +47,7 @@ import numpy as np
 
 from evaluators.metrics.classification import ECE_BINS
 from evaluators.metrics.regression import MOMENTS as REGRESSION_MOMENTS
+from evaluators.metrics.version import SlimState
 from schemas.metric_names import lookup_metric
 
 _POSITIVE_KEYS = ("1", "true")
@@ -81,7 +82,7 @@ class Estimand:
     (its worst-case variance regularizes variances estimated from few samples)."""
 
     metric: str
-    raw: Callable[[dict], Any]
+    raw: Callable[[SlimState], Any]
     layout: Callable[[Any], Any]
     moments: Callable[[Any, Any, Any], Moments]
     value: Callable[[np.ndarray, Any], float | None]
@@ -124,8 +125,8 @@ def _no_layout(_raw: Any) -> None:
     return None
 
 
-def _sums_of(metric: str) -> Callable[[dict], Any]:
-    def raw(state: dict) -> Any:
+def _sums_of(metric: str) -> Callable[[SlimState], Any]:
+    def raw(state: SlimState) -> Any:
         return state.get("sums", {}).get(metric)
     return raw
 
@@ -135,7 +136,7 @@ def _mean_estimand(metric: str, bounded: tuple[float, float] | None, absolute_on
 
 
 # -- the confusion matrix: precision, recall, F1 --------------------------------------------------
-def _confusion(state: dict) -> dict[str, int] | None:
+def _confusion(state: SlimState) -> dict[str, int] | None:
     cls = state.get("cls")
     return dict(cls["cm"]) if cls else None
 

@@ -29,13 +29,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from evaluators.metrics import classification, sketch
-from evaluators.metrics.version import SlimState, new_state
+from evaluators.metrics.sketch import Sketch
+from evaluators.metrics.version import SlimState, VersionState, new_state
 from evaluators.policy import asymptotic, sequential
 from evaluators.policy.estimands import estimand_for
-from schemas.control import Bounds, GuardrailEvidence
+from schemas.control import Bounds, GuardrailEvidence, Leaning, Verdict
 from schemas.metric_names import lookup_metric
 from schemas.rollout import Guardrail
 
@@ -43,6 +44,9 @@ from schemas.rollout import Guardrail
 _QUANTILES = {"latency_p50_ms": ("lat", 0.5), "latency_p95_ms": ("lat", 0.95), "latency_p99_ms": ("lat", 0.99),
               "label_delay_p50_s": ("delay", 0.5), "label_delay_p95_s": ("delay", 0.95)}
 
+
+#: A version's totals as a look reads them: slim, or whole (an empty state before any sample).
+Totals = SlimState | VersionState
 
 _PROPORTIONS = ("accuracy", "error_rate", *_QUANTILES)
 
@@ -83,34 +87,47 @@ def needs_labels(guardrail: Guardrail) -> bool:
 
 
 # -- counts of bad samples -------------------------------------------------------------------------
-def bad_counts(metric: str, state: dict, latency_bound: float | None = None) -> tuple[int, int]:
-    """(bad samples, samples) of ``metric`` in a version's metric state."""
+def bad_counts(metric: str, state: Totals, latency_bound: float | None = None) -> tuple[int, int]:
+    """(bad samples, samples) of ``metric`` in a version's metric state (``latency_bound``: a
+    quantile metric's, over which a sample is bad)."""
     if metric == "accuracy":
-        return classification.wrong(state.get("cls"))
+        return classification.wrong(state["cls"])
     if metric == "error_rate":
         return state["err"], state["n"]
+    if latency_bound is None:
+        raise ValueError(f"{metric}: a quantile's bad samples need its bound")
     values = _sketch_of(metric, state)
     return sketch.count_above(values, latency_bound), values["n"]
 
 
-def _sketch_of(metric: str, state: dict) -> dict:
+def _sketch_of(metric: str, state: Totals) -> Sketch:
     """The sketch of a quantile metric (an empty one in a state saved before slim states kept it)."""
-    return state.get(_QUANTILES[metric][0]) or sketch.new_sketch()
+    found = state["lat"] if _QUANTILES[metric][0] == "lat" else state.get("delay")
+    return found or sketch.new_sketch()
 
 
 def _diff(now: tuple[int, int], then: tuple[int, int]) -> tuple[int, int]:
     return now[0] - then[0], now[1] - then[1]
 
 
-def since(metric: str, now: dict, then: dict, latency_bound: float | None = None) -> tuple[int, int]:
+def since(metric: str, now: Totals, then: Totals, latency_bound: float | None = None) -> tuple[int, int]:
     return _diff(bad_counts(metric, now, latency_bound), bad_counts(metric, then, latency_bound))
 
 
-def _quantile_since(metric: str, now: dict, then: dict) -> float | None:
+def _quantile_since(metric: str, now: Totals, then: Totals) -> float | None:
     return sketch.quantile(sketch.subtract(_sketch_of(metric, now), _sketch_of(metric, then)), _QUANTILES[metric][1])
 
 
 # -- the null rate ---------------------------------------------------------------------------------
+def _absolute_bound(guardrail: Guardrail) -> float:
+    """The bound an absolute guardrail must not cross: its ``min`` when higher is better, else its
+    ``max`` (a spec giving only the other is refused first: :func:`unsupported_reason`)."""
+    bound = guardrail.min if guardrail.prefers_higher else guardrail.max
+    if bound is None:
+        raise ValueError(unsupported_reason(guardrail) or f"{guardrail.metric}: no bound on its worse side")
+    return bound
+
+
 def null_rate(guardrail: Guardrail, base_bad: int, base_n: int) -> float | None:
     """The candidate's largest acceptable bad-sample rate; None while a baseline comparison has no
     baseline samples."""
@@ -118,7 +135,8 @@ def null_rate(guardrail: Guardrail, base_bad: int, base_n: int) -> float | None:
     if metric in _QUANTILES:
         return 1 - _QUANTILES[metric][1]  # the bound itself moves with the baseline (latency_bound)
     if guardrail.comparison == "absolute":
-        return (1 - guardrail.min) if guardrail.prefers_higher else guardrail.max
+        bound = _absolute_bound(guardrail)
+        return (1 - bound) if guardrail.prefers_higher else bound
     if base_n <= 0:
         return None
     rate = base_bad / base_n
@@ -140,7 +158,7 @@ def planned_bad_rate(guardrail: Guardrail, p0: float, base_bad: int, base_n: int
     return min(p0 + effect, 1.0)
 
 
-def latency_bound(guardrail: Guardrail, baseline_now: dict, baseline_start: dict) -> float | None:
+def latency_bound(guardrail: Guardrail, baseline_now: Totals, baseline_start: Totals) -> float | None:
     if guardrail.comparison == "absolute":
         return guardrail.max
     value = _quantile_since(guardrail.metric, baseline_now, baseline_start)
@@ -152,11 +170,11 @@ def latency_bound(guardrail: Guardrail, baseline_now: dict, baseline_start: dict
 
 
 # -- judging ---------------------------------------------------------------------------------------
-def _baseline_then(metric: str, start: dict, last: dict, now: dict) -> tuple[dict, dict]:
+def _baseline_then(metric: str, start: Totals, last: Totals, now: Totals) -> tuple[Totals, Totals]:
     """The baseline (end, start) that sets the null rate for new samples: since the rollout began
     up to the last look; before it has any, its history before the rollout; with no history at
     all, what it has now (the first look only)."""
-    empty = new_state()
+    empty: Totals = new_state()
     if since(metric, last, start, math.inf)[1] > 0:
         return last, start
     if bad_counts(metric, start, math.inf)[1] > 0:
@@ -226,6 +244,7 @@ def judge_proportion(guardrail: Guardrail, test: dict[str, Any], base: tuple[Sli
     alpha = guardrail.alpha
     stat = sequential.statistic(test)
     threshold = math.log(1 / alpha)
+    verdict: Verdict
     if cand_n == 0 or p0_now is None:
         verdict = "undecided"
     elif stat >= threshold:
@@ -238,8 +257,8 @@ def judge_proportion(guardrail: Guardrail, test: dict[str, Any], base: tuple[Sli
     else:
         _, _, upper = sequential.proportion_bounds(cand_bad, cand_n, alpha)
         verdict = "pass" if upper < p0_now else "undecided"
-    leaning = None
-    if verdict != "undecided":
+    leaning: Leaning | None = None
+    if verdict == "pass" or verdict == "fail":
         leaning = verdict
     elif cand_n and p0_now is not None:  # the candidate's bad rate against its largest acceptable one
         leaning = "fail" if cand_bad / cand_n > p0_now else "pass"
@@ -265,7 +284,7 @@ def judge_proportion(guardrail: Guardrail, test: dict[str, Any], base: tuple[Sli
         critical=guardrail.critical, leaning=leaning)
 
 
-def quantile_bounds(metric: str, now: dict, start: dict, alpha: float) -> Bounds:
+def quantile_bounds(metric: str, now: Totals, start: Totals, alpha: float) -> Bounds:
     """A quantile metric's value since ``start`` in its unit, with anytime-valid bounds: the sample
     quantiles at the ends of the confidence sequence of the share below the quantile (the
     binomial duality of order statistics; the sketch adds its 1% relative error)."""
@@ -292,7 +311,7 @@ def comparison_of(guardrail: Guardrail) -> tuple[float, float]:
     """
     higher = guardrail.prefers_higher
     if guardrail.comparison == "absolute":
-        return 0.0, float(guardrail.min if higher else guardrail.max)
+        return 0.0, _absolute_bound(guardrail)
     if guardrail.max_degradation is not None:
         return 1.0, -guardrail.max_degradation if higher else guardrail.max_degradation
     relative = guardrail.max_degradation_relative or 0.0
@@ -343,7 +362,9 @@ def _judge_auc(guardrail: Guardrail, test: dict[str, Any], base: tuple[SlimState
         r = asymptotic.radius(variance, effective, alpha)
         return Bounds(value=value, samples=int(effective), lower=max(value - r, 0.0), upper=min(value + r, 1.0))
 
-    verdict, leaning, statistic = "undecided", None, 0.0
+    verdict: Verdict = "undecided"
+    leaning: Leaning | None = None
+    statistic = 0.0
     if c is not None and (b is not None or guardrail.comparison == "absolute") and math.isfinite(c[1]):
         estimate = c[0] - (lam * b[0] if b else 0.0)
         variance = c[1] + (lam * lam * b[1] if b else 0.0)
@@ -366,12 +387,15 @@ def judge_estimand(guardrail: Guardrail, test: dict[str, Any], base: tuple[SlimS
     if guardrail.metric == "roc_auc":
         return _judge_auc(guardrail, test, base, cand, task)
     estimand = estimand_for(guardrail.metric, task)
+    if estimand is None:
+        raise ValueError(unsupported_reason(guardrail, task) or f"{guardrail.metric}: not tested as an estimand")
+    mean_test = cast(asymptotic.MeanTestState, test)  # judge() has made it one
     lam, bound = comparison_of(guardrail)
     c_raw = (estimand.raw(cand[0]), estimand.raw(cand[2]))
     b_raw = (estimand.raw(base[0]), estimand.raw(base[2])) if guardrail.comparison == "baseline" else None
-    asymptotic.update(test, estimand, c_raw, b_raw, lam)
+    asymptotic.update(mean_test, estimand, c_raw, b_raw, lam)
     effect = planned_effect(guardrail, test, lambda: asymptotic.estimate(estimand, *b_raw)[0] if b_raw else None)
-    verdict, leaning, statistic, _ = asymptotic.judgement(test, estimand, c_raw, b_raw, lam, bound,
+    verdict, leaning, statistic, _ = asymptotic.judgement(mean_test, estimand, c_raw, b_raw, lam, bound,
                                                           guardrail.prefers_higher, guardrail.alpha, effect)
 
     def bounds(raw: tuple[Any, Any]) -> Bounds:
