@@ -144,7 +144,3 @@ class ClockSkew(_Fact, frozen=True, gc=False):
 
 Fact = (RequestFact | ResponseFact | ServedFeatures | AgreementFact | JoinedRecord | AttributedRecord | LabelFact
         | LateLabel | Expired | UnmatchedLabel | Duplicate | ClockSkew)
-#: The facts of one version, each at its response's event time: what its windows and running total take.
-VersionFact = ResponseFact | ServedFeatures | AgreementFact | JoinedRecord | AttributedRecord | Expired
-#: The facts with an event time that a partition's windows count: a version's, and requests.
-TimedFact = RequestFact | VersionFact

@@ -29,7 +29,7 @@ latest event time. A spec starts at the first event.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from evaluators.accumulators import closed_windows, evaluator_accumulator
 from evaluators.integration_checks import VersionShape
@@ -37,6 +37,7 @@ from evaluators.join import Incoming, JoinConfig, JoinPartition
 from evaluators.merging import PartialsMerger, heartbeat_partial
 from evaluators.metrics import MetricsConfig
 from evaluators.policy.engine import Output, RolloutEngine
+from evaluators.segments import with_spec_segments
 from evaluators.store import DictStore
 from schemas.control import Decision, RoutingCommand
 from schemas.fast_codec import Event
@@ -69,6 +70,9 @@ class Replay:
     alerts: list[Alert] = field(default_factory=list)
 
     def __post_init__(self) -> None:
+        if any(spec.segments for spec in self.specs):  # what the specs judge by is kept
+            self.metrics_config = replace(self.metrics_config,
+                                          segments=with_spec_segments(self.metrics_config.segments, self.specs))
         settle = self.join_config.settle_ms
         self._join = JoinPartition(DictStore(), self.join_config, "replay",
                                    evaluator_accumulator(self.metrics_config, settle))

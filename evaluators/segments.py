@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import NamedTuple, TypeVar
 
 from schemas.metric_names import lookup_metric
+from schemas.rollout import RolloutSpec
 
 #: The value of a segment pooling values past the cap.
 OTHER = "other"
@@ -69,6 +70,26 @@ def parse_segments(text: str) -> tuple[str, dict[str, int]]:
             raise ValueError(f"the cap of {attribute!r} must be a whole number from 1 to 1000, got {cap!r}")
         caps[attribute] = int(cap) if has_cap else DEFAULT_CAP
     return model, caps
+
+
+def with_spec_segments(segments: Mapping[str, dict[str, int]],
+                       specs: Iterable[RolloutSpec]) -> dict[str, dict[str, int]]:
+    """``segments`` (as :attr:`MetricsConfig.segments <evaluators.metrics.version.MetricsConfig.segments>`)
+    extended to keep what ``specs`` judge by, each attribute at least as many values as they judge
+    (what replay slices by without being told).
+
+    >>> spec = RolloutSpec.model_validate({"model": "m", "baseline": "v1", "candidate": "v2", "mode": "canary",
+    ...                                    "task": "binary", "segments": ["region", {"attribute": "device",
+    ...                                                                             "max_values": 30}]})
+    >>> with_spec_segments({"*": {"plan": 5}}, [spec])
+    {'*': {'plan': 5}, 'm': {'plan': 5, 'region': 20, 'device': 30}}
+    """
+    out = {model: dict(caps) for model, caps in segments.items()}
+    for spec in specs:
+        kept = out.setdefault(spec.model, dict(out.get("*", {})))
+        for by in spec.segments:
+            kept[by.attribute] = max(kept.get(by.attribute, DEFAULT_CAP), by.max_values)
+    return out
 
 
 def segment_id(attribute: str, value: str) -> str:
@@ -174,4 +195,4 @@ def pooled(segments: Mapping[str, State], judged: str, members: list[str], empty
 
 
 __all__ = ["AUC_GRID", "DEFAULT_CAP", "MIN_GAP_LABELS", "NONE", "OTHER", "Gap", "assign", "gaps", "group",
-           "parse_segments", "pooled", "segment_id", "split_segment"]
+           "parse_segments", "pooled", "segment_id", "split_segment", "with_spec_segments"]

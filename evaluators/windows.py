@@ -48,8 +48,6 @@ from evaluators.facts import (
     JoinedRecord,
     RequestFact,
     ServedFeatures,
-    TimedFact,
-    VersionFact,
 )
 from evaluators.metrics import version as version_metrics
 from evaluators.metrics.version import MetricsConfig, VersionState
@@ -218,8 +216,8 @@ class MetricsAccumulator:
                 role = getattr(fact, "role", None)
                 if role is None:
                     continue  # model-level facts (labels, late and unmatched labels, ...): counted elsewhere
-            timed = cast(TimedFact, fact)
-            start = timed.ts_ms - timed.ts_ms % window_ms
+            # Facts without an event time have no role (left above); these all have one.
+            start = fact.ts_ms - fact.ts_ms % window_ms  # type: ignore[union-attr]
             is_closed = closed.get((fact.model, start))
             if is_closed is None:
                 is_closed = closed[(fact.model, start)] = self._is_closed(fact.model, start)
@@ -228,7 +226,7 @@ class MetricsAccumulator:
                 if not is_closed:
                     self._window(fact.model, start)["requests"] += 1
                 continue
-            key = version_key(fact.model, cast(VersionFact, fact).version, role)
+            key = version_key(fact.model, fact.version, role)  # type: ignore[union-attr]  # requests: left above
             attributed = kind is AttributedRecord  # its version counted it when it joined: segments only
             if not attributed:
                 run = totals.get(key)

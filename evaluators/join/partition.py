@@ -356,9 +356,7 @@ class _Batch:
         model = state["m"]
         self.facts.append(RequestFact(model, ts_ms, features))
         if not state.get("z"):  # responses that joined before their request: now their segments are known
-            for version, response in state["v"].items():
-                if response["k"] == "joined":
-                    self._attributed(message.request_id, state, version, response, request.get("a", {}))
+            self._attribute_joined(message.request_id, state, request.get("a", {}))
         if features:
             for version, response in state["v"].items():
                 self.facts.append(ServedFeatures(model, version, response["r"], response["t"], features))
@@ -410,22 +408,20 @@ class _Batch:
     def _join(self, request_id: str, state: RequestState, version: str, response: ResponseEntry) -> None:
         """A response and the request's label, on time: a joined record."""
         response["k"] = "joined"
-        label, request = state["y"], state["q"]
-        assert label is not None  # a join is made by a label
-        self.facts.append(JoinedRecord(state["m"], version, response["r"], request_id, response["t"],
-                                       label["t"], response["p"], response["c"], label["y"], label["oc"],
-                                       response["l"], response["x"], request["f"] if request is not None else None,
-                                       request.get("a", {}) if request is not None else None))
+        request = state["q"]
+        if request is None:
+            self.facts.append(_joined_record(JoinedRecord, request_id, state, version, response, None, None))
+        else:
+            self.facts.append(_joined_record(JoinedRecord, request_id, state, version, response, request["f"],
+                                             request.get("a", {})))
 
-    def _attributed(self, request_id: str, state: RequestState, version: str, response: ResponseEntry,
-                    attributes: dict[str, str] | None) -> None:
-        """A record that joined without its request, for its segments (see :class:`AttributedRecord`)."""
-        label = state["y"]
-        if label is None:
-            return
-        self.facts.append(AttributedRecord(state["m"], version, response["r"], request_id, response["t"], label["t"],
-                                           response["p"], response["c"], label["y"], label["oc"], response["l"],
-                                           response["x"], None, attributes))
+    def _attribute_joined(self, request_id: str, state: RequestState, attributes: dict[str, str] | None) -> None:
+        """The records that joined without their request, for their segments (see
+        :class:`~evaluators.facts.AttributedRecord`): ``attributes`` now known, or None (never)."""
+        for version, response in state["v"].items():
+            if response["k"] == "joined":
+                self.facts.append(_joined_record(AttributedRecord, request_id, state, version, response, None,
+                                                 attributes))
 
     def _agreement(self, state: RequestState, shadow_version: str, shadow: ResponseEntry,
                    primary_version: str) -> None:
@@ -496,9 +492,7 @@ class _Batch:
             self._expire_unjoined(state)
             self._classify_unjoined_label(state)
             if state["q"] is None:  # records that joined without their request: no segment will be known
-                for version, response in state["v"].items():
-                    if response["k"] == "joined":
-                        self._attributed(request_id_of(key), state, version, response, None)
+                self._attribute_joined(request_id_of(key), state, None)
             state["z"] = 1
             state["zd"] = self.watermark + self.config.tombstone_for(state["m"])
             self._schedule(key, state, state["zd"])
@@ -535,6 +529,16 @@ class _Batch:
             store.delete(key)
         self.expiry.delete_spent()
         return self.facts
+
+
+def _joined_record(kind: type[JoinedRecord], request_id: str, state: RequestState, version: str,
+                   response: ResponseEntry, features: dict[str, Any] | None,
+                   attributes: dict[str, str] | None) -> JoinedRecord:
+    """A response paired with its request's label (``kind``: the record, or its late attribution)."""
+    label = state["y"]
+    assert label is not None  # only a label makes one
+    return kind(state["m"], version, response["r"], request_id, response["t"], label["t"], response["p"], response["c"],
+                label["y"], label["oc"], response["l"], response["x"], features, attributes)
 
 
 def _primary(versions: dict[str, ResponseEntry]) -> str | None:

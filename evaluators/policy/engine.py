@@ -331,13 +331,14 @@ class RolloutEngine:
         last = rollout["last"]
         if is_behind(b, last["b"]) or is_behind(c, last["c"]):
             return []  # a view behind the last look (a new owner still reading partials): wait
+        spent = {g.label: _spent(g, spec) for g in spec.guardrails}
         overall = [drift_evidence(g, spec.model, spec.candidate, drift) if is_drift(g) else
                    schema_evidence(g, spec.model, spec.candidate, drift, b, c) if is_schema(g) else
-                   judging.judge(_spent(g, spec), rollout["tests"][g.label],
+                   judging.judge(spent[g.label], rollout["tests"][g.label],
                                  (rollout["start"]["b"], rollout["last"]["b"], b),
                                  (rollout["start"]["c"], rollout["last"]["c"], c), spec.task)
                    for g in spec.guardrails]
-        evidence = overall + self._segment_evidence(rollout, spec, b, c)
+        evidence = overall + self._segment_evidence(rollout, spec, b, c, spent)
         rollout["last"] = {"b": b, "c": c}
         self.evidence[spec.model] = evidence
         failed = [e for e in evidence if e.verdict == "fail"]
@@ -388,8 +389,8 @@ class RolloutEngine:
                 return []
         return self._advance(rollout, spec, now_ms, evidence)
 
-    def _segment_evidence(self, rollout: RolloutState, spec: RolloutSpec, b: SlimState,
-                          c: SlimState) -> list[GuardrailEvidence]:
+    def _segment_evidence(self, rollout: RolloutState, spec: RolloutSpec, b: SlimState, c: SlimState,
+                          spent: dict[str, Guardrail]) -> list[GuardrailEvidence]:
         """Every ``per_segment`` guardrail judged in every segment with data (see :mod:`evaluators.segments`):
         each segment's own sequential test, on the segment's part of the looks (the rollout's first
         look, its last, this one), at the guardrail's alpha split over all its tests."""
@@ -411,7 +412,7 @@ class RolloutEngine:
                     test = rollout["tests"].get(name)
                     if test is None:
                         test = rollout["tests"][name] = judging.new_test_for(g)
-                    e = judging.judge(_spent(g, spec), test, (views[0], views[1], views[2]),
+                    e = judging.judge(spent[g.label], test, (views[0], views[1], views[2]),
                                       (views[3], views[4], views[5]), spec.task)
                     detail = None
                     if e.verdict == "fail":

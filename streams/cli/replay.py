@@ -85,7 +85,6 @@ def replay(ctx: Context, files: tuple[Path, ...], spec_files: tuple[Path, ...], 
 
     from evaluators.join import JoinConfig
     from evaluators.metrics import MetricsConfig
-    from evaluators.segments import DEFAULT_CAP
     from evaluators.sweep import apply_setting, parse_sweep
     from schemas.spec_yaml import load_spec_file
 
@@ -93,10 +92,6 @@ def replay(ctx: Context, files: tuple[Path, ...], spec_files: tuple[Path, ...], 
     specs = [load_spec_file(path) for path in spec_files]
     join_config = JoinConfig(label_timeout_ms=int(label_timeout * 1000), expiry_grace_ms=int(expiry_grace * 1000),
                              max_future_skew_ms=int(max_clock_skew * 1000))
-    for spec in specs:  # what the specs judge by is kept, at least as many values as they judge
-        kept = segments.setdefault(spec.model, dict(segments.get("*", {})))
-        for by in spec.segments:
-            kept[by.attribute] = max(kept.get(by.attribute, DEFAULT_CAP), by.max_values)
     metrics = MetricsConfig(tasks=tasks, window_ms=int(window * 1000), label_maps=label_maps, segments=segments)
     if sweep:
         if not specs:

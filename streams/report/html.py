@@ -15,6 +15,7 @@ from __future__ import annotations
 import html
 import io
 import math
+from collections import Counter
 from collections.abc import Callable, Iterable
 from datetime import datetime
 from pathlib import Path
@@ -173,11 +174,11 @@ def _fairness_rows(snapshots: list[MetricsSnapshot]) -> str:
     """Per version, each metric's spread over its segments (their windows' values weighted by labels):
     the best and worst segment and the gap (see :func:`evaluators.segments.gaps`)."""
     totals: dict[str, dict[str, dict[str, list[float]]]] = {}  # version -> segment -> metric -> [sum, weight]
-    labelled: dict[str, dict[str, int]] = {}
+    labelled: dict[str, Counter[str]] = {}  # version -> segment -> labelled requests
     for s in snapshots:
         if s.segment is None or not s.labelled:
             continue
-        labelled.setdefault(s.version, {})[s.segment] = labelled.get(s.version, {}).get(s.segment, 0) + s.labelled
+        labelled.setdefault(s.version, Counter())[s.segment] += s.labelled
         by_metric = totals.setdefault(s.version, {}).setdefault(s.segment, {})
         for name, value in s.metrics.items():
             running = by_metric.setdefault(name, [0.0, 0.0])

@@ -128,13 +128,13 @@ class EvaluatorCollector(Collector):
         for (model, version, role), segments in sorted(self.segments().items()):
             values = {segment: version_metrics.compute(state, model, self.config)
                       for segment, state in segments.items()}
-            for segment, state in sorted(segments.items()):
+            counts = {segment: version_metrics.counts(state).labelled for segment, state in segments.items()}
+            for segment in sorted(segments):
                 names = [model, version, role, segment]
-                labelled.add_metric(names, float(version_metrics.counts(state).labelled))
+                labelled.add_metric(names, float(counts[segment]))
                 for name, value in sorted(values[segment].items()):
                     if name not in _NOT_QUALITY:
                         metric.add_metric(names + [name], value)
-            counts = {segment: version_metrics.counts(state).labelled for segment, state in segments.items()}
             for (attribute, name), found in gaps(values, counts).items():
                 if name not in _NOT_QUALITY:
                     gap.add_metric([model, version, role, attribute, name, found.best, found.worst], found.gap)
