@@ -25,6 +25,7 @@ from collections import Counter as Tally
 from collections.abc import Mapping
 from typing import Any
 
+from confluent_kafka import KafkaError
 from prometheus_client import Counter
 
 from schemas.codec import encode
@@ -101,7 +102,8 @@ class InferenceLogger:
             self._unfolded[msg.topic()] = self._unfolded.get(msg.topic(), 0) + 1
         else:
             self._count(msg.topic(), "failed")
-            log.warning("inference logger: %s not delivered: %s", msg.topic(), err.str())
+            if err.code() not in (KafkaError._PURGE_QUEUE, KafkaError._PURGE_INFLIGHT):  # close() says those once
+                log.warning("inference logger: %s not delivered: %s", msg.topic(), err.str())
 
     def _fold_delivered(self) -> None:
         unfolded, self._unfolded = self._unfolded, {}
@@ -118,11 +120,20 @@ class InferenceLogger:
         return sum(n for (_, o), n in self.counts.items() if o == outcome)
 
     def close(self, timeout: float = 30.0) -> int:
-        """Deliver what is queued (up to ``timeout``); returns how many could not be, counted as failed."""
+        """Deliver what is queued (up to ``timeout``); returns how many events could not be, each
+        counted as ``failed`` on its topic.
+
+        What ``timeout`` leaves is purged, so each event gets its delivery report: librdkafka's queue
+        length, which ``flush`` returns, also counts its own pending requests and events, not only
+        messages."""
         self._closing.set()
         self._poller.join()
-        remaining = self._producer.flush(timeout)
+        failed_before = self.outcome("failed")
+        if self._producer.flush(timeout):
+            self._producer.purge(in_queue=True, in_flight=True)
+            self._producer.flush(0)  # serves the purged messages' delivery reports
         self._fold_delivered()
-        if remaining:
-            self._count("*", "failed", remaining)
-        return remaining
+        failed = self.outcome("failed") - failed_before
+        if failed:
+            log.warning("inference logger: %d events not delivered when it closed", failed)
+        return failed
