@@ -41,7 +41,7 @@ from schemas.internal_topics import (
 from schemas.topics import Topics
 from streams.kafka.settings import KafkaSettings
 from streams.worker.loop import INPUT_TOPICS, Record, Transaction
-from streams.worker.restore import restore_consumer, restore_partition
+from streams.worker.restore import ChangelogRestorer
 from streams.worker.store import PartitionStore
 
 log = logging.getLogger("shadowcanary.join")
@@ -133,20 +133,20 @@ class JoinStage:
 
     # -- assignment ------------------------------------------------------------------------------
     def assigned(self, partitions: list[int]) -> None:
-        consumer = restore_consumer(self.settings)
+        restorer = ChangelogRestorer(self.settings)
         try:
             for partition in partitions:
                 if partition in self.work:
                     continue
                 store = self._open_store(partition)
-                result = restore_partition(consumer, self.changelog, partition, store)
+                result = restorer.restore(self.changelog, partition, store)
                 self.restored_records += result.records
                 if result.records:
                     log.info("partition %d: restored %d changelog records in %.1fs", partition, result.records,
                              result.seconds)
                 self.work[partition] = self._new_work(partition, store, result.checkpoint)
         finally:
-            consumer.close()
+            restorer.close()
 
     def revoked(self, partitions: list[int], transaction: Transaction | None) -> None:
         for partition in partitions:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
@@ -23,6 +24,8 @@ from streams.worker.store import NO_CHECKPOINT, PartitionStore
 log = logging.getLogger("shadowcanary.restore")
 
 RESTORE_BATCH = 10_000
+#: How long a restore may read nothing before it starts again with a new consumer.
+STALL_S = 30.0
 
 
 @dataclass
@@ -42,35 +45,98 @@ def restore_consumer(settings: KafkaSettings) -> Consumer:
         "auto.offset.reset": "earliest"}))
 
 
-def restore_partition(consumer: Consumer, changelog: str, partition: int, store: PartitionStore,
-                      timeout_s: float = 600.0) -> RestoreResult:
-    """Apply the changelog records after the store's checkpoint; return what was read."""
-    started = time.monotonic()
-    checkpoint = store.checkpoint()
-    start = OFFSET_BEGINNING if checkpoint == NO_CHECKPOINT else checkpoint + 1
-    consumer.assign([TopicPartition(changelog, partition, start)])
-    records = 0
-    try:
-        while time.monotonic() - started < timeout_s:
-            batch = consumer.consume(RESTORE_BATCH, 1.0)
-            writes: list[tuple[bytes, bytes | None]] = []
-            at_end = False
-            for message in batch:
-                error = message.error()
-                if error is not None:
-                    if error.code() == KafkaError._PARTITION_EOF:
-                        at_end = True
-                        continue
-                    raise KafkaException(error)
-                writes.append((message.key(), message.value()))
-                checkpoint = message.offset()
-            if writes:
-                store.apply(writes, checkpoint)
-                records += len(writes)
-            if at_end:
-                break
-        else:
-            raise TimeoutError(f"restoring {changelog} [{partition}] took longer than {timeout_s:.0f}s")
-    finally:
-        consumer.unassign()
-    return RestoreResult(partition, records, time.monotonic() - started, checkpoint)
+class ChangelogRestorer:
+    """Restores partitions one after the other through one consumer, made anew when it stalls.
+
+    A read that brings neither a record nor the partition's end for ``stall_s`` is logged with where
+    it stands (its next offset, the partition's last stable offset and high watermark) and started
+    again from the store's checkpoint with a new consumer: CI once saw a restore right after a broker
+    restart wait in ``consume`` for minutes with nothing to read and no end reported. What was applied
+    stays applied (each batch is written with the offset it reaches). A restore that reads no record
+    for ``timeout_s``, however many consumers it tried, fails with :class:`TimeoutError`.
+
+    ``consumer_factory`` makes the consumers (tests hand it one that never reads).
+    """
+
+    def __init__(self, settings: KafkaSettings, stall_s: float = STALL_S, timeout_s: float = 600.0,
+                 consumer_factory: Callable[[KafkaSettings], Consumer] = restore_consumer) -> None:
+        self.settings, self.stall_s, self.timeout_s = settings, stall_s, timeout_s
+        self._factory = consumer_factory
+        self._consumer: Consumer | None = None
+        #: Times a stalled read was started again with a new consumer.
+        self.stalls = 0
+
+    def restore(self, changelog: str, partition: int, store: PartitionStore) -> RestoreResult:
+        """Apply the changelog records after the store's checkpoint; return what was read."""
+        started = time.monotonic()
+        records, checkpoint = 0, store.checkpoint()
+        consumer = self._assign(changelog, partition, checkpoint)
+        last_record = last_try = started
+        try:
+            while True:
+                batch = consumer.consume(RESTORE_BATCH, 1.0)
+                writes: list[tuple[bytes, bytes | None]] = []
+                at_end = False
+                for message in batch:
+                    error = message.error()
+                    if error is not None:
+                        if error.code() == KafkaError._PARTITION_EOF:
+                            at_end = True
+                            continue
+                        raise KafkaException(error)
+                    writes.append((message.key(), message.value()))
+                    checkpoint = message.offset()
+                if writes:
+                    store.apply(writes, checkpoint)
+                    records += len(writes)
+                if at_end:
+                    break
+                now = time.monotonic()
+                if writes:
+                    last_record = last_try = now
+                elif now - last_record > self.timeout_s:
+                    raise TimeoutError(f"restoring {changelog} [{partition}]: nothing read for {self.timeout_s:.0f}s "
+                                       f"({self._where(consumer, changelog, partition, checkpoint)})")
+                elif now - last_try > self.stall_s:
+                    self.stalls += 1
+                    log.warning("restoring %s [%d]: nothing read for %.0fs (%s); reading on with a new consumer",
+                                changelog, partition, now - last_try,
+                                self._where(consumer, changelog, partition, checkpoint))
+                    self._close()
+                    consumer = self._assign(changelog, partition, checkpoint)
+                    last_try = time.monotonic()
+        finally:
+            if self._consumer is not None:
+                self._consumer.unassign()
+        return RestoreResult(partition, records, time.monotonic() - started, checkpoint)
+
+    def close(self) -> None:
+        """Close the consumer (the restorer can be used again: it makes a new one)."""
+        self._close()
+
+    def _assign(self, changelog: str, partition: int, checkpoint: int) -> Consumer:
+        if self._consumer is None:
+            self._consumer = self._factory(self.settings)
+        start = OFFSET_BEGINNING if checkpoint == NO_CHECKPOINT else checkpoint + 1
+        self._consumer.assign([TopicPartition(changelog, partition, start)])
+        return self._consumer
+
+    def _close(self) -> None:
+        consumer, self._consumer = self._consumer, None
+        if consumer is not None:
+            try:
+                consumer.close()
+            except (KafkaException, RuntimeError) as exc:
+                log.debug("closing a restore consumer: %r", exc)
+
+    @staticmethod
+    def _where(consumer: Consumer, changelog: str, partition: int, checkpoint: int) -> str:
+        """Where a read stands, for the log: the next offset to apply and the partition's ends (a
+        read_committed consumer's ListOffsets gives the last stable offset)."""
+        next_offset = "the beginning" if checkpoint == NO_CHECKPOINT else f"offset {checkpoint + 1}"
+        try:
+            _, stable = consumer.get_watermark_offsets(TopicPartition(changelog, partition), timeout=5, cached=False)
+            _, high = consumer.get_watermark_offsets(TopicPartition(changelog, partition), cached=True)
+        except KafkaException as exc:
+            return f"at {next_offset}; its end unknown: {exc.args[0].str()}"
+        return f"at {next_offset}; last stable offset {stable}, high watermark {high}"
