@@ -137,6 +137,7 @@ def build_evaluator(settings: KafkaSettings, options: LoopOptions, join_config: 
     join = JoinStage(settings, topics, options.app_id, join_config, metrics_config,
                      None if in_memory else tables, run_id, heartbeat_interval_s, time_state)
     loop = BatchLoop(settings, topics, join, options)
+    join.commit_tombstone = loop.commit_tombstone
     merger = MergerService(settings, topics, partials_topic_name(topics), options.app_id, metrics_config,
                            join_config.settle_ms, partitions, join_config.max_future_skew_ms, drift_config)
     collector = EvaluatorCollector(merger.totals, join.lag, lambda: merger.owner, metrics_config, merger.drift,

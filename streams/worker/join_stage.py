@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -122,6 +123,10 @@ class JoinStage:
         self.codes = {topics.name(n): SOURCE_CODES[n] for n in INPUT_TOPICS}
         self.accumulator_from_state = evaluator_accumulator(metrics, config.settle_ms)
         self.work: dict[int, PartitionWork] = {}
+        #: Commits a tombstone on a changelog partition in a transaction of the loop's producer (the
+        #: loop's ``commit_tombstone``, set when the loop is built): a restore ends with it a
+        #: transaction the broker left unended (:class:`streams.worker.restore.ChangelogRestorer`).
+        self.commit_tombstone: Callable[[str, int, bytes], bool] | None = None
         #: Events applied since start (for the progress line).
         self.events_processed = 0
         self.restored_records = 0
@@ -133,7 +138,7 @@ class JoinStage:
 
     # -- assignment ------------------------------------------------------------------------------
     def assigned(self, partitions: list[int]) -> None:
-        restorer = ChangelogRestorer(self.settings)
+        restorer = ChangelogRestorer(self.settings, settle=self.commit_tombstone)
         try:
             for partition in partitions:
                 if partition in self.work:

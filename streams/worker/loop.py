@@ -54,6 +54,7 @@ from schemas.topics import DEAD_LETTER_MAX_BYTES, Topics
 from streams.kafka.settings import KafkaSettings
 from streams.worker import DEFAULT_BATCH_SIZE
 from streams.worker.deadline import CallStuck, call_with_deadline
+from streams.worker.membership import MembershipWatch
 from streams.worker.outage import ClusterMisconfigured, OutageLog
 from streams.worker.telemetry import DEAD_LETTERS, RECORDS_INGESTED, STAGE_SECONDS
 
@@ -217,11 +218,11 @@ class BatchLoop:
         self.owned: set[int] = set()
         #: The same, per topic: a record is processed only if its topic's partition is held here.
         self.owned_inputs: set[tuple[str, int]] = set()
-        self.consumer = Consumer(settings.confluent_config(**{
-            "group.id": options.app_id, "enable.auto.commit": False, "auto.offset.reset": "earliest",
-            "isolation.level": "read_committed", "partition.assignment.strategy": "range",
-            "session.timeout.ms": 10_000, "heartbeat.interval.ms": 1_000,
-            "fetch.wait.max.ms": 100, "error_cb": self.outage.error}))
+        self.consumer = self._new_consumer()
+        #: Notices the consumer out of its group for good (:mod:`streams.worker.membership`).
+        self.membership = MembershipWatch(settings, options.app_id)
+        #: Times the consumer was replaced because it stayed out of its group.
+        self.consumer_replacements = 0
         self.producer = self._new_producer()
         #: Times the producer was restarted because a transaction could not be finished.
         self.producer_restarts = 0
@@ -238,6 +239,17 @@ class BatchLoop:
         self._stage_counters: dict[str, Any] = {}
 
     # -- lifecycle -------------------------------------------------------------------------------
+    def _new_consumer(self) -> Consumer:
+        return Consumer(self.settings.confluent_config(**{
+            "group.id": self.options.app_id, "enable.auto.commit": False, "auto.offset.reset": "earliest",
+            "isolation.level": "read_committed", "partition.assignment.strategy": "range",
+            "session.timeout.ms": 10_000, "heartbeat.interval.ms": 1_000,
+            "fetch.wait.max.ms": 100, "error_cb": self.outage.error}))
+
+    def _subscribe(self) -> None:
+        self.consumer.subscribe(self.subscription, on_assign=self._on_assign, on_revoke=self._on_revoke,
+                                on_lost=self._on_lost)
+
     def _new_producer(self) -> Producer:
         return Producer(self.settings.confluent_config(**{
             "transactional.id": f"{self.options.app_id}.{self.options.role}.{self.options.worker_id}",
@@ -262,8 +274,7 @@ class BatchLoop:
         """Fence this worker's predecessor (same transactional id) and join the group."""
         self._init_transactions()
         self._initialised = True
-        self.consumer.subscribe(self.subscription, on_assign=self._on_assign, on_revoke=self._on_revoke,
-                                on_lost=self._on_lost)
+        self._subscribe()
 
     def run(self, stop: threading.Event) -> None:
         """Process batches until ``stop`` is set, then leave the group cleanly."""
@@ -309,6 +320,24 @@ class BatchLoop:
                     self._finish(transaction, [])
         self.stage.observe(self.consumer)
         self._export_stage_seconds()
+        if self.membership.out_for_good(self.consumer, bool(self.owned)):
+            self._replace_consumer()
+
+    def _replace_consumer(self) -> None:
+        """A consumer out of its group for good (:mod:`streams.worker.membership`): a new one joins.
+        It holds no partition, so nothing is handed over; the old one is closed in a thread of its
+        own and left there if closing blocks."""
+        self.consumer_replacements += 1
+        log.warning("the consumer has been out of group %s for %.0fs and is not joining it again (librdkafka "
+                    "can stay so after a broker restart); a new consumer joins", self.options.app_id,
+                    self.membership.patience_s)
+        old, self.consumer = self.consumer, self._new_consumer()
+        try:
+            call_with_deadline(old.close, self.options.call_grace_s, "closing the consumer left out of its group")
+        except (CallStuck, KafkaException, RuntimeError) as exc:
+            log.debug("closing the consumer left out of its group: %r", exc)
+        self._subscribe()
+        self.membership.replaced()
 
     def _export_stage_seconds(self) -> None:
         for stage, seconds in self.clock.take().items():
@@ -466,6 +495,18 @@ class BatchLoop:
         self.stage.assigned(held)
         self._rewind([TopicPartition(tp.topic, tp.partition) for tp in self.consumer.assignment()])
 
+    def commit_tombstone(self, topic: str, partition: int, key: bytes) -> bool:
+        """Commit a transaction of this loop's producer holding one tombstone (``key``) on ``topic``
+        [``partition``]; True if it committed. Its commit marker also ends, as committed, a
+        transaction of this producer's id that the partition never saw ended
+        (:class:`streams.worker.restore.ChangelogRestorer` uses it)."""
+        transaction = Transaction(self.producer)
+        try:
+            transaction.produce(topic, key, None, partition=partition)
+        except KafkaException as exc:
+            return self._abort(exc.args[0], [])
+        return self._finish(transaction, [])
+
     def _rewind(self, partitions: list[TopicPartition]) -> None:
         """Seek the partitions still assigned here back to their committed offsets."""
         assigned = {(tp.topic, tp.partition) for tp in self.consumer.assignment()}
@@ -514,6 +555,8 @@ class BatchLoop:
         return sorted({tp.partition for tp in tps})
 
     def _on_assign(self, consumer: Consumer, tps: list[TopicPartition]) -> None:
+        if consumer is not self.consumer:  # a replaced consumer's (see _replace_consumer)
+            return
         partitions = self._partitions(tps)
         log.info("%s%s", ASSIGNMENT_PREFIX, describe_assignment(tps, self.contract_name))
         split = [p for p in partitions
@@ -529,6 +572,8 @@ class BatchLoop:
         self.owned_inputs |= {(tp.topic, tp.partition) for tp in tps}
 
     def _on_revoke(self, consumer: Consumer, tps: list[TopicPartition]) -> None:
+        if consumer is not self.consumer:
+            return
         partitions = self._partitions(tps)
         log.info("revoking partitions %s", partitions)
         transaction = Transaction(self.producer)
@@ -542,6 +587,8 @@ class BatchLoop:
         self._finish(transaction, [])
 
     def _on_lost(self, consumer: Consumer, tps: list[TopicPartition]) -> None:
+        if consumer is not self.consumer:
+            return
         partitions = self._partitions(tps)
         log.warning("partitions %s lost (this worker left the group without handing them over)", partitions)
         self.stage.revoked(partitions, None)

@@ -26,6 +26,10 @@ log = logging.getLogger("shadowcanary.restore")
 RESTORE_BATCH = 10_000
 #: How long a restore may read nothing before it starts again with a new consumer.
 STALL_S = 30.0
+#: How long a restore waits for a commit's markers before it ends the transaction itself.
+MARKER_WAIT_S = 2.0
+#: The key of the tombstone whose transaction ends an unended one (no state is stored under it).
+SETTLE_KEY = b"\x00shadowcanary.settle"
 
 
 @dataclass
@@ -55,13 +59,25 @@ class ChangelogRestorer:
     stays applied (each batch is written with the offset it reaches). A restore that reads no record
     for ``timeout_s``, however many consumers it tried, fails with :class:`TimeoutError`.
 
+    A store whose checkpoint is past the partition's last stable offset holds records of a transaction
+    that committed (its commit returned, so they were applied) but whose commit marker never reached
+    the partition: Kafka 4.3.1 lost it when a broker shut down while sending markers (the coordinator
+    logged the transaction complete; seen in the outage test). The partition's stable end stays there
+    for good, and a read_committed read from the checkpoint never ends. ``settle`` (the worker's
+    ``commit_tombstone``) commits a transaction of the same transactional id holding one tombstone on
+    the partition: its marker ends the old transaction as committed, and the read goes on.
+
     ``consumer_factory`` makes the consumers (tests hand it one that never reads).
     """
 
     def __init__(self, settings: KafkaSettings, stall_s: float = STALL_S, timeout_s: float = 600.0,
-                 consumer_factory: Callable[[KafkaSettings], Consumer] = restore_consumer) -> None:
+                 consumer_factory: Callable[[KafkaSettings], Consumer] = restore_consumer,
+                 settle: Callable[[str, int, bytes], bool] | None = None) -> None:
         self.settings, self.stall_s, self.timeout_s = settings, stall_s, timeout_s
         self._factory = consumer_factory
+        self._settle = settle
+        #: Partitions whose unended transaction was ended (``settle``).
+        self.settled = 0
         self._consumer: Consumer | None = None
         #: Times a stalled read was started again with a new consumer.
         self.stalls = 0
@@ -71,6 +87,7 @@ class ChangelogRestorer:
         started = time.monotonic()
         records, checkpoint = 0, store.checkpoint()
         consumer = self._assign(changelog, partition, checkpoint)
+        self._end_unended_transaction(consumer, changelog, partition, checkpoint)
         last_record = last_try = started
         try:
             while True:
@@ -109,6 +126,29 @@ class ChangelogRestorer:
             if self._consumer is not None:
                 self._consumer.unassign()
         return RestoreResult(partition, records, time.monotonic() - started, checkpoint)
+
+    def _end_unended_transaction(self, consumer: Consumer, changelog: str, partition: int, checkpoint: int) -> None:
+        """``settle`` the partition if its last stable offset is below the store's checkpoint."""
+        if checkpoint == NO_CHECKPOINT:
+            return
+        for attempt in range(2):  # right after a commit its markers may still be on their way: look twice
+            if attempt:
+                time.sleep(MARKER_WAIT_S)
+            try:
+                _, stable = consumer.get_watermark_offsets(TopicPartition(changelog, partition), timeout=10,
+                                                           cached=False)
+            except KafkaException as exc:
+                log.debug("the last stable offset of %s [%d]: %r", changelog, partition, exc)
+                return
+            if stable > checkpoint:
+                return
+        ended = self._settle is not None and self._settle(changelog, partition, SETTLE_KEY)
+        self.settled += ended
+        log.warning("%s [%d]: its last stable offset (%d) is at or below this store's checkpoint (%d): a transaction "
+                    "that committed never had its commit marker written to the partition (the broker lost it); %s",
+                    changelog, partition, stable, checkpoint,
+                    "ended it with a transaction of this worker's producer" if ended else
+                    "it could not be ended here (the read waits; kafka-transactions.sh can abort it)")
 
     def close(self) -> None:
         """Close the consumer (the restorer can be used again: it makes a new one)."""

@@ -10,9 +10,15 @@ import pytest
 from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from evaluators.join import JoinConfig
 from streams.kafka.settings import KafkaSettings
+from streams.worker.evaluator import build_evaluator
+from streams.worker.loop import LoopOptions
 from streams.worker.restore import ChangelogRestorer, restore_consumer
 from streams.worker.store import PartitionStore
+from tests.kafka_helpers import read_topic
+
+pytestmark = pytest.mark.kafka
 
 
 class Wedged:
@@ -101,3 +107,75 @@ def test_a_restore_that_reads_nothing_for_its_timeout_fails_saying_where_it_stan
     finally:
         restorer.close()
     assert restorer.stalls >= 2
+
+
+def _store_past_the_stable_end(settings: KafkaSettings, transactional_id: str) -> tuple[str, PartitionStore, Producer]:
+    """A changelog partition whose last stable offset sits below the store's checkpoint: the store
+    applied records 0..4 of a transaction the partition never saw ended (here it is left open by a
+    live producer; in CI the broker lost its commit marker)."""
+    topic = f"{settings.topic_prefix}unended-{uuid.uuid4().hex[:6]}"
+    admin = AdminClient(settings.confluent_config())
+    admin.create_topics([NewTopic(topic, 1, 1)])[topic].result(30)
+    producer = Producer(settings.confluent_config(**{"transactional.id": transactional_id}))
+    producer.init_transactions(30)
+    producer.begin_transaction()
+    for i in range(5):
+        producer.produce(topic, key=f"k{i}".encode(), value=orjson.dumps({"n": i}))
+    producer.flush(30)
+    store = PartitionStore.in_memory()
+    store.apply([(f"k{i}".encode(), orjson.dumps({"n": i})) for i in range(5)], 4)
+    return topic, store, producer
+
+
+def test_a_store_past_the_partitions_stable_end_is_settled_by_its_own_transactional_id(kafka_settings, caplog):
+    transactional_id = f"settle-{uuid.uuid4().hex[:6]}"
+    topic, store, unended = _store_past_the_stable_end(kafka_settings, transactional_id)
+    settled: list[tuple[str, int]] = []
+
+    def settle(changelog: str, partition: int, key: bytes) -> bool:
+        producer = Producer(kafka_settings.confluent_config(**{"transactional.id": transactional_id}))
+        producer.init_transactions(30)
+        producer.begin_transaction()
+        producer.produce(changelog, key=key, value=None, partition=partition)
+        producer.commit_transaction(30)
+        settled.append((changelog, partition))
+        return True
+
+    restorer = ChangelogRestorer(kafka_settings, stall_s=5.0, timeout_s=30.0, settle=settle)
+    try:
+        result = restorer.restore(topic, 0, store)
+    finally:
+        restorer.close()
+    assert settled == [(topic, 0)] and restorer.settled == 1 and restorer.stalls == 0
+    assert result.records == 1 and result.checkpoint > 4  # the settling tombstone, after the unended records
+    assert _keys(store) == {f"k{i}" for i in range(5)}
+    assert any("never had its commit marker written" in r.getMessage() for r in caplog.records)
+    del unended
+
+
+def test_without_a_way_to_settle_it_the_restore_waits_and_says_why(kafka_settings, caplog):
+    topic, store, unended = _store_past_the_stable_end(kafka_settings, f"unsettled-{uuid.uuid4().hex[:6]}")
+    restorer = ChangelogRestorer(kafka_settings, stall_s=1.0, timeout_s=3.0)
+    try:
+        with pytest.raises(TimeoutError, match=r"at offset 5; last stable offset 0, high watermark 5"):
+            restorer.restore(topic, 0, store)
+    finally:
+        restorer.close()
+        unended.abort_transaction(30)
+    assert restorer.settled == 0
+    assert any("could not be ended here" in r.getMessage() for r in caplog.records)
+
+
+def test_the_worker_loop_commits_a_tombstone_in_a_transaction_of_its_own(kafka_settings, contract_topics, tmp_path):
+    evaluator = build_evaluator(kafka_settings, LoopOptions(app_id=f"tomb-{uuid.uuid4().hex[:6]}"), JoinConfig(),
+                                tmp_path / "worker")
+    loop = evaluator.loop
+    loop.start()
+    try:
+        assert evaluator.loop.stage.commit_tombstone == loop.commit_tombstone
+        changelog = loop.stage.changelog
+        assert loop.commit_tombstone(changelog, 1, b"\x00test")
+        records = [m for m in read_topic(kafka_settings, changelog, linger=2.0) if m.partition() == 1]
+        assert [(m.key(), m.value()) for m in records] == [(b"\x00test", None)]
+    finally:
+        loop.close()

@@ -27,6 +27,7 @@ from streams.kafka.producer import ContractProducer
 from streams.kafka.settings import KafkaSettings
 from streams.worker.evaluator import build_evaluator
 from streams.worker.loop import ASSIGNMENT_PREFIX, LoopOptions
+from streams.worker.membership import MembershipWatch
 from streams.worker.merger import MergerService
 from streams.worker.process import log_digest
 from tests.integration.test_join_worker import T0, _prepare, produce, wait_for
@@ -227,6 +228,36 @@ def test_a_commit_whose_outcome_is_lost_restarts_the_producer_and_counts_stay_ex
     assert faulty.stuck, "the injected failure never happened"
     assert loop.producer is not faulty and loop.producer_restarts == 1
     assert not thread.is_alive()
+    assert seen == scenario.expected
+
+
+def test_a_consumer_left_out_of_its_group_is_replaced_and_counts_stay_exact(kafka_settings, tmp_path):
+    """After a broker restart a librdkafka consumer can lose its partitions and never join again
+    (streams.worker.membership): here its subscription is dropped behind the loop's back. The loop
+    notices the broker no longer lists it, a new consumer joins, and the counts are exact."""
+    topics, scenario = _prepare(kafka_settings, 1500, seed=27)
+    app_id = f"left-{uuid.uuid4().hex[:8]}"
+    evaluator = build_evaluator(kafka_settings, LoopOptions(app_id=app_id, batch_size=300),
+                                JoinConfig(label_timeout_ms=60_000, expiry_grace_ms=30_000), tmp_path / "worker")
+    loop = evaluator.loop
+    loop.membership = MembershipWatch(kafka_settings, app_id, patience_s=3.0, every_s=0.5)
+    stop = threading.Event()
+    thread = threading.Thread(target=loop.run, args=(stop,), daemon=True)
+    thread.start()
+    half = len(scenario.events) // 2
+    try:
+        produce(kafka_settings, scenario.events[:half])
+        assert wait_until(lambda: loop.records_done >= half, timeout=120)
+        wedged = loop.consumer
+        wedged.unsubscribe()
+        assert wait_until(lambda: loop.consumer is not wedged and loop.owned, timeout=60)
+        produce(kafka_settings, scenario.events[half:])
+        send_ticks(kafka_settings, topics, 4, T0 + 10 * 86_400_000)
+        seen = wait_for(kafka_settings, topics, scenario.expected, timeout=180)
+    finally:
+        stop.set()
+        thread.join(60)
+    assert loop.consumer_replacements == 1 and not thread.is_alive()
     assert seen == scenario.expected
 
 
