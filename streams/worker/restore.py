@@ -54,8 +54,8 @@ class ChangelogRestorer:
 
     A read that brings neither a record nor the partition's end for ``stall_s`` is logged with where
     it stands (its next offset, the partition's last stable offset and high watermark) and started
-    again from the store's checkpoint with a new consumer: CI once saw a restore right after a broker
-    restart wait in ``consume`` for minutes with nothing to read and no end reported. What was applied
+    again from the store's checkpoint with a new consumer (a second line of defence: the stuck restore
+    CI saw was a store past the stable end, settled below before the read). What was applied
     stays applied (each batch is written with the offset it reaches). A restore that reads no record
     for ``timeout_s``, however many consumers it tried, fails with :class:`TimeoutError`.
 
@@ -148,7 +148,7 @@ class ChangelogRestorer:
                     "that committed never had its commit marker written to the partition (the broker lost it); %s",
                     changelog, partition, stable, checkpoint,
                     "ended it with a transaction of this worker's producer" if ended else
-                    "it could not be ended here (the read waits; kafka-transactions.sh can abort it)")
+                    "it could not be ended here (the read waits; a restarted worker tries again)")
 
     def close(self) -> None:
         """Close the consumer (the restorer can be used again: it makes a new one)."""
@@ -180,3 +180,7 @@ class ChangelogRestorer:
         except KafkaException as exc:
             return f"at {next_offset}; its end unknown: {exc.args[0].str()}"
         return f"at {next_offset}; last stable offset {stable}, high watermark {high}"
+
+
+__all__ = ["ChangelogRestorer", "MARKER_WAIT_S", "RESTORE_BATCH", "RestoreResult", "SETTLE_KEY", "STALL_S",
+           "restore_consumer"]
