@@ -375,7 +375,8 @@ class BatchLoop:
                     by_partition[partition].append(Record(topic, partition, offset, decoded))
         if not positions:
             return  # only errors (the broker away, an end of partition): nothing read
-        self.outage.working()
+        # (records read say nothing of the broker now: librdkafka may have fetched them before an
+        # outage; the batch's transactional calls tell the outage log)
         offsets = [TopicPartition(topic, partition, offset) for (topic, partition), offset in positions.items()]
         try:
             with self.clock.stage("stage"):
@@ -536,8 +537,9 @@ class BatchLoop:
         started = time.monotonic()
         while True:
             try:
+                asked = self.outage.clock()
                 call()
-                self.outage.working()
+                self.outage.working(since=asked)
                 return
             except KafkaException as exc:
                 error = exc.args[0]

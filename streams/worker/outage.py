@@ -12,6 +12,8 @@ are counted, not logged one by one, and one line sums them up once the cluster h
 >>> from confluent_kafka import KafkaError
 >>> outage.error(KafkaError(KafkaError._ALL_BROKERS_DOWN))   # logged: Kafka unreachable
 >>> outage.error(KafkaError(KafkaError._TRANSPORT))          # same outage: not logged again
+>>> now[0] = 21.0; outage.working(since=9.5); outage.down   # a request made before it began: still down
+True
 >>> now[0] = 22.0; outage.working(); outage.down             # logged: reachable again after 12.0s
 False
 >>> now[0] = 30.0; outage.error(KafkaError(KafkaError._TRANSPORT)); outage.down   # a flap: counted
@@ -86,9 +88,12 @@ class OutageLog:
             self._other_logged.add(code)
             log.warning("Kafka client error: %s", error.str())
 
-    def working(self) -> None:
-        """A request to the cluster just succeeded."""
+    def working(self, since: float | None = None) -> None:
+        """A request to the cluster just succeeded; ``since``: when it was made (this log's clock). A
+        request made before the outage began (its answer and the first failure crossed) does not end it."""
         now = self.clock()
+        if since is not None and self.down_since is not None and since < self.down_since:
+            return
         if self.down_since is not None and self.recovered_at is None:
             log.warning("Kafka reachable again after %.1fs", now - self.down_since)
             self.recovered_at = self.stable_since = now
