@@ -30,7 +30,9 @@ they are settled too). Local state, changelog and offsets agree again, whatever 
 
 Rebalances run inside ``consume()``, between batches: nothing is in flight when partitions go
 (:meth:`Stage.revoked` may still publish, in a transaction of its own) and a partition assigned is
-restored (:meth:`Stage.assigned`) before its first record is processed.
+restored (:meth:`Stage.assigned`) before its first record is processed. A consumer that lost its
+partitions and stays out of its group (librdkafka, after a broker restart) is replaced
+(:mod:`streams.worker.membership`).
 """
 
 from __future__ import annotations
@@ -500,13 +502,24 @@ class BatchLoop:
         """Commit a transaction of this loop's producer holding one tombstone (``key``) on ``topic``
         [``partition``]; True if it committed. Its commit marker also ends, as committed, a
         transaction of this producer's id that the partition never saw ended
-        (:class:`streams.worker.restore.ChangelogRestorer` uses it)."""
-        transaction = Transaction(self.producer)
+        (:class:`streams.worker.restore.ChangelogRestorer` uses it).
+
+        It runs inside a restore, so it never restarts the producer (which restores): a failure is
+        logged, the transaction aborted if it can be, and False returned; the loop's next
+        transaction meets whatever is wrong with the producer and settles it the usual way."""
+        timeout = self.options.commit_timeout_s
         try:
-            transaction.produce(topic, key, None, partition=partition)
-        except KafkaException as exc:
-            return self._abort(exc.args[0], [])
-        return self._finish(transaction, [])
+            Transaction(self.producer).produce(topic, key, None, partition=partition)  # begins it
+            self._transactional("commit a transaction settling a changelog partition",
+                                lambda: self.producer.commit_transaction(timeout))
+            return True
+        except (KafkaException, CallStuck) as exc:
+            log.warning("a transaction settling %s [%d] failed: %s", topic, partition, exc)
+            try:
+                self.producer.abort_transaction(timeout)
+            except KafkaException as abort_error:
+                log.debug("aborting it: %r", abort_error)
+            return False
 
     def _rewind(self, partitions: list[TopicPartition]) -> None:
         """Seek the partitions still assigned here back to their committed offsets."""

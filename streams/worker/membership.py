@@ -68,9 +68,6 @@ class MembershipWatch:
         self.out_since = None
         self._asked_at = float("-inf")
 
-    def close(self) -> None:
-        self._admin = None
-
     def _listed(self, member_id: str | None) -> bool | None:
         """Whether the group lists ``member_id``; ``None`` if the broker could not say."""
         if self._admin is None:
