@@ -25,7 +25,7 @@ log = logging.getLogger("shadowcanary.restore")
 
 RESTORE_BATCH = 10_000
 #: How long a restore may read nothing before it starts again with a new consumer.
-STALL_S = 30.0
+STALL_S = 10.0
 #: How long a restore waits for a commit's markers before it ends the transaction itself.
 MARKER_WAIT_S = 2.0
 #: The key of the tombstone whose transaction ends an unended one (no state is stored under it).
@@ -157,6 +157,11 @@ class ChangelogRestorer:
     def _assign(self, changelog: str, partition: int, checkpoint: int) -> Consumer:
         if self._consumer is None:
             self._consumer = self._factory(self.settings)
+            try:  # a metadata request for the changelog: a consumer made just after the topic was
+                # created may otherwise not know its partitions for minutes (seen under CPU load)
+                self._consumer.list_topics(changelog, timeout=10)
+            except KafkaException as exc:
+                log.debug("metadata of %s: %r", changelog, exc)
         start = OFFSET_BEGINNING if checkpoint == NO_CHECKPOINT else checkpoint + 1
         self._consumer.assign([TopicPartition(changelog, partition, start)])
         return self._consumer
