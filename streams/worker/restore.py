@@ -52,11 +52,12 @@ def restore_consumer(settings: KafkaSettings) -> Consumer:
 class ChangelogRestorer:
     """Restores partitions one after the other through one consumer, made anew when it stalls.
 
-    A read that brings neither a record nor the partition's end for ``stall_s`` is logged with where
-    it stands (its next offset, the partition's last stable offset and high watermark) and started
-    again from the store's checkpoint with a new consumer (a second line of defence: the stuck restore
-    CI saw was a store past the stable end, settled below before the read). What was applied
-    stays applied (each batch is written with the offset it reaches). A restore that reads no record
+    A read that brings neither a record nor the partition's end for ``stall_s``, from a partition the
+    broker answers for, is logged with where it stands (its next offset, the partition's last stable
+    offset and high watermark) and started again from the store's checkpoint with a new consumer (a
+    second line of defence: the stuck restore CI saw was a store past the stable end, settled below
+    before the read); a partition the broker does not serve yet is waited for. What was applied stays
+    applied (each batch is written with the offset it reaches). A restore that reads no record
     for ``timeout_s``, however many consumers it tried, fails with :class:`TimeoutError`.
 
     A store whose checkpoint is past the partition's last stable offset holds records of a transaction
@@ -115,12 +116,16 @@ class ChangelogRestorer:
                     raise TimeoutError(f"restoring {changelog} [{partition}]: nothing read for {self.timeout_s:.0f}s "
                                        f"({self._where(consumer, changelog, partition, checkpoint)})")
                 elif now - last_try > self.stall_s:
-                    self.stalls += 1
-                    log.warning("restoring %s [%d]: nothing read for %.0fs (%s); reading on with a new consumer",
-                                changelog, partition, now - last_try,
-                                self._where(consumer, changelog, partition, checkpoint))
-                    self._close()
-                    consumer = self._assign(changelog, partition, checkpoint)
+                    where = self._where(consumer, changelog, partition, checkpoint)
+                    if "its end unknown" in where:  # the partition not served yet (a new topic, a
+                        # loaded broker): a new consumer would not help
+                        log.info("restoring %s [%d]: waiting for the partition (%s)", changelog, partition, where)
+                    else:
+                        self.stalls += 1
+                        log.warning("restoring %s [%d]: nothing read for %.0fs (%s); reading on with a new "
+                                    "consumer", changelog, partition, now - last_try, where)
+                        self._close()
+                        consumer = self._assign(changelog, partition, checkpoint)
                     last_try = time.monotonic()
         finally:
             if self._consumer is not None:
@@ -157,11 +162,6 @@ class ChangelogRestorer:
     def _assign(self, changelog: str, partition: int, checkpoint: int) -> Consumer:
         if self._consumer is None:
             self._consumer = self._factory(self.settings)
-            try:  # a metadata request for the changelog: a consumer made just after the topic was
-                # created may otherwise not know its partitions for minutes (seen under CPU load)
-                self._consumer.list_topics(changelog, timeout=10)
-            except KafkaException as exc:
-                log.debug("metadata of %s: %r", changelog, exc)
         start = OFFSET_BEGINNING if checkpoint == NO_CHECKPOINT else checkpoint + 1
         self._consumer.assign([TopicPartition(changelog, partition, start)])
         return self._consumer
