@@ -51,16 +51,13 @@ class MembershipWatch:
             self.out_since = None
             return False
         now = self._clock()
-        if now - self._asked_at < self.every_s:
-            return self.out_since is not None and now - self.out_since >= self.patience_s
-        self._asked_at = now
-        listed = self._listed(consumer.memberid())
-        if listed is None:  # the broker did not answer: nothing learnt
-            return False
-        if listed:
-            self.out_since = None
-        elif self.out_since is None:
-            self.out_since = now
+        if now - self._asked_at >= self.every_s:
+            self._asked_at = now
+            listed = self._listed(consumer.memberid())  # None: the broker did not answer, nothing learnt
+            if listed:
+                self.out_since = None
+            elif listed is False and self.out_since is None:
+                self.out_since = now
         return self.out_since is not None and now - self.out_since >= self.patience_s
 
     def replaced(self) -> None:

@@ -15,6 +15,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
@@ -30,6 +31,13 @@ STALL_S = 10.0
 MARKER_WAIT_S = 2.0
 #: The key of the tombstone whose transaction ends an unended one (no state is stored under it).
 SETTLE_KEY = b"\x00shadowcanary.settle"
+
+
+class PartitionEnds(NamedTuple):
+    #: The last stable offset: where a read_committed read ends.
+    stable: int
+    #: The high watermark: the log's end, open transactions included.
+    high: int
 
 
 @dataclass
@@ -113,17 +121,19 @@ class ChangelogRestorer:
                 if writes:
                     last_record = last_try = now
                 elif now - last_record > self.timeout_s:
+                    ends = self._ends(consumer, changelog, partition)
                     raise TimeoutError(f"restoring {changelog} [{partition}]: nothing read for {self.timeout_s:.0f}s "
-                                       f"({self._where(consumer, changelog, partition, checkpoint)})")
+                                       f"({self._where(checkpoint, ends)})")
                 elif now - last_try > self.stall_s:
-                    where = self._where(consumer, changelog, partition, checkpoint)
-                    if "its end unknown" in where:  # the partition not served yet (a new topic, a
-                        # loaded broker): a new consumer would not help
-                        log.info("restoring %s [%d]: waiting for the partition (%s)", changelog, partition, where)
+                    ends = self._ends(consumer, changelog, partition)
+                    if isinstance(ends, str):  # the partition not served yet (a new topic, a loaded
+                        # broker): a new consumer would not help
+                        log.info("restoring %s [%d]: waiting for the partition (%s)", changelog, partition,
+                                 self._where(checkpoint, ends))
                     else:
                         self.stalls += 1
                         log.warning("restoring %s [%d]: nothing read for %.0fs (%s); reading on with a new "
-                                    "consumer", changelog, partition, now - last_try, where)
+                                    "consumer", changelog, partition, now - last_try, self._where(checkpoint, ends))
                         self._close()
                         consumer = self._assign(changelog, partition, checkpoint)
                     last_try = time.monotonic()
@@ -139,12 +149,11 @@ class ChangelogRestorer:
         for attempt in range(2):  # right after a commit its markers may still be on their way: look twice
             if attempt:
                 time.sleep(MARKER_WAIT_S)
-            try:
-                _, stable = consumer.get_watermark_offsets(TopicPartition(changelog, partition), timeout=10,
-                                                           cached=False)
-            except KafkaException as exc:
-                log.debug("the last stable offset of %s [%d]: %r", changelog, partition, exc)
+            ends = self._ends(consumer, changelog, partition)
+            if isinstance(ends, str):
+                log.debug("the last stable offset of %s [%d]: %s", changelog, partition, ends)
                 return
+            stable = ends.stable
             if stable > checkpoint:
                 return
         ended = self._settle is not None and self._settle(changelog, partition, SETTLE_KEY)
@@ -175,17 +184,25 @@ class ChangelogRestorer:
                 log.debug("closing a restore consumer: %r", exc)
 
     @staticmethod
-    def _where(consumer: Consumer, changelog: str, partition: int, checkpoint: int) -> str:
-        """Where a read stands, for the log: the next offset to apply and the partition's ends (a
-        read_committed consumer's ListOffsets gives the last stable offset)."""
-        next_offset = "the beginning" if checkpoint == NO_CHECKPOINT else f"offset {checkpoint + 1}"
+    def _ends(consumer: Consumer, changelog: str, partition: int) -> PartitionEnds | str:
+        """The partition's ends as the broker gives them (a read_committed consumer's ListOffsets
+        gives the last stable offset), or why it could not (the partition not served yet)."""
+        tp = TopicPartition(changelog, partition)
         try:
-            _, stable = consumer.get_watermark_offsets(TopicPartition(changelog, partition), timeout=5, cached=False)
-            _, high = consumer.get_watermark_offsets(TopicPartition(changelog, partition), cached=True)
+            _, stable = consumer.get_watermark_offsets(tp, timeout=10, cached=False)
+            _, high = consumer.get_watermark_offsets(tp, cached=True)
         except KafkaException as exc:
-            return f"at {next_offset}; its end unknown: {exc.args[0].str()}"
-        return f"at {next_offset}; last stable offset {stable}, high watermark {high}"
+            return exc.args[0].str()
+        return PartitionEnds(stable, high)
+
+    @staticmethod
+    def _where(checkpoint: int, ends: PartitionEnds | str) -> str:
+        """Where a read stands, for the log: the next offset to apply and the partition's ends."""
+        next_offset = "the beginning" if checkpoint == NO_CHECKPOINT else f"offset {checkpoint + 1}"
+        if isinstance(ends, str):
+            return f"at {next_offset}; its end unknown: {ends}"
+        return f"at {next_offset}; last stable offset {ends.stable}, high watermark {ends.high}"
 
 
-__all__ = ["ChangelogRestorer", "MARKER_WAIT_S", "RESTORE_BATCH", "RestoreResult", "SETTLE_KEY", "STALL_S",
-           "restore_consumer"]
+__all__ = ["ChangelogRestorer", "MARKER_WAIT_S", "PartitionEnds", "RESTORE_BATCH", "RestoreResult", "SETTLE_KEY",
+           "STALL_S", "restore_consumer"]
