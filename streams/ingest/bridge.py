@@ -83,6 +83,12 @@ class BridgeStage:
     def assigned(self, partitions: list[int]) -> None:
         pass  # no state to restore
 
+    def restoring(self) -> set[int]:
+        return set()
+
+    def restore_step(self, wait_s: float) -> list[int]:
+        return []
+
     def revoked(self, partitions: list[int], transaction: Transaction | None) -> None:
         pass
 

@@ -127,6 +127,10 @@ class JoinStage:
         #: loop's ``commit_tombstone``, set when the loop is built): a restore ends with it a
         #: transaction the broker left unended (:class:`streams.worker.restore.ChangelogRestorer`).
         self.commit_tombstone: Callable[[str, int, bytes], bool] | None = None
+        #: Restores the stores of the partitions assigned (made at the first assignment).
+        self.restorer: ChangelogRestorer | None = None
+        #: The stores of assigned partitions still being restored (not in ``work`` yet).
+        self.restoring_stores: dict[int, PartitionStore] = {}
         #: Events applied since start (for the progress line).
         self.events_processed = 0
         self.restored_records = 0
@@ -138,23 +142,42 @@ class JoinStage:
 
     # -- assignment ------------------------------------------------------------------------------
     def assigned(self, partitions: list[int]) -> None:
-        restorer = ChangelogRestorer(self.settings, settle=self.commit_tombstone)
-        try:
-            for partition in partitions:
-                if partition in self.work:
-                    continue
-                store = self._open_store(partition)
-                result = restorer.restore(self.changelog, partition, store)
-                self.restored_records += result.records
-                if result.records:
-                    log.info("partition %d: restored %d changelog records in %.1fs", partition, result.records,
-                             result.seconds)
-                self.work[partition] = self._new_work(partition, store, result.checkpoint)
-        finally:
-            restorer.close()
+        """Begin restoring the partitions' stores (:meth:`restore_step` moves them on)."""
+        for partition in partitions:
+            if partition in self.work or partition in self.restoring_stores:
+                continue
+            store = self._open_store(partition)
+            self.restoring_stores[partition] = store
+            self._restorer().begin(self.changelog, partition, store)
+
+    def restoring(self) -> set[int]:
+        """The partitions assigned whose store is still being restored."""
+        return set(self.restoring_stores)
+
+    def restore_step(self, wait_s: float) -> list[int]:
+        """Move the restores on (waiting up to ``wait_s`` for records); the partitions now ready."""
+        if not self.restoring_stores or self.restorer is None:
+            return []
+        ready = []
+        for result in self.restorer.poll(wait_s):
+            partition = result.partition
+            store = self.restoring_stores.pop(partition)
+            self.restored_records += result.records
+            if result.records:
+                log.info("partition %d: restored %d changelog records in %.1fs", partition, result.records,
+                         result.seconds)
+            self.work[partition] = self._new_work(partition, store, result.checkpoint)
+            ready.append(partition)
+        if not self.restoring_stores:
+            self.restorer.close()  # its consumer leaves until the next assignment
+        return ready
 
     def revoked(self, partitions: list[int], transaction: Transaction | None) -> None:
         for partition in partitions:
+            restoring = self.restoring_stores.pop(partition, None)
+            if restoring is not None:
+                self._restorer().cancel(self.changelog, partition)
+                restoring.close()
             work = self.work.get(partition)
             if work is None:
                 continue
@@ -162,6 +185,14 @@ class JoinStage:
                 self._send_heartbeat(work, transaction)  # serialized now: the store may close
             work.store.close()
             del self.work[partition]
+
+    def _restorer(self) -> ChangelogRestorer:
+        if self.restorer is None:
+            self.restorer = ChangelogRestorer(self.settings, settle=self._settle)
+        return self.restorer
+
+    def _settle(self, changelog: str, partition: int, key: bytes) -> bool:
+        return self.commit_tombstone is not None and self.commit_tombstone(changelog, partition, key)
 
     def _open_store(self, partition: int) -> PartitionStore:
         if self.tables_dir is None:

@@ -29,8 +29,12 @@ committed), and the consumer goes back to the committed offsets (read with ``req
 they are settled too). Local state, changelog and offsets agree again, whatever became of the batch.
 
 Rebalances run inside ``consume()``, between batches: nothing is in flight when partitions go
-(:meth:`Stage.revoked` may still publish, in a transaction of its own) and a partition assigned is
-restored (:meth:`Stage.assigned`) before its first record is processed. A consumer that lost its
+(:meth:`Stage.revoked` may still publish, in a transaction of its own). A partition assigned begins
+restoring its state (:meth:`Stage.assigned`) and stays paused until it is restored: each turn moves
+restores on (:meth:`Stage.restore_step`) before its batch, then resumes the partitions restored from
+their committed offsets. The rebalance callback never waits for a restore (one that waited for a
+killed worker's open transaction kept this worker out of a rebalance that came meanwhile, and its
+group went on without it). A consumer that lost its
 partitions and stays out of its group (librdkafka, after a broker restart) is replaced
 (:mod:`streams.worker.membership`).
 """
@@ -150,7 +154,14 @@ class Stage(Protocol):
     charges its own stages to it too, and exports both."""
 
     def assigned(self, partitions: list[int]) -> None:
-        """Partitions taken on: restore their state before any of their records is processed."""
+        """Partitions taken on: begin restoring their state (no record of theirs is processed before
+        it is; :meth:`restore_step` moves restores on)."""
+
+    def restoring(self) -> set[int]:
+        """Partitions assigned whose state is still being restored (the loop keeps them paused)."""
+
+    def restore_step(self, wait_s: float) -> list[int]:
+        """Move restores on, waiting up to ``wait_s``; the partitions whose state is now restored."""
 
     def revoked(self, partitions: list[int], transaction: Transaction | None) -> None:
         """Partitions handed over (``transaction`` None: lost, nothing may be written for them)."""
@@ -301,6 +312,7 @@ class BatchLoop:
         if self.outage.fatal is not None:
             raise self.outage.fatal
         self.outage.settle()
+        self._restore_step()
         charged, asked = self.clock.total(), time.perf_counter()
         messages = self.consumer.consume(self.options.batch_size, self.options.batch_wait_s)
         if messages:  # a wait that brought nothing is idleness, not consuming
@@ -324,6 +336,30 @@ class BatchLoop:
         self._export_stage_seconds()
         if self.membership.out_for_good(self.consumer, bool(self.owned)):
             self._replace_consumer()
+
+    def _restore_step(self) -> None:
+        """Move the stage's restores on (waiting a little only when no partition is being served) and
+        resume the partitions restored, from their committed offsets (read stable: a transaction of
+        their last owner still open holds them back)."""
+        restoring = self.stage.restoring()
+        if not restoring:
+            return
+        with self.clock.stage("restore"):
+            ready = set(self.stage.restore_step(0.0 if self.owned - restoring else self.options.batch_wait_s))
+        if ready:
+            tps = [tp for tp in self.consumer.assignment() if tp.partition in ready]
+            self._rewind(tps)
+            self.consumer.resume(tps)
+            self.owned_inputs |= {(tp.topic, tp.partition) for tp in tps}
+
+    def _pause_restoring(self, tps: list[TopicPartition]) -> None:
+        """Pause the partitions of ``tps`` the stage is restoring: their records wait (and any read
+        before is not processed: they are read again from the committed offsets when resumed)."""
+        restoring = self.stage.restoring()
+        paused = [tp for tp in tps if tp.partition in restoring]
+        if paused:
+            self.consumer.pause(paused)
+            self.owned_inputs -= {(tp.topic, tp.partition) for tp in paused}
 
     def _replace_consumer(self) -> None:
         """A consumer out of its group for good (:mod:`streams.worker.membership`): a new one joins.
@@ -496,7 +532,9 @@ class BatchLoop:
         held = sorted(self.owned)
         self.stage.revoked(held, None)
         self.stage.assigned(held)
-        self._rewind([TopicPartition(tp.topic, tp.partition) for tp in self.consumer.assignment()])
+        assignment = self.consumer.assignment()
+        self._pause_restoring(assignment)
+        self._rewind([TopicPartition(tp.topic, tp.partition) for tp in assignment])
 
     def commit_tombstone(self, topic: str, partition: int, key: bytes) -> bool:
         """Commit a transaction of this loop's producer holding one tombstone (``key``) on ``topic``
@@ -585,6 +623,8 @@ class BatchLoop:
         self.stage.assigned(partitions)
         self.owned |= set(partitions)
         self.owned_inputs |= {(tp.topic, tp.partition) for tp in tps}
+        consumer.assign(tps)
+        self._pause_restoring(tps)
 
     def _on_revoke(self, consumer: Consumer, tps: list[TopicPartition]) -> None:
         if consumer is not self.consumer:

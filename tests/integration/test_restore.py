@@ -3,6 +3,7 @@ the checkpoint on, and a read that stalls is started again with a new consumer."
 
 from __future__ import annotations
 
+import threading
 import uuid
 
 import orjson
@@ -149,7 +150,7 @@ def test_a_store_past_the_partitions_stable_end_is_settled_by_its_own_transactio
     assert settled == [(topic, 0)] and restorer.settled == 1
     assert result.records == 1 and result.checkpoint > 4  # the settling tombstone, after the unended records
     assert _keys(store) == {f"k{i}" for i in range(5)}
-    assert any("never had its commit marker written" in r.getMessage() for r in caplog.records)
+    assert any("a transaction never ended there" in r.getMessage() for r in caplog.records)
     del unended
 
 
@@ -179,3 +180,38 @@ def test_the_worker_loop_commits_a_tombstone_in_a_transaction_of_its_own(kafka_s
         assert [(m.key(), m.value()) for m in records] == [(b"\x00test", None)]
     finally:
         loop.close()
+
+
+def test_a_restore_waits_for_a_transaction_open_when_it_began_and_reads_what_committed_after_it(kafka_settings):
+    """A worker killed mid-batch leaves its transaction open on the changelog until the broker aborts
+    it (its transaction timeout); the partition's next owner commits after it. The partition's last
+    stable offset stays at the open transaction's first record meanwhile, so a read that ended there
+    would leave out the next owner's committed records: a third owner restoring in that window must
+    wait for the open transaction to end."""
+    topic = f"{kafka_settings.topic_prefix}open-{uuid.uuid4().hex[:6]}"
+    admin = AdminClient(kafka_settings.confluent_config())
+    admin.create_topics([NewTopic(topic, 1, 1)])[topic].result(30)
+    killed = Producer(kafka_settings.confluent_config(**{"transactional.id": f"killed-{uuid.uuid4().hex[:6]}"}))
+    killed.init_transactions(30)
+    killed.begin_transaction()
+    for i in range(3):
+        killed.produce(topic, key=f"k{i}".encode(), value=orjson.dumps({"n": i}))
+    killed.flush(30)
+    next_owner = Producer(kafka_settings.confluent_config(**{"transactional.id": f"next-{uuid.uuid4().hex[:6]}"}))
+    next_owner.init_transactions(30)
+    next_owner.begin_transaction()
+    for i in range(3, 6):
+        next_owner.produce(topic, key=f"k{i}".encode(), value=orjson.dumps({"n": i}))
+    next_owner.commit_transaction(30)
+    ender = threading.Timer(4.0, lambda: killed.abort_transaction(30))  # the broker's abort, sooner
+    ender.start()
+    store = PartitionStore.in_memory()
+    restorer = ChangelogRestorer(kafka_settings, stall_s=2.0, timeout_s=60.0)
+    try:
+        result = restorer.restore(topic, 0, store)
+    finally:
+        ender.join()
+        restorer.close()
+    assert _keys(store) == {"k3", "k4", "k5"}
+    assert result.records == 3 and result.seconds >= 3.5
+    assert restorer.stalls == 0  # waiting for a transaction to end is no stall

@@ -14,7 +14,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka import KafkaError, KafkaException, Producer
 
 from evaluators.join import JoinConfig
 from evaluators.metrics import MetricsConfig
@@ -76,6 +76,9 @@ def test_three_workers_one_killed_one_added_stay_exact_and_co_partitioned(kafka_
         send_ticks(kafka_settings, topics, 4, T0 + 10 * 86_400_000)
         seen = wait_for(kafka_settings, topics, scenario.expected)
         alive = [w.poll() is None for w in workers]
+        # Read before any worker stops: each one leaving rebalances the others again (CI saw the last
+        # one take all four partitions while the test stopped them one by one).
+        steady = [assignments(Path(d + ".log")) for d in dirs]
     finally:
         stop_workers(*workers)
     assert alive == [True, False, True, True]
@@ -86,9 +89,18 @@ def test_three_workers_one_killed_one_added_stay_exact_and_co_partitioned(kafka_
         assert set(assignment) <= set(INPUTS)
         # Partition p of the three input topics, always together on one worker.
         assert all(assignment.get(topic, []) == assignment.get(INPUTS[0], []) for topic in INPUTS), assignment
-    final = [assignments(Path(d + ".log"))[-1] for i, d in enumerate(dirs) if i != 1]
+    final = [steady[i][-1] for i in range(len(dirs)) if i != 1]
     owned = sorted(p for a in final for p in a.get(INPUTS[0], []))
-    assert owned == [0, 1, 2, 3]  # after the last rebalance each partition has exactly one owner
+    # After the last rebalance each partition has exactly one owner.
+    assert owned == [0, 1, 2, 3], rebalance_lines(dirs)
+
+
+def rebalance_lines(dirs: list[str]) -> str:
+    """What each worker logged of its group and its restores, for a failing assertion."""
+    marks = (ASSIGNMENT_PREFIX, "revoking", "lost", "restor", "consumer", "producer")
+    return "\n".join(f"w{i} {line}" for i, d in enumerate(dirs)
+                     for line in Path(d + ".log").read_text(errors="replace").splitlines()
+                     if any(mark in line for mark in marks))
 
 
 #: After the scenario's last event (3,000 requests 100 ms apart) and its labels' disorder.
@@ -284,3 +296,48 @@ def test_the_merger_joins_again_after_failing_to_take_the_owner_role(kafka_setti
         assert merger._thread.is_alive()
     finally:
         merger.stop()
+
+
+def test_a_partition_held_back_by_an_open_transaction_waits_paused_while_the_group_goes_on(kafka_settings, tmp_path):
+    """A killed worker's transaction stays open on its changelog partition until the broker aborts it.
+    The partition's next owner restores it only once that transaction ends (streams.worker.restore),
+    and meanwhile serves its other partitions and rebalances with a worker that joins: the wait is
+    in the loop, not in the rebalance callback. Counts are exact once it ends."""
+    topics, scenario = _prepare(kafka_settings, 1500, seed=29)
+    app_id = f"held-{uuid.uuid4().hex[:8]}"
+    config = JoinConfig(label_timeout_ms=60_000, expiry_grace_ms=30_000)
+    first = build_evaluator(kafka_settings, LoopOptions(app_id=app_id, batch_size=300), config, tmp_path / "w0")
+    changelog = first.loop.stage.changelog
+    killed = Producer(kafka_settings.confluent_config(**{
+        "transactional.id": f"killed-{uuid.uuid4().hex[:6]}", "transaction.timeout.ms": 120_000}))
+    killed.init_transactions(30)
+    killed.begin_transaction()
+    killed.produce(changelog, key=b"\x00test.open", value=None, partition=0)
+    killed.flush(30)
+    stop = threading.Event()
+    threads = [threading.Thread(target=first.loop.run, args=(stop,), daemon=True)]
+    threads[0].start()
+    second = None
+    try:
+        produce(kafka_settings, scenario.events)
+        assert wait_until(lambda: first.loop.stage.restoring() == {0} and first.loop.stage.events_processed > 0,
+                          timeout=60)
+        assert 0 not in first.loop.stage.work and first.loop.owned == {0, 1, 2, 3}
+        second = build_evaluator(kafka_settings, LoopOptions(app_id=app_id, batch_size=300), config, tmp_path / "w1")
+        threads.append(threading.Thread(target=second.loop.run, args=(stop,), daemon=True))
+        threads[1].start()
+        # The rebalance completes while the transaction is still open.
+        assert wait_until(lambda: second.loop.owned and first.loop.owned | second.loop.owned == {0, 1, 2, 3}
+                          and not first.loop.owned & second.loop.owned, timeout=60)
+        waiting = first.loop if 0 in first.loop.owned else second.loop
+        # Its other partitions' restores end (at their ends); partition 0's waits.
+        assert wait_until(lambda: waiting.stage.restoring() == {0}, timeout=30), waiting.stage.restoring()
+        killed.abort_transaction(30)
+        assert wait_until(lambda: not waiting.stage.restoring(), timeout=60)
+        send_ticks(kafka_settings, topics, 4, T0 + 10 * 86_400_000)
+        seen = wait_for(kafka_settings, topics, scenario.expected, timeout=180)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(60)
+    assert seen == scenario.expected
