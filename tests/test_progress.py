@@ -124,3 +124,11 @@ def test_a_worker_loop_stuck_in_one_turn_is_named_and_reported_once():
     assert progress.stall_report(100.0) is None  # once per stall
     began = 100.0
     assert "stuck" not in progress.line(101.0)
+
+
+def test_the_progress_line_names_the_partitions_still_restoring():
+    restoring = {2, 0}
+    progress = ProgressLog(lambda: 10, lambda: {}, lambda: True, lambda: None, restoring=lambda: restoring)
+    assert progress.line(0.0).endswith("rollouts not owned here; partitions [0, 2] restoring")
+    restoring.clear()
+    assert "restoring" not in progress.line(30.0)

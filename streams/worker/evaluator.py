@@ -148,5 +148,6 @@ def build_evaluator(settings: KafkaSettings, options: LoopOptions, join_config: 
         registry = ModelRegistry(registry_uri)
     policy = PolicyService(settings, topics, options.app_id, merger, signer, registry)
     progress = ProgressLog(lambda: join.events_processed, join.lag, lambda: merger.owner, lambda: policy.engine,
-                           services=(merger, policy), loop_went_round=lambda: loop.turn_began)
+                           services=(merger, policy), loop_went_round=lambda: loop.turn_began,
+                           restoring=join.restoring)
     return Evaluator(loop, join, merger, collector, policy, progress, state_dir, notes)

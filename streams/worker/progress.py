@@ -15,7 +15,7 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 
 from prometheus_client import REGISTRY
 
@@ -35,7 +35,8 @@ class ProgressLog(BackgroundService):
     """``joined()``: events the join has applied; ``lag()``: records behind per input partition;
     ``unstarted()``: records in held partitions the join has not started on; ``owner()``: whether
     this worker merges; ``engine()``: the policy engine it owns, if any; ``services``: the
-    background loops to watch; ``where()``: where the worker's loop stands, for a stall report."""
+    background loops to watch; ``where()``: where the worker's loop stands, for a stall report;
+    ``restoring()``: the partitions held whose state is still being restored (paused meanwhile)."""
 
     thread_name = "shadowcanary-progress"
 
@@ -43,7 +44,8 @@ class ProgressLog(BackgroundService):
                  owner: Callable[[], bool], engine: Callable[[], RolloutEngine | None],
                  services: Sequence[BackgroundService] = (), unstarted: Callable[[], int] = lambda: 0,
                  where: Callable[[], list[str]] = lambda: [], every_s: float = PROGRESS_EVERY_S,
-                 loop_went_round: Callable[[], float] | None = None) -> None:
+                 loop_went_round: Callable[[], float] | None = None,
+                 restoring: Callable[[], Collection[int]] = lambda: ()) -> None:
         """``loop_went_round()``: when the worker's loop last began a turn (``time.monotonic()``); a
         loop stuck in one call (a restore, a commit retried) is reported like a stalled join."""
         super().__init__()
@@ -52,6 +54,7 @@ class ProgressLog(BackgroundService):
         self.where = where
         self.every_s = every_s
         self.loop_went_round = loop_went_round
+        self.restoring = restoring
         self._last_joined = -1
         self._still_since: float | None = None
         self._reported = False
@@ -76,6 +79,9 @@ class ProgressLog(BackgroundService):
                         if now - s.last_loop > self.every_s)
         if self.loop_stuck_for(now) > self.every_s:
             stuck += f"; the worker's loop stuck in one turn for {self.loop_stuck_for(now):.0f}s"
+        restoring = sorted(self.restoring())
+        if restoring:
+            stuck += f"; partitions {restoring} restoring"
         return (f"{LINE_PREFIX}{joined:,} events joined{stalled}, {behind:,} records behind{not_started}; "
                 f"merger owner {'yes' if self.owner() else 'no'}, {published:,.0f} windows published; "
                 f"rollouts {rollouts}{stuck}")
