@@ -170,9 +170,13 @@ class ChangelogRestorer:
         return {partition for (topic, partition) in self._restoring if topic == changelog}
 
     def cancel(self, changelog: str, partition: int) -> None:
-        """Stop restoring a partition (what was applied stays in its store)."""
+        """Stop restoring a partition (what was applied stays in its store). The last one cancelled
+        closes the consumer (a rebalance cancels every restore): nothing it fetched for them is read
+        when they begin again."""
         restore = self._restoring.pop((changelog, partition), None)
-        if restore is not None and self._consumer is not None:
+        if not self._restoring:
+            self._close()
+        elif restore is not None and self._consumer is not None:
             self._consumer.incremental_unassign([TopicPartition(changelog, partition)])
 
     def poll(self, timeout: float) -> list[RestoreResult]:
@@ -239,13 +243,18 @@ class ChangelogRestorer:
             restore.target = ends.high
         if end >= restore.target:
             return True
+        self._log_wait(restore, end)
+        return False
+
+    @staticmethod
+    def _log_wait(restore: PartitionRestore, stable: int) -> None:
+        """Once per restore: it waits for a transaction open since ``stable`` to end."""
         if not restore.wait_logged:
             restore.wait_logged = True
             log.info("restoring %s [%d]: a transaction open since offset %d holds the partition's end back; "
                      "waiting for it to end (a worker that stopped mid-batch: the broker aborts its transaction "
                      "after its timeout) so as to read every record committed before offset %d",
-                     restore.changelog, restore.partition, end, restore.target)
-        return False
+                     restore.changelog, restore.partition, stable, restore.target)
 
     def _watch(self, restore: PartitionRestore, now: float) -> None:
         """A restore that read nothing for a while: why (the partition's ends), and what to do."""
@@ -265,7 +274,8 @@ class ChangelogRestorer:
         if ends.stable <= restore.checkpoint and not restore.settle_tried:
             self._end_unended_transaction(restore, ends)
         if ends.stable < max(restore.next_offset, restore.target):
-            return  # an open transaction holds the end back: its end comes as an end of partition
+            self._log_wait(restore, ends.stable)  # its end comes as an end of partition
+            return
         if now - restore.last_news > self.stall_s:
             self.stalls += 1
             log.warning("restoring %s [%d]: nothing read for %.0fs (%s); reading on with a new consumer",
