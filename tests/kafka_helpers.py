@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 import time
 import uuid
+from pathlib import Path
 
 from confluent_kafka import Consumer, Message
 
@@ -60,3 +61,12 @@ def wait_for(condition, timeout: float, interval: float = 0.05) -> bool:
             return True
         time.sleep(interval)
     return bool(condition())
+
+
+def rebalance_lines(dirs: list[str]) -> str:
+    """What each worker (state folder ``dirs[i]``, log beside it) logged of its group, its restores
+    and its producer, for a failing assertion."""
+    marks = ("assignment: ", "revoking", "lost", "restor", "consumer", "producer", "WARNING", "ERROR")
+    return "\n".join(f"w{i} {line}" for i, folder in enumerate(dirs) if Path(folder + ".log").exists()
+                     for line in Path(folder + ".log").read_text(errors="replace").splitlines()
+                     if any(mark in line for mark in marks))

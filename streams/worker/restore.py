@@ -108,7 +108,10 @@ def restore_consumer(settings: KafkaSettings) -> Consumer:
     return Consumer(settings.confluent_config(**{
         "group.id": f"shadowcanary.restore.{uuid.uuid4().hex[:8]}", "enable.auto.commit": False,
         "isolation.level": "read_committed", "enable.partition.eof": True,
-        "auto.offset.reset": "earliest"}))
+        "auto.offset.reset": "earliest",
+        # A partition's end read below the restore's target (a commit's markers still on their way)
+        # comes again with the next fetch that finds more: 100 ms rather than librdkafka's 500.
+        "fetch.wait.max.ms": 100}))
 
 
 class ChangelogRestorer:

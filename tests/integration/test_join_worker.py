@@ -20,7 +20,7 @@ from schemas import GroundTruth, InferenceRequest, InferenceResponse, Topics, en
 from schemas.internal_topics import partials_topic_name
 from streams.kafka.admin import TopicLayout, create_topics
 from streams.kafka.producer import ContractProducer
-from tests.kafka_helpers import read_topic, send_ticks, start_evaluator, stop_workers
+from tests.kafka_helpers import read_topic, rebalance_lines, send_ticks, start_evaluator, stop_workers
 
 pytestmark = pytest.mark.kafka
 
@@ -85,7 +85,8 @@ def build_scenario(topics: Topics, n_requests: int, seed: int) -> Scenario:
 
 def start_worker(settings, app_id: str, state_dir: str) -> subprocess.Popen:
     return start_evaluator(settings, app_id, state_dir, "--label-timeout", f"{TIMEOUT_S}s",
-                           "--expiry-grace", f"{GRACE_S}s", "--batch-size", "300", "--metrics-port", "0")
+                           "--expiry-grace", f"{GRACE_S}s", "--batch-size", "300", "--metrics-port", "0",
+                           "--loglevel", "info")
 
 
 def read_counts(settings, topics: Topics, seconds: float = 3.0) -> JoinCounts:
@@ -175,4 +176,4 @@ def test_two_workers_in_one_group_give_the_same_result_as_one(kafka_settings, tm
     finally:
         stop_workers(*workers)
     assert alive == [True, True]
-    assert seen == scenario.expected
+    assert seen == scenario.expected, rebalance_lines([str(tmp_path / "w0"), str(tmp_path / "w1")])

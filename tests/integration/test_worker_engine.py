@@ -33,7 +33,7 @@ from streams.worker.process import log_digest
 from tests.integration.test_join_worker import T0, _prepare, produce, wait_for
 from tests.integration.test_policy_worker import publish_three_step_rollout, wait_for_commands
 from tests.integration.test_policy_worker import spec as accuracy_spec
-from tests.kafka_helpers import read_topic, send_ticks, start_evaluator, stop_workers
+from tests.kafka_helpers import read_topic, rebalance_lines, send_ticks, start_evaluator, stop_workers
 from tests.kafka_helpers import wait_for as wait_until
 
 pytestmark = pytest.mark.kafka
@@ -93,14 +93,6 @@ def test_three_workers_one_killed_one_added_stay_exact_and_co_partitioned(kafka_
     owned = sorted(p for a in final for p in a.get(INPUTS[0], []))
     # After the last rebalance each partition has exactly one owner.
     assert owned == [0, 1, 2, 3], rebalance_lines(dirs)
-
-
-def rebalance_lines(dirs: list[str]) -> str:
-    """What each worker logged of its group and its restores, for a failing assertion."""
-    marks = (ASSIGNMENT_PREFIX, "revoking", "lost", "restor", "consumer", "producer")
-    return "\n".join(f"w{i} {line}" for i, d in enumerate(dirs)
-                     for line in Path(d + ".log").read_text(errors="replace").splitlines()
-                     if any(mark in line for mark in marks))
 
 
 #: After the scenario's last event (3,000 requests 100 ms apart) and its labels' disorder.
