@@ -40,6 +40,7 @@ WORKER_STAGES = {
     "transaction": "send_offsets_to_transaction and commit_transaction",
     "local state": "the committed batch's RocksDB write batch",
     "tick": "moving time on silent partitions, held-back heartbeats",
+    "restore": "reading changelogs into the stores of partitions assigned (their input paused meanwhile)",
 }
 
 
