@@ -32,9 +32,9 @@ Rebalances run inside ``consume()``, between batches: nothing is in flight when 
 (:meth:`Stage.revoked` may still publish, in a transaction of its own). A partition assigned begins
 restoring its state (:meth:`Stage.assigned`) and stays paused until it is restored: each turn moves
 restores on (:meth:`Stage.restore_step`) before its batch, then resumes the partitions restored from
-their committed offsets. The rebalance callback never waits for a restore (one that waited for a
-killed worker's open transaction kept this worker out of a rebalance that came meanwhile, and its
-group went on without it). A consumer that lost its
+their committed offsets. The rebalance callback never waits for a restore (one may wait up to half a
+minute for a killed worker's open transaction: in the callback it would hold up the group's next
+rebalance and this worker's other partitions). A consumer that lost its
 partitions and stays out of its group (librdkafka, after a broker restart) is replaced
 (:mod:`streams.worker.membership`).
 """

@@ -20,8 +20,9 @@ restore that meets an open transaction waits for it to end (logged once, at info
 assigned (:meth:`ChangelogRestorer.begin`), keeps the partitions' input paused, and moves them on
 once per turn (:meth:`ChangelogRestorer.poll`) between its batches of the partitions it already
 serves; a partition whose restore ended is resumed. A rebalance callback that waited instead (for an
-open transaction, up to half a minute) kept the worker from rejoining its group in a rebalance that
-came meanwhile. :meth:`ChangelogRestorer.restore` reads one partition to its end in one call.
+open transaction, up to half a minute) would hold up every worker of the group in a rebalance that
+came meanwhile, and stop this one's other partitions. :meth:`ChangelogRestorer.restore` reads one
+partition to its end in one call.
 """
 
 from __future__ import annotations
