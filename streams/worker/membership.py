@@ -22,6 +22,7 @@ from collections.abc import Callable
 from confluent_kafka import Consumer, KafkaException
 from confluent_kafka.admin import AdminClient
 
+from streams.kafka.admin import admin_client
 from streams.kafka.settings import KafkaSettings
 
 log = logging.getLogger("shadowcanary.worker")
@@ -68,7 +69,7 @@ class MembershipWatch:
     def _listed(self, member_id: str | None) -> bool | None:
         """Whether the group lists ``member_id``; ``None`` if the broker could not say."""
         if self._admin is None:
-            self._admin = AdminClient(self.settings.confluent_config())
+            self._admin = admin_client(self.settings)
         try:
             description = self._admin.describe_consumer_groups([self.group_id],
                                                                request_timeout=5)[self.group_id].result(10)

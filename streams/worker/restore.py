@@ -37,6 +37,7 @@ from typing import NamedTuple
 from confluent_kafka import OFFSET_BEGINNING, Consumer, IsolationLevel, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, OffsetSpec
 
+from streams.kafka.admin import admin_client
 from streams.kafka.settings import KafkaSettings
 from streams.worker.store import NO_CHECKPOINT, PartitionStore
 
@@ -95,12 +96,13 @@ class PartitionRestore:
     wait_logged: bool = False
 
     @property
-    def next_offset(self) -> int:
-        return 0 if self.checkpoint == NO_CHECKPOINT else self.checkpoint + 1
+    def next_offset(self) -> int | None:
+        """The offset the read goes on from (None: the partition's beginning)."""
+        return None if self.checkpoint == NO_CHECKPOINT else self.checkpoint + 1
 
     def topic_partition(self) -> TopicPartition:
-        start = OFFSET_BEGINNING if self.checkpoint == NO_CHECKPOINT else self.checkpoint + 1
-        return TopicPartition(self.changelog, self.partition, start)
+        start = self.next_offset
+        return TopicPartition(self.changelog, self.partition, OFFSET_BEGINNING if start is None else start)
 
 
 def restore_consumer(settings: KafkaSettings) -> Consumer:
@@ -277,7 +279,7 @@ class ChangelogRestorer:
             restore.target = ends.high
         if ends.stable <= restore.checkpoint and not restore.settle_tried:
             self._end_unended_transaction(restore, ends)
-        if ends.stable < max(restore.next_offset, restore.target):
+        if ends.stable < max(restore.next_offset or 0, restore.target):
             self._log_wait(restore, ends.stable)  # its end comes as an end of partition
             return
         if now - restore.last_news > self.stall_s:
@@ -330,7 +332,7 @@ class ChangelogRestorer:
         stable offset and read_uncommitted for the high watermark), or why it could not (the
         partition not served yet)."""
         if self._admin is None:
-            self._admin = AdminClient(self.settings.confluent_config())
+            self._admin = admin_client(self.settings)
         tp = TopicPartition(changelog, partition)
         ends = []
         try:
@@ -348,7 +350,7 @@ class ChangelogRestorer:
     @staticmethod
     def _where(restore: PartitionRestore, ends: PartitionEnds | str) -> str:
         """Where a read stands, for the log: the next offset to apply and the partition's ends."""
-        next_offset = "the beginning" if restore.checkpoint == NO_CHECKPOINT else f"offset {restore.checkpoint + 1}"
+        next_offset = "the beginning" if restore.next_offset is None else f"offset {restore.next_offset}"
         if isinstance(ends, str):
             return f"at {next_offset}; its end unknown: {ends}"
         return f"at {next_offset}; last stable offset {ends.stable}, high watermark {ends.high}"

@@ -37,16 +37,30 @@ class Wedged:
         return getattr(self.consumer, name)
 
 
-def _changelog(settings: KafkaSettings) -> str:
-    """A one-partition topic holding keys k0..k9 committed, k10..k14 aborted, then k3 deleted."""
-    topic = f"{settings.topic_prefix}restore-{uuid.uuid4().hex[:6]}"
+def _topic(settings: KafkaSettings, name: str) -> str:
+    """A new one-partition topic."""
+    topic = f"{settings.topic_prefix}{name}-{uuid.uuid4().hex[:6]}"
     admin = AdminClient(settings.confluent_config())
     admin.create_topics([NewTopic(topic, 1, 1)])[topic].result(30)
-    producer = Producer(settings.confluent_config(**{"transactional.id": f"restore-test-{uuid.uuid4().hex[:6]}"}))
+    return topic
+
+
+def _open_transaction(settings: KafkaSettings, topic: str, transactional_id: str, keys: range) -> Producer:
+    """A producer of ``transactional_id`` whose transaction, left open, holds ``k<i>`` -> ``{"n": i}``
+    for each i of ``keys`` on ``topic`` (delivered)."""
+    producer = Producer(settings.confluent_config(**{"transactional.id": transactional_id}))
     producer.init_transactions(30)
     producer.begin_transaction()
-    for i in range(10):
+    for i in keys:
         producer.produce(topic, key=f"k{i}".encode(), value=orjson.dumps({"n": i}))
+    producer.flush(30)
+    return producer
+
+
+def _changelog(settings: KafkaSettings) -> str:
+    """A one-partition topic holding keys k0..k9 committed, k10..k14 aborted, then k3 deleted."""
+    topic = _topic(settings, "restore")
+    producer = _open_transaction(settings, topic, f"restore-test-{uuid.uuid4().hex[:6]}", range(10))
     producer.commit_transaction(30)
     producer.begin_transaction()
     for i in range(10, 15):
@@ -114,15 +128,8 @@ def _store_past_the_stable_end(settings: KafkaSettings, transactional_id: str) -
     """A changelog partition whose last stable offset sits below the store's checkpoint: the store
     applied records 0..4 of a transaction the partition never saw ended (here it is left open by a
     live producer; in CI the broker lost its commit marker)."""
-    topic = f"{settings.topic_prefix}unended-{uuid.uuid4().hex[:6]}"
-    admin = AdminClient(settings.confluent_config())
-    admin.create_topics([NewTopic(topic, 1, 1)])[topic].result(30)
-    producer = Producer(settings.confluent_config(**{"transactional.id": transactional_id}))
-    producer.init_transactions(30)
-    producer.begin_transaction()
-    for i in range(5):
-        producer.produce(topic, key=f"k{i}".encode(), value=orjson.dumps({"n": i}))
-    producer.flush(30)
+    topic = _topic(settings, "unended")
+    producer = _open_transaction(settings, topic, transactional_id, range(5))
     store = PartitionStore.in_memory()
     store.apply([(f"k{i}".encode(), orjson.dumps({"n": i})) for i in range(5)], 4)
     return topic, store, producer
@@ -188,21 +195,9 @@ def test_a_restore_waits_for_a_transaction_open_when_it_began_and_reads_what_com
     stable offset stays at the open transaction's first record meanwhile, so a read that ended there
     would leave out the next owner's committed records: a third owner restoring in that window must
     wait for the open transaction to end."""
-    topic = f"{kafka_settings.topic_prefix}open-{uuid.uuid4().hex[:6]}"
-    admin = AdminClient(kafka_settings.confluent_config())
-    admin.create_topics([NewTopic(topic, 1, 1)])[topic].result(30)
-    killed = Producer(kafka_settings.confluent_config(**{"transactional.id": f"killed-{uuid.uuid4().hex[:6]}"}))
-    killed.init_transactions(30)
-    killed.begin_transaction()
-    for i in range(3):
-        killed.produce(topic, key=f"k{i}".encode(), value=orjson.dumps({"n": i}))
-    killed.flush(30)
-    next_owner = Producer(kafka_settings.confluent_config(**{"transactional.id": f"next-{uuid.uuid4().hex[:6]}"}))
-    next_owner.init_transactions(30)
-    next_owner.begin_transaction()
-    for i in range(3, 6):
-        next_owner.produce(topic, key=f"k{i}".encode(), value=orjson.dumps({"n": i}))
-    next_owner.commit_transaction(30)
+    topic = _topic(kafka_settings, "open")
+    killed = _open_transaction(kafka_settings, topic, f"killed-{uuid.uuid4().hex[:6]}", range(3))
+    _open_transaction(kafka_settings, topic, f"next-{uuid.uuid4().hex[:6]}", range(3, 6)).commit_transaction(30)
     ender = threading.Timer(4.0, lambda: killed.abort_transaction(30))  # the broker's abort, sooner
     ender.start()
     store = PartitionStore.in_memory()
